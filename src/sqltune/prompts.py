@@ -1,0 +1,182 @@
+"""The ONE place prompts are built: training records, prediction and serving all call this.
+
+A prompt is the Llama cookbook's text-to-SQL chat format::
+
+    system:    SYSTEM_PROMPT
+    user:      -- DB Schema: <schema>\\n\\n-- External Knowledge: <evidence>\\n\\n-- Question: <question>
+    assistant: <gold SQL>
+
+The schema is rendered from the live database in one of three styles:
+
+* ``ddl``: the CREATE TABLE statements stored in the database, joined by blank lines
+  (exactly what the cookbook puts in its prompts);
+* ``text``: DB-GPT-Hub's prose ("Table X has columns such as ...; K is the primary key;
+  the F of A is the foreign key of G of B");
+* ``compact``: one line per table, ``singer(singer_id PK, name, country, age)``, then one
+  line per foreign key, ``concert.stadium_id -> stadium.stadium_id``. About a third of the
+  DDL's tokens on Spider, which makes small models train and generate much faster.
+
+Optional parts, in every style: N sample rows per table, and column descriptions (BIRD's
+``database_description``) rendered as comments.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqltune.db.schema import Schema, Table
+from sqltune.errors import ConfigError
+
+SYSTEM_PROMPT = (
+    "You are a text to SQL query translator. Using the SQLite DB Schema and the External Knowledge, "
+    "translate the following text question into a SQLite SQL select statement."
+)
+SCHEMA_STYLES = ("ddl", "text", "compact")
+RECORD_FORMATS = ("chat", "alpaca")
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _ident(name: str) -> str:
+    return name if _PLAIN.match(name) else "`" + name.replace("`", "``") + "`"
+
+
+def _cell(v: Any, width: int = 40) -> str:
+    s = "NULL" if v is None else (f"<{len(v)} bytes>" if isinstance(v, bytes) else str(v))
+    s = " ".join(s.split())
+    return s if len(s) <= width else s[: width - 3] + "..."
+
+
+def _rows_block(t: Table) -> str:
+    cols = list(t.sample_columns)
+    lines = [" | ".join(cols)] + [" | ".join(_cell(v) for v in r) for r in t.sample_rows]
+    return f"/* {len(t.sample_rows)} example rows from {t.name}:\n" + "\n".join(lines) + "\n*/"
+
+
+def _desc_block(t: Table) -> str:
+    lines = []
+    for c in t.columns:
+        if not (c.description or c.value_description):
+            continue
+        text = c.description
+        if c.value_description:
+            text = f"{text}; values: {c.value_description}" if text else f"values: {c.value_description}"
+        lines.append(f"-- {t.name}.{c.name}: {text}")
+    return "\n".join(lines)
+
+
+def _ddl_of(t: Table, schema: Schema) -> str:
+    if t.ddl:
+        return t.ddl
+    cols = [f"  {_ident(c.name)} {c.type}".rstrip() for c in t.columns]
+    pks = t.primary_keys
+    if pks:
+        cols.append(f"  PRIMARY KEY ({', '.join(_ident(p) for p in pks)})")
+    for fk in schema.foreign_keys:
+        if fk.table == t.name:
+            cols.append(
+                f"  FOREIGN KEY ({_ident(fk.column)}) REFERENCES {_ident(fk.ref_table)}({_ident(fk.ref_column)})"
+            )
+    return f"CREATE TABLE {_ident(t.name)} (\n" + ",\n".join(cols) + "\n)"
+
+
+def _render_ddl(schema: Schema) -> str:
+    parts = []
+    for t in schema.tables:
+        block = _ddl_of(t, schema)
+        if schema.has_descriptions and (d := _desc_block(t)):
+            block += "\n" + d
+        if t.sample_rows:
+            block += "\n" + _rows_block(t)
+        parts.append(block)
+    return "\n\n".join(parts)
+
+
+def _render_text(schema: Schema) -> str:
+    out = f"{schema.db_id} contains tables such as {', '.join(t.name for t in schema.tables)}. "
+    for t in schema.tables:
+        out += f"Table {t.name} has columns such as {', '.join(c.name for c in t.columns)}. "
+        for pk in t.primary_keys:
+            out += f"{pk} is the primary key.\n"
+        if schema.has_descriptions and (d := _desc_block(t)):
+            out += d + "\n"
+        if t.sample_rows:
+            out += _rows_block(t) + "\n"
+    for fk in schema.foreign_keys:
+        out += f"The {fk.column} of {fk.table} is the foreign key of {fk.ref_column} of {fk.ref_table}.\n"
+    return out.strip()
+
+
+def _render_compact(schema: Schema) -> str:
+    lines = []
+    for t in schema.tables:
+        cols = ", ".join(_ident(c.name) + (" PK" if c.primary_key else "") for c in t.columns)
+        lines.append(f"{_ident(t.name)}({cols})")
+        if schema.has_descriptions and (d := _desc_block(t)):
+            lines.append(d)
+        if t.sample_rows:
+            lines.append(_rows_block(t))
+    for fk in schema.foreign_keys:
+        lines.append(f"{_ident(fk.table)}.{_ident(fk.column)} -> {_ident(fk.ref_table)}.{_ident(fk.ref_column)}")
+    return "\n".join(lines)
+
+
+_RENDERERS = {"ddl": _render_ddl, "text": _render_text, "compact": _render_compact}
+
+
+def render_schema(schema: Schema, style: str = "ddl") -> str:
+    """Render a schema in one of SCHEMA_STYLES."""
+    try:
+        return _RENDERERS[style](schema)
+    except KeyError:
+        raise ConfigError(f"unknown schema style {style!r}; choose one of: {', '.join(SCHEMA_STYLES)}") from None
+
+
+def user_prompt(schema_text: str, question: str, evidence: str = "") -> str:
+    """The user turn, byte for byte the cookbook's (the knowledge line is kept when empty)."""
+    return f"-- DB Schema: {schema_text}\n\n-- External Knowledge: {evidence}\n\n-- Question: {question}"
+
+
+def prompt_messages(schema_text: str, question: str, evidence: str = "") -> list[dict[str, str]]:
+    """System and user turns: what the model sees at inference and before the answer in training."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": user_prompt(schema_text, question, evidence)},
+    ]
+
+
+def chat_record(schema_text: str, question: str, evidence: str, sql: str) -> dict[str, Any]:
+    """A training record in chat format: ``{"messages": [system, user, assistant]}``."""
+    return {"messages": [*prompt_messages(schema_text, question, evidence), {"role": "assistant", "content": sql}]}
+
+
+def alpaca_record(schema_text: str, question: str, evidence: str, sql: str) -> dict[str, Any]:
+    """A training record in alpaca format, with the same texts as the chat format."""
+    return {"instruction": SYSTEM_PROMPT, "input": user_prompt(schema_text, question, evidence), "output": sql}
+
+
+def messages_from_record(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The prompt turns (no answer) of a chat or alpaca record, for inference."""
+    if "messages" in record:
+        return [m for m in record["messages"] if m.get("role") != "assistant"]
+    if "instruction" in record:
+        return [
+            {"role": "system", "content": record["instruction"]},
+            {"role": "user", "content": record.get("input", "")},
+        ]
+    raise ConfigError("record has neither 'messages' (chat format) nor 'instruction' (alpaca format)")
+
+
+def answer_from_record(record: dict[str, Any]) -> str:
+    if "messages" in record:
+        return next((m["content"] for m in record["messages"] if m.get("role") == "assistant"), "")
+    return str(record.get("output", ""))
+
+
+def make_record(fmt: str, schema_text: str, question: str, evidence: str, sql: str) -> dict[str, Any]:
+    if fmt == "chat":
+        return chat_record(schema_text, question, evidence, sql)
+    if fmt == "alpaca":
+        return alpaca_record(schema_text, question, evidence, sql)
+    raise ConfigError(f"unknown record format {fmt!r}; choose one of: {', '.join(RECORD_FORMATS)}")
