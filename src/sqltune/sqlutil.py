@@ -45,7 +45,9 @@ def sql_features(sql: str, dialect: str = "sqlite") -> set[str]:
         feats.add("limit")
     if tree.find(exp.Where):
         feats.add("where")
-    if tree.find(exp.Subquery) or any(s is not tree and s.find_ancestor(exp.Select) is not None for s in tree.find_all(exp.Select)):
+    if tree.find(exp.Subquery) or any(
+        s is not tree and s.find_ancestor(exp.Select) is not None for s in tree.find_all(exp.Select)
+    ):
         feats.add("nested")
     if tree.find(exp.Union, exp.Intersect, exp.Except):
         feats.add("set_op")

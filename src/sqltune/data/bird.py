@@ -30,7 +30,9 @@ def load_bird(data_dir: str | Path, split: str) -> tuple[list[Example], list[Pat
     data_dir = Path(data_dir)
     f = data_dir / (split if split.endswith(".json") else f"{split}.json")
     if not f.is_file():
-        raise DataError(f"{data_dir}: no {f.name} here; --data-dir must be the BIRD folder, --split dev|train|mini_dev_sqlite")
+        raise DataError(
+            f"{data_dir}: no {f.name} here; --data-dir must be the BIRD folder, --split dev|train|mini_dev_sqlite"
+        )
     split = f.stem
     items = read_json(f)
     if not isinstance(items, list):

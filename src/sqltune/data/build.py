@@ -99,7 +99,11 @@ class BuildConfig:
 
 def report_path(out: str | Path) -> Path:
     out = Path(out)
-    return out.with_name(out.name[: -len(".jsonl")] + ".report.json") if out.name.endswith(".jsonl") else out.with_suffix(".report.json")
+    return (
+        out.with_name(out.name[: -len(".jsonl")] + ".report.json")
+        if out.name.endswith(".jsonl")
+        else out.with_suffix(".report.json")
+    )
 
 
 def validation_path(out: str | Path) -> Path:
@@ -148,7 +152,14 @@ def length_stats(lengths: list[int]) -> dict[str, Any] | None:
         return None
     s = sorted(lengths)
     p90 = s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
-    return {"n": len(s), "mean": round(statistics.fmean(s), 1), "median": statistics.median(s), "p90": p90, "max": s[-1], "min": s[0]}
+    return {
+        "n": len(s),
+        "mean": round(statistics.fmean(s), 1),
+        "median": statistics.median(s),
+        "p90": p90,
+        "max": s[-1],
+        "min": s[0],
+    }
 
 
 @dataclass
@@ -265,11 +276,17 @@ def build_records(
             final_lengths.append(lengths[i])
         rec.update(prompts.make_record(cfg.format, txt, ex.question, ex.evidence, ex.sql))
         records.append(rec)
-    stats = {"shrunk": dict(shrunk), "shrunk_examples": shrunk_examples, "prompt_tokens": length_stats([x for x in final_lengths if x is not None])}
+    stats = {
+        "shrunk": dict(shrunk),
+        "shrunk_examples": shrunk_examples,
+        "prompt_tokens": length_stats([x for x in final_lengths if x is not None]),
+    }
     return records, skips, stats
 
 
-def split_by_database(records: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def split_by_database(
+    records: list[dict[str, Any]], fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Hold out about ``fraction`` of the records, whole databases at a time (seeded)."""
     if fraction <= 0:
         return records, []
@@ -315,7 +332,9 @@ def make_counter(cfg: BuildConfig) -> TokenCounter | None:
     return TokenCounter(load_tokenizer(name))
 
 
-def build(cfg: BuildConfig, examples: list[Example] | None = None, counter: TokenCounter | None = None) -> dict[str, Any]:
+def build(
+    cfg: BuildConfig, examples: list[Example] | None = None, counter: TokenCounter | None = None
+) -> dict[str, Any]:
     """Run the data stage; write ``cfg.out`` (and a validation file) and the report. Returns the report."""
     cfg.validate()
     t0 = time.perf_counter()
@@ -339,8 +358,12 @@ def build(cfg: BuildConfig, examples: list[Example] | None = None, counter: Toke
     if val:
         vp = validation_path(out)
         write_jsonl(vp, val)
-        outputs["validation"] = {"path": str(vp), "n": len(val), "sha256": sha256_file(vp),
-                                 "databases": sorted({r["db_id"] for r in val})}
+        outputs["validation"] = {
+            "path": str(vp),
+            "n": len(val),
+            "sha256": sha256_file(vp),
+            "databases": sorted({r["db_id"] for r in val}),
+        }
     db_paths = sorted({e.db_path for e in examples if "://" not in e.db_path and Path(e.db_path).is_file()})
     report: dict[str, Any] = {
         "written": len(records),

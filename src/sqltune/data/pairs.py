@@ -134,7 +134,9 @@ def load_pairs(
     if problems:
         shown = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise DataError(f"{path}: {len(problems)} bad record(s) (numbered from 0):\n  {shown}{more}\nNothing was written.")
+        raise DataError(
+            f"{path}: {len(problems)} bad record(s) (numbered from 0):\n  {shown}{more}\nNothing was written."
+        )
     ids = [e.id for e in out]
     if len(set(ids)) != len(ids):
         dup = sorted({x for x in ids if ids.count(x) > 1})[:5]

@@ -114,9 +114,7 @@ def classify_error(message: str) -> str:
     return "runtime_error"
 
 
-def run_query(
-    conn: sqlite3.Connection, sql: str, timeout: float = 30.0, max_rows: int | None = 10_000
-) -> QueryResult:
+def run_query(conn: sqlite3.Connection, sql: str, timeout: float = 30.0, max_rows: int | None = 10_000) -> QueryResult:
     """Run ``sql`` on an open read-only connection, stopping it after ``timeout`` seconds."""
     start = time.monotonic()
     deadline = start + timeout

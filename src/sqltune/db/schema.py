@@ -141,9 +141,7 @@ def _introspect_sqlalchemy(url: str, db_id: str, sample_rows: int) -> Schema:
     with engine.connect() as conn:
         for name in names:
             pk = set(insp.get_pk_constraint(name).get("constrained_columns") or [])
-            cols = tuple(
-                Column(c["name"], str(c["type"]).upper(), c["name"] in pk) for c in insp.get_columns(name)
-            )
+            cols = tuple(Column(c["name"], str(c["type"]).upper(), c["name"] in pk) for c in insp.get_columns(name))
             sample_cols: tuple[str, ...] = ()
             rows: tuple[tuple[Any, ...], ...] = ()
             if sample_rows > 0:
@@ -153,7 +151,7 @@ def _introspect_sqlalchemy(url: str, db_id: str, sample_rows: int) -> Schema:
                 rows = tuple(tuple(r) for r in res.fetchall())
             tables.append(Table(name, cols, sample_columns=sample_cols, sample_rows=rows))
             for fk in insp.get_foreign_keys(name):
-                for src, dst in zip(fk["constrained_columns"], fk["referred_columns"]):
+                for src, dst in zip(fk["constrained_columns"], fk["referred_columns"], strict=False):
                     fks.append(ForeignKey(name, src, fk["referred_table"], dst))
     engine.dispose()
     return Schema(db_id=db_id, tables=tuple(tables), foreign_keys=tuple(fks), dialect=dialect)

@@ -1,0 +1,24 @@
+# sqltune developer tasks. Run inside the virtual environment (. .venv/bin/activate).
+.PHONY: install test lint format bench quickstart
+
+install:
+	pip install torch==2.13.0
+	pip install -e ".[dev]"
+
+test:
+	pytest
+
+lint:
+	ruff check src tests benchmarks
+	ruff format --check src tests benchmarks
+
+format:
+	ruff format src tests benchmarks
+	ruff check --fix src tests benchmarks
+
+bench:
+	python benchmarks/data_build.py
+	python benchmarks/schema_tokens.py
+
+quickstart:
+	sqltune quickstart --out runs/quickstart

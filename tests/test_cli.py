@@ -1,0 +1,96 @@
+"""The command line: help with examples, clear errors with exit code 2, the data commands end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from sqltune.cli import app
+
+runner = CliRunner()
+COMMANDS = [["data", "build"], ["data", "demo"], ["models", "list"], ["models", "pull"], ["quickstart"]]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c))
+def test_every_command_has_help_with_an_example(cmd):
+    r = runner.invoke(app, [*cmd, "--help"], terminal_width=200)
+    assert r.exit_code == 0
+    assert "Example: sqltune " + " ".join(cmd) in " ".join(r.output.split())
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "sqltune", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_user_error_is_one_line_and_exit_2(tmp_path):
+    r = _run(
+        "data",
+        "build",
+        "--benchmark",
+        "spider",
+        "--data-dir",
+        str(tmp_path),
+        "--split",
+        "dev",
+        "--out",
+        str(tmp_path / "o.jsonl"),
+    )
+    assert r.returncode == 2
+    assert r.stderr.startswith("error:") and "Traceback" not in r.stderr
+    assert "dev.json" in r.stderr
+
+
+def test_bad_option_value_lists_choices(tmp_path):
+    r = _run(
+        "data",
+        "build",
+        "--benchmark",
+        "wikisql",
+        "--data-dir",
+        str(tmp_path),
+        "--split",
+        "dev",
+        "--out",
+        str(tmp_path / "o.jsonl"),
+        "--schema",
+        "yaml",
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "spider, bird, pairs" in r.stderr and "ddl, text, compact" in r.stderr
+
+
+def test_data_build_contract(spider_dir, tmp_path):
+    out = tmp_path / "dev.jsonl"
+    r = _run(
+        "data",
+        "build",
+        "--benchmark",
+        "spider",
+        "--data-dir",
+        str(spider_dir),
+        "--split",
+        "dev",
+        "--out",
+        str(out),
+        "--format",
+        "chat",
+        "--schema",
+        "text",
+    )
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "dev.report.json").read_text())
+    assert isinstance(rep["written"], int) and rep["written"] == 972
+    assert rep["skipped"] == {"missing_database": 62}
+    assert "wta_1 (62)" in r.stdout
+    assert json.loads(out.read_text().splitlines()[0])["schema_style"] == "text"
+
+
+def test_data_demo_prints_the_card(tmp_path):
+    r = runner.invoke(app, ["data", "demo", "--out", str(tmp_path / "demo")])
+    assert r.exit_code == 0, r.output
+    assert "# sqltune demo dataset" in r.output
+    assert (tmp_path / "demo" / "shop.sqlite").is_file()

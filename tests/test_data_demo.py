@@ -1,0 +1,75 @@
+"""The embedded demo database and dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+
+import pytest
+
+from sqltune.data.demo import TEMPLATES, build_demo, create_database
+from sqltune.db.execute import execute
+from sqltune.sqlutil import sql_features
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    d = tmp_path_factory.mktemp("demo")
+    res = build_demo(d)
+    train = [json.loads(x) for x in (d / "train.jsonl").read_text().splitlines()]
+    test = [json.loads(x) for x in (d / "test.jsonl").read_text().splitlines()]
+    return d, res, train, test
+
+
+def test_at_least_400_verified_pairs(demo):
+    d, res, train, test = demo
+    assert len(train) + len(test) >= 400
+    assert res["n_train"] == len(train) and res["n_test"] == len(test)
+    for r in train + test:
+        result = execute(r["db_path"], r["sql"])
+        assert result.ok, (r["id"], result.error)
+
+
+def test_no_test_question_in_train(demo):
+    _, _, train, test = demo
+    assert not {r["question"] for r in test} & {r["question"] for r in train}
+    assert len({r["question"] for r in train + test}) == len(train) + len(test)
+
+
+def test_covers_the_sql_constructs(demo):
+    _, _, train, test = demo
+    for split in (train, test):
+        feats = set().union(*(sql_features(r["sql"]) for r in split))
+        assert {"join", "aggregate", "group_by", "having", "order_by", "limit", "nested", "set_op", "where"} <= feats
+        assert {r["difficulty"] for r in split} == {"easy", "medium", "hard", "extra"}
+
+
+def test_phrasings_vary(demo):
+    _, _, train, _ = demo
+    assert all(len(t.phrasings) >= 2 for t in TEMPLATES)
+    starts = {r["question"].split()[0] for r in train}
+    assert len(starts) >= 8
+
+
+def test_deterministic(tmp_path):
+    def digest(p):
+        conn = sqlite3.connect(p)
+        rows = []
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"):
+            rows.append(conn.execute(f"SELECT * FROM {name} ORDER BY 1").fetchall())
+        return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+    a = create_database(tmp_path / "a.sqlite", seed=0)
+    b = create_database(tmp_path / "b.sqlite", seed=0)
+    c = create_database(tmp_path / "c.sqlite", seed=1)
+    assert digest(a) == digest(b) != digest(c)
+
+
+def test_card_and_reports(demo):
+    d, res, train, _ = demo
+    card = (d / "card.md").read_text()
+    assert f"**{len(train)} train**" in card and "orders(order_id PK" in card
+    rep = json.loads((d / "train.report.json").read_text())
+    assert rep["written"] == len(train) and rep["skipped"] == {}
+    assert train[0]["messages"][0]["content"].startswith("You are a text to SQL query translator.")
