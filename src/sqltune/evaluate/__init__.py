@@ -1,0 +1,1 @@
+"""The eval stage: execution accuracy that agrees with the official Spider and BIRD evaluators."""
