@@ -166,7 +166,9 @@ def diagnose_miss(
     gn, pn = _ncols(g, gold_columns), _ncols(p, pred_columns)
     if gn != pn:
         return "wrong_column_count"
-    if mode == "ordered" or (mode == "multiset" and order_matters):
+    if mode == "ordered" and Counter(g) == Counter(p):
+        return "wrong_order"
+    if mode == "multiset" and order_matters:
         if results_equal(g, p, "multiset", order_matters=False, gold_columns=gold_columns, pred_columns=pred_columns):
             return "wrong_order"
     return "wrong_rows"

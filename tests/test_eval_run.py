@@ -1,0 +1,204 @@
+"""The eval stage end to end: official formats, gold against itself, bad input, runaway queries, outputs."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from sqltune.db.pool import WorkerPool
+from sqltune.errors import DataError
+from sqltune.evaluate.inputs import EvalItem, load_bird_files, load_spider_files, load_sqltune_files
+from sqltune.evaluate.report import compare_runs, write_outputs
+from sqltune.evaluate.run import EvalConfig, evaluate
+
+
+@pytest.fixture(scope="module")
+def spider_gold_as_pred(spider_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("sp")
+    lines = (spider_dir / "dev_gold.sql").read_text().splitlines()
+    (d / "pred.sql").write_text("\n".join(x.rsplit("\t", 1)[0] for x in lines) + "\n")
+    return d
+
+
+@pytest.mark.parametrize("mode", ["set", "multiset", "ordered"])
+def test_spider_dev_gold_against_itself(spider_dir, spider_gold_as_pred, mode, tmp_path):
+    items = load_spider_files(spider_dir / "dev_gold.sql", spider_gold_as_pred / "pred.sql", spider_dir / "database")
+    summary, recs = evaluate(items, EvalConfig(match=mode, cache_path=str(spider_gold_as_pred / "cache.sqlite")))
+    assert summary["ex"] == 1.0 and summary["n"] == 972
+    assert summary["excluded"] == {"missing_database": 62}
+    assert {g["db_id"] for g in summary["gold_problems"]} == {"wta_1"}
+    assert len(recs) == 1034 and [r["id"] for r in recs] == [str(i) for i in range(1034)]
+    assert set(summary["by_hardness"]) == {"easy", "medium", "hard", "extra"}
+
+
+@pytest.fixture(scope="module")
+def bird_files(bird_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("bird")
+    dev = json.loads((bird_dir / "dev.json").read_text())
+    (d / "gold.sql").write_text("\n".join(f"{x['SQL']}\t{x['db_id']}" for x in dev) + "\n")
+    (d / "predict_dev.json").write_text(json.dumps({str(i): f"{x['SQL']}\t----- bird -----\t{x['db_id']}" for i, x in enumerate(dev)}))
+    return d
+
+
+@pytest.mark.parametrize("mode", ["set", "multiset", "ordered"])
+def test_bird_superhero_gold_against_itself(bird_dir, bird_files, mode):
+    items = load_bird_files(bird_files / "predict_dev.json", bird_files / "gold.sql", bird_dir / "dev_databases", bird_dir / "dev.json")
+    summary, recs = evaluate(items, EvalConfig(match=mode, cache_path=str(bird_files / "c.sqlite")), family="bird")
+    assert summary["n"] == 129 and summary["ex"] == 1.0
+    assert set(summary["by_difficulty"]) == {"simple", "moderate", "challenging"}
+    assert summary["excluded"] == {"missing_database": 1534 - 129}
+
+
+def test_bird_default_mode_is_set(bird_dir, bird_files):
+    items = load_bird_files(bird_files / "predict_dev.json", bird_files / "gold.sql", bird_dir / "dev_databases")
+    summary, _ = evaluate(items[:5], EvalConfig(cache=False), family="bird")
+    assert summary["mode"] == "set"
+
+
+def test_bird_pairs_by_key_not_file_order(bird_dir, bird_files, tmp_path):
+    preds = json.loads((bird_files / "predict_dev.json").read_text())
+    shuffled = dict(reversed(list(preds.items())))
+    (tmp_path / "p.json").write_text(json.dumps(shuffled))
+    items = load_bird_files(tmp_path / "p.json", bird_files / "gold.sql", bird_dir / "dev_databases")
+    assert all(it.gold == it.pred for it in items)
+
+
+def test_bird_missing_and_extra_keys_are_named(bird_files, bird_dir, tmp_path):
+    preds = json.loads((bird_files / "predict_dev.json").read_text())
+    del preds["7"]
+    preds["99999"] = "SELECT 1"
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    with pytest.raises(DataError, match=r"1 gold question\(s\) have no prediction \(keys 7\).*1 prediction\(s\) match no gold question \(keys 99999\)"):
+        load_bird_files(tmp_path / "p.json", bird_files / "gold.sql", bird_dir / "dev_databases")
+
+
+def test_spider_short_prediction_file_is_an_error_not_truncation(spider_dir, spider_gold_as_pred, tmp_path):
+    lines = (spider_gold_as_pred / "pred.sql").read_text().splitlines()
+    (tmp_path / "short.sql").write_text("\n".join(lines[:1000]) + "\n")
+    with pytest.raises(DataError, match=r"has 1034 lines but .* has 1000: the prediction file is short by 34"):
+        load_spider_files(spider_dir / "dev_gold.sql", tmp_path / "short.sql", spider_dir / "database")
+
+
+def test_non_utf8_prediction_file(spider_dir, tmp_path):
+    (tmp_path / "p.sql").write_bytes(b"SELECT '\xff'\n")
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_spider_files(spider_dir / "dev_gold.sql", tmp_path / "p.sql", spider_dir / "database")
+
+
+def _dataset(tmp_path: Path, school_db: Path, n: int = 3) -> Path:
+    recs = [{"id": f"q{i}", "db_id": "school", "db_path": str(school_db), "question": f"q{i}",
+             "sql": "SELECT name FROM teacher WHERE age > 30", "difficulty": "easy"} for i in range(n)]
+    p = tmp_path / "ds.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    return p
+
+
+def _preds(tmp_path: Path, rows: list[dict]) -> Path:
+    p = tmp_path / "pred.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return p
+
+
+def test_sqltune_files_bad_input(school_db, tmp_path):
+    ds = _dataset(tmp_path, school_db)
+    ok = [{"id": "q0", "pred_sql": "SELECT 1"}, {"id": "q1", "pred_sql": "SELECT 1"}, {"id": "q2", "pred_sql": "x"}]
+    assert len(load_sqltune_files(ds, _preds(tmp_path, ok))) == 3
+    with pytest.raises(DataError, match="duplicate prediction for id 'q0'"):
+        load_sqltune_files(ds, _preds(tmp_path, [*ok, {"id": "q0", "pred_sql": "SELECT 2"}]))
+    with pytest.raises(DataError, match="ids not in .*: zz"):
+        load_sqltune_files(ds, _preds(tmp_path, [*ok, {"id": "zz", "pred_sql": "SELECT 2"}]))
+    with pytest.raises(DataError, match="no prediction for 1 of 3 dataset ids \\(first: q2\\)"):
+        load_sqltune_files(ds, _preds(tmp_path, ok[:2]))
+    items = load_sqltune_files(ds, _preds(tmp_path, ok[:2]), allow_missing=True)
+    summary, recs = evaluate(items, EvalConfig(cache=False))
+    assert summary["n"] == 3 and recs[2]["error_type"] == "empty_prediction"
+
+
+def test_unknown_db_id_is_a_counted_status(spider_dir, tmp_path):
+    (tmp_path / "gold.sql").write_text("SELECT count(*) FROM singer\tconcert_singer\nSELECT 1\tno_such_db\n")
+    (tmp_path / "pred.sql").write_text("SELECT count(*) FROM singer\nSELECT 1\n")
+    items = load_spider_files(tmp_path / "gold.sql", tmp_path / "pred.sql", spider_dir / "database")
+    summary, recs = evaluate(items, EvalConfig(cache=False))
+    assert summary["n"] == 1 and summary["ex"] == 1.0 and summary["excluded"] == {"missing_database": 1}
+    assert recs[1]["gold_status"] == "missing_database"
+
+
+def test_gold_errors_excluded_by_default_or_counted(school_db, tmp_path):
+    items = [EvalItem("a", "s", str(school_db), "SELECT name FROM teacher", "SELECT name FROM teacher"),
+             EvalItem("b", "s", str(school_db), "SELECT nope FROM teacher", "SELECT name FROM teacher")]
+    s1, r1 = evaluate(items, EvalConfig(cache=False))
+    assert s1["n"] == 1 and s1["ex"] == 1.0 and s1["excluded"] == {"failed": 1}
+    assert s1["gold_problems"][0]["id"] == "b" and "no such column" in s1["gold_problems"][0]["error"]
+    s2, _ = evaluate(items, EvalConfig(cache=False, count_gold_errors=True))
+    assert s2["n"] == 2 and s2["ex"] == 0.5
+
+
+def test_runaway_query_stopped_run_continues_no_cpu_left(school_db):
+    forever = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    items = [EvalItem("slow", "s", str(school_db), "SELECT 1", forever),
+             EvalItem("fine", "s", str(school_db), "SELECT name FROM teacher", "SELECT name FROM teacher")]
+    t0 = time.monotonic()
+    summary, recs = evaluate(items, EvalConfig(timeout=1.0, cache=False, workers=1))
+    assert time.monotonic() - t0 < 1.0 + 1.0 + 1.5  # timeout + 1 s, plus worker start-up
+    assert recs[0]["error_type"] == "timeout" and recs[1]["correct"]
+    assert multiprocessing.active_children() == []
+
+
+def _sleepy(job):
+    time.sleep(job)
+    return job
+
+
+def test_a_worker_that_hangs_is_killed():
+    pool = WorkerPool(_sleepy, workers=2)
+    t0 = time.monotonic()
+    out = dict(pool.run([0.0, 30.0, 0.1], seconds_allowed=lambda j: 1.0, on_timeout=lambda j: "killed"))
+    assert out == {0: 0.0, 1: "killed", 2: 0.1}
+    assert time.monotonic() - t0 < 3.0
+    assert pool.killed == 1
+    assert multiprocessing.active_children() == []
+
+
+def test_gold_cache_warm_run_executes_no_gold(school_db, tmp_path):
+    items = [EvalItem(str(i), "s", str(school_db), f"SELECT name FROM teacher WHERE age > {i}", "SELECT name FROM teacher") for i in range(5)]
+    cfg = EvalConfig(cache_path=str(tmp_path / "c.sqlite"))
+    s1, r1 = evaluate(items, cfg)
+    s2, r2 = evaluate(items, cfg)
+    assert (s1["gold_executed"], s1["gold_cached"]) == (5, 0)
+    assert (s2["gold_executed"], s2["gold_cached"]) == (0, 5)
+    assert [r["correct"] for r in r1] == [r["correct"] for r in r2]
+
+
+def test_candidates_pass_at_k_and_majority_vote(school_db):
+    good, bad = "SELECT name FROM teacher", "SELECT age FROM teacher"
+    items = [EvalItem("a", "s", str(school_db), good, bad, candidates=[bad, good, good]),   # vote fixes it
+             EvalItem("b", "s", str(school_db), good, good, candidates=[good, bad, "SELEC x"]),  # tie: greedy wins
+             EvalItem("c", "s", str(school_db), good, bad, candidates=[bad, bad, good])]
+    summary, recs = evaluate(items, EvalConfig(cache=False))
+    assert [r["vote_correct"] for r in recs] == [True, True, False]
+    assert summary["ex"] == pytest.approx(1 / 3, abs=1e-3)
+    assert summary["majority_ex"] == pytest.approx(2 / 3, abs=1e-3)
+    assert summary["pass_at_k"]["3"] == 1.0
+
+
+def test_outputs_and_compare(school_db, tmp_path):
+    items = [EvalItem("a", "s", str(school_db), "SELECT name FROM teacher", "SELECT name FROM teacher", question="who?"),
+             EvalItem("b", "s", str(school_db), "SELECT age FROM teacher", "SELECT name FROM teacher", question="ages?")]
+    s, r = evaluate(items, EvalConfig(cache=False))
+    files = write_outputs(tmp_path / "A", s, r)
+    summary = json.loads(Path(files["summary"]).read_text())
+    assert summary["ex"] == 0.5 and summary["n"] == 2
+    lines = [json.loads(x) for x in Path(files["results"]).read_text().splitlines()]
+    assert [(x["correct"], x["error_type"]) for x in lines] == [(True, None), (False, "wrong_rows")]
+    assert "EX 50.00%" in Path(files["report"]).read_text()
+    assert Path(files["chart"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    items[1].pred = "SELECT age FROM teacher"
+    items[0].pred = "SELECT nope FROM teacher"
+    write_outputs(tmp_path / "B", *evaluate(items, EvalConfig(cache=False)))
+    c = compare_runs(tmp_path / "A", tmp_path / "B")
+    assert [f["id"] for f in c["fixed"]] == ["b"] and [b["id"] for b in c["broken"]] == ["a"]
+    assert c["broken"][0]["error_b"] == "unknown_column"
