@@ -19,7 +19,9 @@ from sqltune.db import schema as schema_mod
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spider"))
+    ap.add_argument(
+        "--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spider")
+    )
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--target-seconds", type=float, default=10.0)
     args = ap.parse_args()
@@ -27,8 +29,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):
             schema_mod._CACHE.clear()  # cold: every schema read again from its database
-            cfg = BuildConfig(benchmark="spider", data_dir=args.data_dir, split="train", out=f"{tmp}/train{i}.jsonl",
-                              format="chat", schema="ddl")
+            cfg = BuildConfig(
+                benchmark="spider",
+                data_dir=args.data_dir,
+                split="train",
+                out=f"{tmp}/train{i}.jsonl",
+                format="chat",
+                schema="ddl",
+            )
             t0 = time.perf_counter()
             rep = build(cfg)
             times.append(time.perf_counter() - t0)

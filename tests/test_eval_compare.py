@@ -44,8 +44,11 @@ def verdicts(case_db, tmp_path_factory):
     out = {}
     for mode in ("set", "multiset", "ordered"):
         for strip in (False, True):
-            items = [EvalItem(id=c["name"], db_id="t", db_path=str(case_db), gold=c["gold"], pred=c["pred"])
-                     for c in CASES if bool(c.get("strip_distinct")) == strip]
+            items = [
+                EvalItem(id=c["name"], db_id="t", db_path=str(case_db), gold=c["gold"], pred=c["pred"])
+                for c in CASES
+                if bool(c.get("strip_distinct")) == strip
+            ]
             _, recs = evaluate(items, EvalConfig(match=mode, timeout=0.5, strip_distinct=strip, cache_path=str(cache)))
             for r in recs:
                 out[(r["id"], mode)] = r

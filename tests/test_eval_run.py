@@ -40,13 +40,17 @@ def bird_files(bird_dir, tmp_path_factory):
     d = tmp_path_factory.mktemp("bird")
     dev = json.loads((bird_dir / "dev.json").read_text())
     (d / "gold.sql").write_text("\n".join(f"{x['SQL']}\t{x['db_id']}" for x in dev) + "\n")
-    (d / "predict_dev.json").write_text(json.dumps({str(i): f"{x['SQL']}\t----- bird -----\t{x['db_id']}" for i, x in enumerate(dev)}))
+    (d / "predict_dev.json").write_text(
+        json.dumps({str(i): f"{x['SQL']}\t----- bird -----\t{x['db_id']}" for i, x in enumerate(dev)})
+    )
     return d
 
 
 @pytest.mark.parametrize("mode", ["set", "multiset", "ordered"])
 def test_bird_superhero_gold_against_itself(bird_dir, bird_files, mode):
-    items = load_bird_files(bird_files / "predict_dev.json", bird_files / "gold.sql", bird_dir / "dev_databases", bird_dir / "dev.json")
+    items = load_bird_files(
+        bird_files / "predict_dev.json", bird_files / "gold.sql", bird_dir / "dev_databases", bird_dir / "dev.json"
+    )
     summary, recs = evaluate(items, EvalConfig(match=mode, cache_path=str(bird_files / "c.sqlite")), family="bird")
     assert summary["n"] == 129 and summary["ex"] == 1.0
     assert set(summary["by_difficulty"]) == {"simple", "moderate", "challenging"}
@@ -72,7 +76,10 @@ def test_bird_missing_and_extra_keys_are_named(bird_files, bird_dir, tmp_path):
     del preds["7"]
     preds["99999"] = "SELECT 1"
     (tmp_path / "p.json").write_text(json.dumps(preds))
-    with pytest.raises(DataError, match=r"1 gold question\(s\) have no prediction \(keys 7\).*1 prediction\(s\) match no gold question \(keys 99999\)"):
+    with pytest.raises(
+        DataError,
+        match=r"1 gold question\(s\) have no prediction \(keys 7\).*1 prediction\(s\) match no gold question \(keys 99999\)",
+    ):
         load_bird_files(tmp_path / "p.json", bird_files / "gold.sql", bird_dir / "dev_databases")
 
 
@@ -90,8 +97,17 @@ def test_non_utf8_prediction_file(spider_dir, tmp_path):
 
 
 def _dataset(tmp_path: Path, school_db: Path, n: int = 3) -> Path:
-    recs = [{"id": f"q{i}", "db_id": "school", "db_path": str(school_db), "question": f"q{i}",
-             "sql": "SELECT name FROM teacher WHERE age > 30", "difficulty": "easy"} for i in range(n)]
+    recs = [
+        {
+            "id": f"q{i}",
+            "db_id": "school",
+            "db_path": str(school_db),
+            "question": f"q{i}",
+            "sql": "SELECT name FROM teacher WHERE age > 30",
+            "difficulty": "easy",
+        }
+        for i in range(n)
+    ]
     p = tmp_path / "ds.jsonl"
     p.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     return p
@@ -128,8 +144,10 @@ def test_unknown_db_id_is_a_counted_status(spider_dir, tmp_path):
 
 
 def test_gold_errors_excluded_by_default_or_counted(school_db, tmp_path):
-    items = [EvalItem("a", "s", str(school_db), "SELECT name FROM teacher", "SELECT name FROM teacher"),
-             EvalItem("b", "s", str(school_db), "SELECT nope FROM teacher", "SELECT name FROM teacher")]
+    items = [
+        EvalItem("a", "s", str(school_db), "SELECT name FROM teacher", "SELECT name FROM teacher"),
+        EvalItem("b", "s", str(school_db), "SELECT nope FROM teacher", "SELECT name FROM teacher"),
+    ]
     s1, r1 = evaluate(items, EvalConfig(cache=False))
     assert s1["n"] == 1 and s1["ex"] == 1.0 and s1["excluded"] == {"failed": 1}
     assert s1["gold_problems"][0]["id"] == "b" and "no such column" in s1["gold_problems"][0]["error"]
@@ -139,8 +157,10 @@ def test_gold_errors_excluded_by_default_or_counted(school_db, tmp_path):
 
 def test_runaway_query_stopped_run_continues_no_cpu_left(school_db):
     forever = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
-    items = [EvalItem("slow", "s", str(school_db), "SELECT 1", forever),
-             EvalItem("fine", "s", str(school_db), "SELECT name FROM teacher", "SELECT name FROM teacher")]
+    items = [
+        EvalItem("slow", "s", str(school_db), "SELECT 1", forever),
+        EvalItem("fine", "s", str(school_db), "SELECT name FROM teacher", "SELECT name FROM teacher"),
+    ]
     t0 = time.monotonic()
     summary, recs = evaluate(items, EvalConfig(timeout=1.0, cache=False, workers=1))
     assert time.monotonic() - t0 < 1.0 + 1.0 + 1.5  # timeout + 1 s, plus worker start-up
@@ -164,7 +184,10 @@ def test_a_worker_that_hangs_is_killed():
 
 
 def test_gold_cache_warm_run_executes_no_gold(school_db, tmp_path):
-    items = [EvalItem(str(i), "s", str(school_db), f"SELECT name FROM teacher WHERE age > {i}", "SELECT name FROM teacher") for i in range(5)]
+    items = [
+        EvalItem(str(i), "s", str(school_db), f"SELECT name FROM teacher WHERE age > {i}", "SELECT name FROM teacher")
+        for i in range(5)
+    ]
     cfg = EvalConfig(cache_path=str(tmp_path / "c.sqlite"))
     s1, r1 = evaluate(items, cfg)
     s2, r2 = evaluate(items, cfg)
@@ -175,9 +198,11 @@ def test_gold_cache_warm_run_executes_no_gold(school_db, tmp_path):
 
 def test_candidates_pass_at_k_and_majority_vote(school_db):
     good, bad = "SELECT name FROM teacher", "SELECT age FROM teacher"
-    items = [EvalItem("a", "s", str(school_db), good, bad, candidates=[bad, good, good]),   # vote fixes it
-             EvalItem("b", "s", str(school_db), good, good, candidates=[good, bad, "SELEC x"]),  # tie: greedy wins
-             EvalItem("c", "s", str(school_db), good, bad, candidates=[bad, bad, good])]
+    items = [
+        EvalItem("a", "s", str(school_db), good, bad, candidates=[bad, good, good]),  # vote fixes it
+        EvalItem("b", "s", str(school_db), good, good, candidates=[good, bad, "SELEC x"]),  # tie: greedy wins
+        EvalItem("c", "s", str(school_db), good, bad, candidates=[bad, bad, good]),
+    ]
     summary, recs = evaluate(items, EvalConfig(cache=False))
     assert [r["vote_correct"] for r in recs] == [True, True, False]
     assert summary["ex"] == pytest.approx(1 / 3, abs=1e-3)
@@ -186,8 +211,10 @@ def test_candidates_pass_at_k_and_majority_vote(school_db):
 
 
 def test_outputs_and_compare(school_db, tmp_path):
-    items = [EvalItem("a", "s", str(school_db), "SELECT name FROM teacher", "SELECT name FROM teacher", question="who?"),
-             EvalItem("b", "s", str(school_db), "SELECT age FROM teacher", "SELECT name FROM teacher", question="ages?")]
+    items = [
+        EvalItem("a", "s", str(school_db), "SELECT name FROM teacher", "SELECT name FROM teacher", question="who?"),
+        EvalItem("b", "s", str(school_db), "SELECT age FROM teacher", "SELECT name FROM teacher", question="ages?"),
+    ]
     s, r = evaluate(items, EvalConfig(cache=False))
     files = write_outputs(tmp_path / "A", s, r)
     summary = json.loads(Path(files["summary"]).read_text())

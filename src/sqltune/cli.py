@@ -157,19 +157,29 @@ app.add_typer(eval_app, name="eval")
 )
 def eval_run(
     ctx: typer.Context,
-    gold: Annotated[str | None, typer.Option(help="Gold: Spider/BIRD .sql (SQL<TAB>db_id) or a benchmark .json")] = None,
+    gold: Annotated[
+        str | None, typer.Option(help="Gold: Spider/BIRD .sql (SQL<TAB>db_id) or a benchmark .json")
+    ] = None,
     pred: Annotated[str | None, typer.Option(help="Predictions: .sql (Spider), .json (BIRD), .jsonl (sqltune)")] = None,
     db_root: Annotated[str | None, typer.Option(help="Folder of <db_id>/<db_id>.sqlite")] = None,
     dataset: Annotated[str | None, typer.Option(help="sqltune dataset .jsonl (joined to --pred by id)")] = None,
     diff_json: Annotated[str | None, typer.Option(help="BIRD: dev.json, for the difficulty field")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder")] = None,
-    match: Annotated[str | None, typer.Option(help="set | multiset | ordered [default: set for BIRD, else multiset]")] = None,
+    match: Annotated[
+        str | None, typer.Option(help="set | multiset | ordered [default: set for BIRD, else multiset]")
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per query")] = 30.0,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 2,
     max_rows: Annotated[int, typer.Option(help="Rows fetched per query at most")] = 100_000,
-    strip_distinct: Annotated[bool, typer.Option(help="Drop DISTINCT from both sides (the Spider test-suite default)")] = False,
-    count_gold_errors: Annotated[bool, typer.Option(help="Count failing golds as misses (as BIRD) instead of excluding them")] = False,
-    allow_missing: Annotated[bool, typer.Option(help="sqltune files: count dataset ids without a prediction as misses")] = False,
+    strip_distinct: Annotated[
+        bool, typer.Option(help="Drop DISTINCT from both sides (the Spider test-suite default)")
+    ] = False,
+    count_gold_errors: Annotated[
+        bool, typer.Option(help="Count failing golds as misses (as BIRD) instead of excluding them")
+    ] = False,
+    allow_missing: Annotated[
+        bool, typer.Option(help="sqltune files: count dataset ids without a prediction as misses")
+    ] = False,
     cache: Annotated[bool, typer.Option(help="Use the gold-result cache")] = True,
     ves_repeats: Annotated[int, typer.Option(help="Repeats for VES timing of correct predictions (0: off)")] = 0,
 ) -> None:
@@ -182,20 +192,34 @@ def eval_run(
     from sqltune.evaluate.run import EvalConfig, evaluate
 
     if pred is None or out_dir is None:
-        raise ConfigError("sqltune eval needs --pred and --out (and --gold with --db-root, or --dataset); see sqltune eval --help")
-    cfg = EvalConfig(match=match, timeout=timeout, workers=workers, max_rows=max_rows, strip_distinct=strip_distinct,
-                     count_gold_errors=count_gold_errors, cache=cache, ves_repeats=ves_repeats)
+        raise ConfigError(
+            "sqltune eval needs --pred and --out (and --gold with --db-root, or --dataset); see sqltune eval --help"
+        )
+    cfg = EvalConfig(
+        match=match,
+        timeout=timeout,
+        workers=workers,
+        max_rows=max_rows,
+        strip_distinct=strip_distinct,
+        count_gold_errors=count_gold_errors,
+        cache=cache,
+        ves_repeats=ves_repeats,
+    )
     cfg.validate()
     items, family = detect_and_load(gold, pred, db_root, dataset, diff_json, allow_missing)
     summary, records = evaluate(items, cfg, family)
     files = write_outputs(out_dir, summary, records)
-    out.print(f"[bold]EX {100 * summary['ex']:.2f}%[/bold] ({summary['correct']}/{summary['n']}, mode {summary['mode']})"
-              f"  exact match {100 * summary['exact_match']:.1f}%  soft-F1 {100 * summary['soft_f1']:.1f}%")
+    out.print(
+        f"[bold]EX {100 * summary['ex']:.2f}%[/bold] ({summary['correct']}/{summary['n']}, mode {summary['mode']})"
+        f"  exact match {100 * summary['exact_match']:.1f}%  soft-F1 {100 * summary['soft_f1']:.1f}%"
+    )
     if summary["excluded"]:
         out.print("excluded (gold problems): " + ", ".join(f"{k}: {v}" for k, v in summary["excluded"].items()))
     if summary["errors"]:
         out.print("misses: " + ", ".join(f"{k}: {v}" for k, v in summary["errors"].items()))
-    out.print(f"gold queries executed: {summary['gold_executed']}, from cache: {summary['gold_cached']}; {summary['seconds']:.1f} s")
+    out.print(
+        f"gold queries executed: {summary['gold_executed']}, from cache: {summary['gold_cached']}; {summary['seconds']:.1f} s"
+    )
     out.print(f"report: {files['report']}")
 
 
@@ -208,8 +232,10 @@ def eval_compare(
     from sqltune.evaluate.report import compare_runs
 
     c = compare_runs(run_a, run_b)
-    out.print(f"EX {100 * c['ex_a']:.2f}% -> {100 * c['ex_b']:.2f}% on {c['common']} common questions: "
-              f"{len(c['fixed'])} fixed, {len(c['broken'])} broken")
+    out.print(
+        f"EX {100 * c['ex_a']:.2f}% -> {100 * c['ex_b']:.2f}% on {c['common']} common questions: "
+        f"{len(c['fixed'])} fixed, {len(c['broken'])} broken"
+    )
     for f in c["fixed"]:
         out.print(f"[green]fixed[/green]  {f['id']}: {f['question']}", highlight=False, markup=True)
     for b in c["broken"]:

@@ -8,6 +8,7 @@ pathological query can neither hang the run nor leave a process burning a CPU.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,10 +46,8 @@ class _Worker:
         self.conn.close()
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.conn.send(None)
-        except OSError:
-            pass
         self.proc.join(2)
         if self.proc.is_alive():
             self.proc.kill()

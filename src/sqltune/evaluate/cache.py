@@ -28,7 +28,9 @@ class GoldCache:
         self.conn = sqlite3.connect(self.path, timeout=30)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value BLOB)")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS db_hash (path TEXT, size INTEGER, mtime_ns INTEGER, sha256 TEXT, PRIMARY KEY (path, size, mtime_ns))")
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS db_hash (path TEXT, size INTEGER, mtime_ns INTEGER, sha256 TEXT, PRIMARY KEY (path, size, mtime_ns))"
+        )
         self._hashes: dict[str, str] = {}
 
     def db_hash(self, db_path: str) -> str:
@@ -36,12 +38,16 @@ class GoldCache:
             return self._hashes[db_path]
         st = os.stat(db_path)
         real = str(Path(db_path).resolve())
-        row = self.conn.execute("SELECT sha256 FROM db_hash WHERE path=? AND size=? AND mtime_ns=?", (real, st.st_size, st.st_mtime_ns)).fetchone()
+        row = self.conn.execute(
+            "SELECT sha256 FROM db_hash WHERE path=? AND size=? AND mtime_ns=?", (real, st.st_size, st.st_mtime_ns)
+        ).fetchone()
         if row:
             digest = row[0]
         else:
             digest = sha256_file(db_path)
-            self.conn.execute("INSERT OR REPLACE INTO db_hash VALUES (?, ?, ?, ?)", (real, st.st_size, st.st_mtime_ns, digest))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO db_hash VALUES (?, ?, ?, ?)", (real, st.st_size, st.st_mtime_ns, digest)
+            )
             self.conn.commit()
         self._hashes[db_path] = digest
         return digest
@@ -62,7 +68,10 @@ class GoldCache:
 
     def put_many(self, items: dict[str, Any]) -> None:
         if items:
-            self.conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", [(k, pickle.dumps(v, protocol=5)) for k, v in items.items()])
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO results VALUES (?, ?)",
+                [(k, pickle.dumps(v, protocol=5)) for k, v in items.items()],
+            )
             self.conn.commit()
 
     def close(self) -> None:

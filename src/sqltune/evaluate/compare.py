@@ -168,7 +168,10 @@ def diagnose_miss(
         return "wrong_column_count"
     if mode == "ordered" and Counter(g) == Counter(p):
         return "wrong_order"
-    if mode == "multiset" and order_matters:
-        if results_equal(g, p, "multiset", order_matters=False, gold_columns=gold_columns, pred_columns=pred_columns):
-            return "wrong_order"
+    if (
+        mode == "multiset"
+        and order_matters
+        and results_equal(g, p, "multiset", order_matters=False, gold_columns=gold_columns, pred_columns=pred_columns)
+    ):
+        return "wrong_order"
     return "wrong_rows"

@@ -36,13 +36,19 @@ def _conn(path: str) -> sqlite3.Connection:
 
 
 def pack(r: QueryResult) -> dict[str, Any]:
-    return {"ok": r.ok, "rows": r.rows, "columns": r.columns, "error": r.error, "error_type": r.error_type,
-            "truncated": r.truncated}
+    return {
+        "ok": r.ok,
+        "rows": r.rows,
+        "columns": r.columns,
+        "error": r.error,
+        "error_type": r.error_type,
+        "truncated": r.truncated,
+    }
 
 
 def result_key(rows: list[tuple[Any, ...]]) -> str:
     """Identity of a result as a bag of rows (for voting)."""
-    norm = sorted((repr(r) for r in normalize_rows(rows)))
+    norm = sorted(repr(r) for r in normalize_rows(rows))
     return hashlib.sha256("\n".join(norm).encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
@@ -68,28 +74,67 @@ def score_item(job: dict[str, Any]) -> dict[str, Any]:
     fresh = None
     if gold is None:
         gold = fresh = pack(run_query(conn, job["gold_sql"], timeout=timeout, max_rows=max_rows))
-    out: dict[str, Any] = {"gold": fresh, "gold_ok": gold["ok"], "gold_error": gold["error"],
-                           "gold_error_type": gold["error_type"], "gold_rows": len(gold["rows"]),
-                           "gold_truncated": gold["truncated"], "preds": [], "vote": 0, "ves": None}
+    out: dict[str, Any] = {
+        "gold": fresh,
+        "gold_ok": gold["ok"],
+        "gold_error": gold["error"],
+        "gold_error_type": gold["error_type"],
+        "gold_rows": len(gold["rows"]),
+        "gold_truncated": gold["truncated"],
+        "preds": [],
+        "vote": 0,
+        "ves": None,
+    }
     if not gold["ok"]:
         return out
     keys: list[str | None] = []
     for sql in job["preds"]:
         if not sql or not sql.strip():
-            out["preds"].append({"ok": False, "error": "empty or unextractable output", "error_type": "empty_prediction",
-                                 "correct": False, "soft_f1": 0.0, "rows": 0, "truncated": False})
+            out["preds"].append(
+                {
+                    "ok": False,
+                    "error": "empty or unextractable output",
+                    "error_type": "empty_prediction",
+                    "correct": False,
+                    "soft_f1": 0.0,
+                    "rows": 0,
+                    "truncated": False,
+                }
+            )
             keys.append(None)
             continue
         r = run_query(conn, sql, timeout=timeout, max_rows=max_rows)
         if not r.ok:
-            out["preds"].append({"ok": False, "error": r.error, "error_type": r.error_type, "correct": False,
-                                 "soft_f1": 0.0, "rows": 0, "truncated": False})
+            out["preds"].append(
+                {
+                    "ok": False,
+                    "error": r.error,
+                    "error_type": r.error_type,
+                    "correct": False,
+                    "soft_f1": 0.0,
+                    "rows": 0,
+                    "truncated": False,
+                }
+            )
             keys.append(None)
             continue
         correct = results_equal(gold["rows"], r.rows, job["mode"], job["order_matters"], gold["columns"], r.columns)
-        etype = None if correct else diagnose_miss(gold["rows"], r.rows, gold["columns"], r.columns, job["mode"], job["order_matters"])
-        out["preds"].append({"ok": True, "error": None, "error_type": etype, "correct": correct,
-                             "soft_f1": soft_f1(gold["rows"], r.rows), "rows": len(r.rows), "truncated": r.truncated})
+        etype = (
+            None
+            if correct
+            else diagnose_miss(gold["rows"], r.rows, gold["columns"], r.columns, job["mode"], job["order_matters"])
+        )
+        out["preds"].append(
+            {
+                "ok": True,
+                "error": None,
+                "error_type": etype,
+                "correct": correct,
+                "soft_f1": soft_f1(gold["rows"], r.rows),
+                "rows": len(r.rows),
+                "truncated": r.truncated,
+            }
+        )
         keys.append(result_key(r.rows) if len(job["preds"]) > 1 else None)
     if len(job["preds"]) > 1:
         out["vote"] = majority_vote(keys)

@@ -105,7 +105,11 @@ def spider_hardness(sql: str) -> str:
     comp2 = set_ops + sum(_nested_in(leaf) for leaf in all_leaves)
 
     others = 0
-    agg = sum(1 for e in select.expressions if _has_agg(e) or (isinstance(e, exp.Alias) and e.find(exp.AggFunc)) or e.find(exp.AggFunc) is e)
+    agg = sum(
+        1
+        for e in select.expressions
+        if _has_agg(e) or (isinstance(e, exp.Alias) and e.find(exp.AggFunc)) or e.find(exp.AggFunc) is e
+    )
     agg += sum(1 for leaf in w_leaves if _is_not(leaf))
     agg += sum(1 for g in (group.expressions if group else []) if g.find(exp.AggFunc))
     agg += sum(1 for o in (order.expressions if order else []) if o.find(exp.AggFunc))

@@ -92,17 +92,26 @@ def load_spider_files(gold: str | Path, pred: str | Path, db_root: str | Path) -
     if len(p) != len(g):
         raise _count_mismatch(gold, pred, len(g), len(p))
     return [
-        EvalItem(id=str(i), db_id=db_id, db_path=_db_path(db_root, db_id), gold=sql, pred=p[i].strip(),
-                 question=str(extra.get("question", "")), difficulty=str(extra.get("difficulty", "")))
+        EvalItem(
+            id=str(i),
+            db_id=db_id,
+            db_path=_db_path(db_root, db_id),
+            gold=sql,
+            pred=p[i].strip(),
+            question=str(extra.get("question", "")),
+            difficulty=str(extra.get("difficulty", "")),
+        )
         for i, (sql, db_id, extra) in enumerate(g)
     ]
 
 
-def load_bird_files(pred: str | Path, gold: str | Path, db_root: str | Path, diff_json: str | Path | None = None) -> list[EvalItem]:
+def load_bird_files(
+    pred: str | Path, gold: str | Path, db_root: str | Path, diff_json: str | Path | None = None
+) -> list[EvalItem]:
     pred, gold = Path(pred), Path(gold)
     preds = read_json(pred)
     if not isinstance(preds, dict):
-        raise DataError(f"{pred}: expected a JSON object {{\"0\": \"SQL\\t----- bird -----\\tdb_id\", ...}}")
+        raise DataError(f'{pred}: expected a JSON object {{"0": "SQL\\t----- bird -----\\tdb_id", ...}}')
     g = read_gold(gold)
     diffs: list[Any] = []
     if diff_json:
@@ -112,14 +121,16 @@ def load_bird_files(pred: str | Path, gold: str | Path, db_root: str | Path, dif
     keys = set(preds)
     bad = [k for k in keys if not str(k).isdigit()]
     if bad:
-        raise DataError(f"{pred}: keys must be question indexes (\"0\", \"1\", ...); found {sorted(bad)[:5]}")
+        raise DataError(f'{pred}: keys must be question indexes ("0", "1", ...); found {sorted(bad)[:5]}')
     wanted = {str(i) for i in range(len(g))}
     missing, extra = sorted(wanted - keys, key=int), sorted(keys - wanted, key=int)
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} gold question(s) have no prediction (keys {', '.join(missing[:10])}"
-                         f"{' ...' if len(missing) > 10 else ''})")
+            parts.append(
+                f"{len(missing)} gold question(s) have no prediction (keys {', '.join(missing[:10])}"
+                f"{' ...' if len(missing) > 10 else ''})"
+            )
         if extra:
             parts.append(f"{len(extra)} prediction(s) match no gold question (keys {', '.join(extra[:10])})")
         raise DataError(f"{pred} vs {gold} ({len(g)} gold questions): " + "; ".join(parts))
@@ -129,22 +140,35 @@ def load_bird_files(pred: str | Path, gold: str | Path, db_root: str | Path, dif
         if BIRD_SEP in value:
             psql, pdb = value.split(BIRD_SEP, 1)
             if pdb.strip() and pdb.strip() != db_id:
-                raise DataError(f"{pred}: key \"{i}\" names database {pdb.strip()!r} but gold question {i} is on {db_id!r}")
+                raise DataError(
+                    f'{pred}: key "{i}" names database {pdb.strip()!r} but gold question {i} is on {db_id!r}'
+                )
         else:
             psql = value
         diff = ""
         if i < len(diffs) and isinstance(diffs[i], dict):
             diff = str(diffs[i].get("difficulty", ""))
         qid = extra_fields.get("question_id", i) if isinstance(extra_fields, dict) else i
-        items.append(EvalItem(id=str(qid), db_id=db_id, db_path=_db_path(db_root, db_id), gold=sql, pred=psql.strip(),
-                              question=str(extra_fields.get("question", "")), difficulty=diff))
+        items.append(
+            EvalItem(
+                id=str(qid),
+                db_id=db_id,
+                db_path=_db_path(db_root, db_id),
+                gold=sql,
+                pred=psql.strip(),
+                question=str(extra_fields.get("question", "")),
+                difficulty=diff,
+            )
+        )
     return items
 
 
 PRED_KEYS = ("pred_sql", "sql", "prediction", "predicted_sql")
 
 
-def load_sqltune_files(dataset: str | Path, pred: str | Path, db_root: str | Path | None = None, allow_missing: bool = False) -> list[EvalItem]:
+def load_sqltune_files(
+    dataset: str | Path, pred: str | Path, db_root: str | Path | None = None, allow_missing: bool = False
+) -> list[EvalItem]:
     dataset, pred = Path(dataset), Path(pred)
     data = read_jsonl(dataset)
     preds = read_jsonl(pred)
@@ -162,15 +186,19 @@ def load_sqltune_files(dataset: str | Path, pred: str | Path, db_root: str | Pat
             raise DataError(f"{pred}: record {i}: missing field 'id'")
         pid = str(p["id"])
         if pid in pmap:
-            raise DataError(f"{pred}: duplicate prediction for id {pid!r} (records {list(pmap).index(pid)} and {i}); keep one")
+            raise DataError(
+                f"{pred}: duplicate prediction for id {pid!r} (records {list(pmap).index(pid)} and {i}); keep one"
+            )
         pmap[pid] = p
     unknown = [k for k in pmap if k not in set(ids)]
     if unknown:
         raise DataError(f"{pred}: {len(unknown)} prediction(s) for ids not in {dataset}: {', '.join(unknown[:10])}")
     missing = [k for k in ids if k not in pmap]
     if missing and not allow_missing:
-        raise DataError(f"{pred}: no prediction for {len(missing)} of {len(ids)} dataset ids (first: {', '.join(missing[:10])}); "
-                        f"finish the predictions, or pass --allow-missing to count them as misses")
+        raise DataError(
+            f"{pred}: no prediction for {len(missing)} of {len(ids)} dataset ids (first: {', '.join(missing[:10])}); "
+            f"finish the predictions, or pass --allow-missing to count them as misses"
+        )
     items = []
     for d in data:
         p = pmap.get(str(d["id"]), {})
@@ -179,17 +207,27 @@ def load_sqltune_files(dataset: str | Path, pred: str | Path, db_root: str | Pat
         db_path = str(d.get("db_path") or "") or (_db_path(db_root, d["db_id"]) if db_root else "")
         if db_root and d.get("db_id") and not d.get("db_path"):
             db_path = _db_path(db_root, d["db_id"])
-        items.append(EvalItem(id=str(d["id"]), db_id=str(d["db_id"]), db_path=db_path, gold=str(d["sql"]), pred=psql,
-                              question=str(d.get("question", "")), difficulty=str(d.get("difficulty", "")),
-                              candidates=[str(c) for c in cands]))
+        items.append(
+            EvalItem(
+                id=str(d["id"]),
+                db_id=str(d["db_id"]),
+                db_path=db_path,
+                gold=str(d["sql"]),
+                pred=psql,
+                question=str(d.get("question", "")),
+                difficulty=str(d.get("difficulty", "")),
+                candidates=[str(c) for c in cands],
+            )
+        )
         if str(d["id"]) not in pmap:
             items[-1].pred = ""
             items[-1].candidates = []
     return items
 
 
-def detect_and_load(gold: str | None, pred: str, db_root: str | None, dataset: str | None, diff_json: str | None,
-                    allow_missing: bool) -> tuple[list[EvalItem], str]:
+def detect_and_load(
+    gold: str | None, pred: str, db_root: str | None, dataset: str | None, diff_json: str | None, allow_missing: bool
+) -> tuple[list[EvalItem], str]:
     """Pick the input format from the files; returns the items and the benchmark family."""
     if dataset:
         return load_sqltune_files(dataset, pred, db_root, allow_missing), "sqltune"
@@ -200,4 +238,6 @@ def detect_and_load(gold: str | None, pred: str, db_root: str | None, dataset: s
         return load_bird_files(pred, gold, db_root, diff_json), "bird"
     if p.suffix in (".sql", ".txt"):
         return load_spider_files(gold, pred, db_root), "spider"
-    raise DataError(f"{p}: unknown prediction format; use .sql (Spider: one SQL per line) or .json (BIRD predict_dev.json)")
+    raise DataError(
+        f"{p}: unknown prediction format; use .sql (Spider: one SQL per line) or .json (BIRD predict_dev.json)"
+    )

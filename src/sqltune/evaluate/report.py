@@ -16,8 +16,15 @@ def write_outputs(out_dir: str | Path, summary: dict[str, Any], records: list[di
     write_json(out / "summary.json", summary)
     (out / "report.md").write_text(markdown_report(summary, records), encoding="utf-8")
     chart(summary, out / "chart.png")
-    return {k: str(out / f) for k, f in (("summary", "summary.json"), ("results", "results.jsonl"),
-                                          ("report", "report.md"), ("chart", "chart.png"))}
+    return {
+        k: str(out / f)
+        for k, f in (
+            ("summary", "summary.json"),
+            ("results", "results.jsonl"),
+            ("report", "report.md"),
+            ("chart", "chart.png"),
+        )
+    }
 
 
 def _table(title: str, groups: dict[str, dict[str, Any]]) -> list[str]:
@@ -38,13 +45,30 @@ def markdown_report(summary: dict[str, Any], records: list[dict[str, Any]], max_
     if "ves" in s:
         lines.append(f"VES {s['ves']:.2f}.")
     if "pass_at_k" in s:
-        lines.append("pass@k: " + ", ".join(f"pass@{k} {100 * v:.1f}%" for k, v in s["pass_at_k"].items())
-                     + f"; majority-vote EX {100 * s['majority_ex']:.1f}%.")
+        lines.append(
+            "pass@k: "
+            + ", ".join(f"pass@{k} {100 * v:.1f}%" for k, v in s["pass_at_k"].items())
+            + f"; majority-vote EX {100 * s['majority_ex']:.1f}%."
+        )
     if s["excluded"]:
-        lines.append("Excluded from the denominator (gold problems, not model errors): "
-                     + ", ".join(f"{k}: {v}" for k, v in s["excluded"].items()) + ".")
-    lines += ["", "## By difficulty", "", *_table("difficulty", s["by_difficulty"]), "", "## By database", "",
-              *_table("database", s["by_database"]), "", "## Misses by error type", ""]
+        lines.append(
+            "Excluded from the denominator (gold problems, not model errors): "
+            + ", ".join(f"{k}: {v}" for k, v in s["excluded"].items())
+            + "."
+        )
+    lines += [
+        "",
+        "## By difficulty",
+        "",
+        *_table("difficulty", s["by_difficulty"]),
+        "",
+        "## By database",
+        "",
+        *_table("database", s["by_database"]),
+        "",
+        "## Misses by error type",
+        "",
+    ]
     if s["errors"]:
         lines += ["| error type | count |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in s["errors"].items()]]
     else:
@@ -53,8 +77,11 @@ def markdown_report(summary: dict[str, Any], records: list[dict[str, Any]], max_
     if misses:
         lines += ["", f"## Misses (first {min(max_misses, len(misses))} of {len(misses)})", ""]
         for r in misses[:max_misses]:
-            lines += [f"- `{r['id']}` ({r['db_id']}, {r['error_type']}): {r['question']}",
-                      f"  - gold: `{r['gold_sql']}`", f"  - pred: `{r['pred_sql']}`"]
+            lines += [
+                f"- `{r['id']}` ({r['db_id']}, {r['error_type']}): {r['question']}",
+                f"  - gold: `{r['gold_sql']}`",
+                f"  - pred: `{r['pred_sql']}`",
+            ]
             if r.get("error"):
                 lines.append(f"  - error: {r['error']}")
     if s["gold_problems"]:
@@ -102,10 +129,31 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> dict[str, Any]:
     broken = [i for i in common if a[i]["correct"] and not b[i]["correct"]]
     sa, sb = (read_json(Path(r) / "summary.json") for r in (run_a, run_b))
     return {
-        "a": str(run_a), "b": str(run_b), "ex_a": sa["ex"], "ex_b": sb["ex"], "common": len(common),
-        "only_in_a": len([i for i in a if i not in b]), "only_in_b": len([i for i in b if i not in a]),
-        "fixed": [{"id": i, "question": b[i]["question"], "pred_a": a[i]["pred_sql"], "pred_b": b[i]["pred_sql"],
-                   "error_a": a[i]["error_type"]} for i in fixed],
-        "broken": [{"id": i, "question": a[i]["question"], "pred_a": a[i]["pred_sql"], "pred_b": b[i]["pred_sql"],
-                    "error_b": b[i]["error_type"]} for i in broken],
+        "a": str(run_a),
+        "b": str(run_b),
+        "ex_a": sa["ex"],
+        "ex_b": sb["ex"],
+        "common": len(common),
+        "only_in_a": len([i for i in a if i not in b]),
+        "only_in_b": len([i for i in b if i not in a]),
+        "fixed": [
+            {
+                "id": i,
+                "question": b[i]["question"],
+                "pred_a": a[i]["pred_sql"],
+                "pred_b": b[i]["pred_sql"],
+                "error_a": a[i]["error_type"],
+            }
+            for i in fixed
+        ],
+        "broken": [
+            {
+                "id": i,
+                "question": a[i]["question"],
+                "pred_a": a[i]["pred_sql"],
+                "pred_b": b[i]["pred_sql"],
+                "error_b": b[i]["error_type"],
+            }
+            for i in broken
+        ],
     }

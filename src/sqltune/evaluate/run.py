@@ -17,8 +17,20 @@ from sqltune.evaluate.hardness import spider_hardness
 from sqltune.evaluate.inputs import EvalItem
 from sqltune.evaluate.metrics import exact_match, pass_at_k, token_match
 
-ERROR_TYPES = ("empty_prediction", "missing_prediction", "syntax_error", "unknown_table", "unknown_column", "runtime_error",
-               "write_attempt", "multiple_statements", "timeout", "wrong_column_count", "wrong_rows", "wrong_order")
+ERROR_TYPES = (
+    "empty_prediction",
+    "missing_prediction",
+    "syntax_error",
+    "unknown_table",
+    "unknown_column",
+    "runtime_error",
+    "write_attempt",
+    "multiple_statements",
+    "timeout",
+    "wrong_column_count",
+    "wrong_rows",
+    "wrong_order",
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,9 @@ def _ratio(a: float, b: int) -> float:
     return a / b if b else 0.0
 
 
-def evaluate(items: list[EvalItem], cfg: EvalConfig, family: str = "sqltune") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def evaluate(
+    items: list[EvalItem], cfg: EvalConfig, family: str = "sqltune"
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Score the items; returns (summary, per-example results in input order)."""
     cfg.validate()
     t0 = time.perf_counter()
@@ -83,9 +97,17 @@ def evaluate(items: list[EvalItem], cfg: EvalConfig, family: str = "sqltune") ->
             preds = [it.pred, *it.candidates]
         if cfg.strip_distinct:
             preds = [strip_distinct(p) if p else p for p in preds]
-        job = {"db_path": it.db_path, "gold_sql": gold_sql, "gold": None, "preds": preds, "mode": mode,
-               "order_matters": mode == "multiset" and has_outer_order_by(it.gold), "timeout": cfg.timeout,
-               "max_rows": cfg.max_rows, "ves_repeats": cfg.ves_repeats}
+        job = {
+            "db_path": it.db_path,
+            "gold_sql": gold_sql,
+            "gold": None,
+            "preds": preds,
+            "mode": mode,
+            "order_matters": mode == "multiset" and has_outer_order_by(it.gold),
+            "timeout": cfg.timeout,
+            "max_rows": cfg.max_rows,
+            "ves_repeats": cfg.ves_repeats,
+        }
         if cache is not None:
             cache_keys[len(jobs)] = cache.key(cache.db_hash(it.db_path), gold_sql, cfg.max_rows, cfg.strip_distinct)
         jobs.append(job)
@@ -102,10 +124,25 @@ def evaluate(items: list[EvalItem], cfg: EvalConfig, family: str = "sqltune") ->
         return n * cfg.timeout * (1 + 2 * bool(job["ves_repeats"]) * job["ves_repeats"]) + 1.0
 
     def killed(job: dict[str, Any]) -> dict[str, Any]:
-        return {"killed": True, "gold": None, "gold_ok": job["gold"] is not None or None, "gold_error": None,
-                "gold_error_type": None, "preds": [{"ok": False, "error": "worker killed after the time limit",
-                                                    "error_type": "timeout", "correct": False, "soft_f1": 0.0}
-                                                   for _ in job["preds"]], "vote": 0, "ves": None}
+        return {
+            "killed": True,
+            "gold": None,
+            "gold_ok": job["gold"] is not None or None,
+            "gold_error": None,
+            "gold_error_type": None,
+            "preds": [
+                {
+                    "ok": False,
+                    "error": "worker killed after the time limit",
+                    "error_type": "timeout",
+                    "correct": False,
+                    "soft_f1": 0.0,
+                }
+                for _ in job["preds"]
+            ],
+            "vote": 0,
+            "ves": None,
+        }
 
     pool = WorkerPool(score_item, workers=cfg.workers)
     fresh: dict[str, Any] = {}
@@ -126,19 +163,36 @@ def evaluate(items: list[EvalItem], cfg: EvalConfig, family: str = "sqltune") ->
         cache.put_many(fresh)
         cache.close()
 
-    records = [_record(it, res or {}, cfg) for it, res in zip(items, results)]
+    records = [_record(it, res or {}, cfg) for it, res in zip(items, results, strict=False)]
     summary = summarize(records, cfg, mode, family)
-    summary.update({"gold_executed": gold_executed, "gold_cached": gold_cached, "workers_killed": pool.killed,
-                    "seconds": round(time.perf_counter() - t0, 3)})
+    summary.update(
+        {
+            "gold_executed": gold_executed,
+            "gold_cached": gold_cached,
+            "workers_killed": pool.killed,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+    )
     return summary, records
 
 
 def _record(it: EvalItem, res: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
     hardness = spider_hardness(it.gold)
-    rec: dict[str, Any] = {"id": it.id, "db_id": it.db_id, "question": it.question, "difficulty": it.difficulty or hardness,
-                           "hardness": hardness, "gold_sql": it.gold, "pred_sql": it.pred}
+    rec: dict[str, Any] = {
+        "id": it.id,
+        "db_id": it.db_id,
+        "question": it.question,
+        "difficulty": it.difficulty or hardness,
+        "hardness": hardness,
+        "gold_sql": it.gold,
+        "pred_sql": it.pred,
+    }
     if res.get("gold_status") == "missing_database" or res.get("db_error"):
-        gold_status, gold_error = ("missing_database", res.get("gold_error")) if res.get("gold_status") else ("unreadable_database", res["db_error"])
+        gold_status, gold_error = (
+            ("missing_database", res.get("gold_error"))
+            if res.get("gold_status")
+            else ("unreadable_database", res["db_error"])
+        )
     elif res.get("gold_ok") is False:
         gold_status = "timeout" if res.get("gold_error_type") == "timeout" else "failed"
         gold_error = res.get("gold_error")
@@ -183,8 +237,14 @@ def summarize(records: list[dict[str, Any]], cfg: EvalConfig, mode: str, family:
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in counted:
             groups[r[key] or "unlabelled"].append(r)
-        by[key] = {k: {"n": len(v), "correct": sum(x["correct"] for x in v), "ex": round(_ratio(sum(x["correct"] for x in v), len(v)), 4)}
-                   for k, v in sorted(groups.items())}
+        by[key] = {
+            k: {
+                "n": len(v),
+                "correct": sum(x["correct"] for x in v),
+                "ex": round(_ratio(sum(x["correct"] for x in v), len(v)), 4),
+            }
+            for k, v in sorted(groups.items())
+        }
     errors = Counter(r["error_type"] for r in counted if not r["correct"])
     summary: dict[str, Any] = {
         "ex": round(_ratio(correct, n), 4),
@@ -200,9 +260,13 @@ def summarize(records: list[dict[str, Any]], cfg: EvalConfig, mode: str, family:
         "by_difficulty": by["difficulty"],
         "by_hardness": by["hardness"],
         "by_database": by["db_id"],
-        "errors": {k: errors.get(k, 0) for k in ERROR_TYPES if errors.get(k, 0)} | {k: v for k, v in errors.items() if k not in ERROR_TYPES},
-        "gold_problems": [{"id": r["id"], "db_id": r["db_id"], "status": r["gold_status"], "error": r["gold_error"]}
-                          for r in records if r["gold_status"] != "ok"],
+        "errors": {k: errors.get(k, 0) for k in ERROR_TYPES if errors.get(k, 0)}
+        | {k: v for k, v in errors.items() if k not in ERROR_TYPES},
+        "gold_problems": [
+            {"id": r["id"], "db_id": r["db_id"], "status": r["gold_status"], "error": r["gold_error"]}
+            for r in records
+            if r["gold_status"] != "ok"
+        ],
         "truncated_note": f"results are capped at {cfg.max_rows} rows",
         "config": asdict(cfg),
     }
@@ -213,8 +277,13 @@ def summarize(records: list[dict[str, Any]], cfg: EvalConfig, mode: str, family:
     if multi:
         k_max = min(r["candidates"] for r in multi)
         summary["candidates"] = k_max
-        summary["pass_at_k"] = {str(k): round(_ratio(sum(pass_at_k(r["candidates"], r["candidates_correct"], k) for r in multi), len(multi)), 4)
-                                for k in sorted({1, 2, 4, 8, 16, k_max}) if k <= k_max}
+        summary["pass_at_k"] = {
+            str(k): round(
+                _ratio(sum(pass_at_k(r["candidates"], r["candidates_correct"], k) for r in multi), len(multi)), 4
+            )
+            for k in sorted({1, 2, 4, 8, 16, k_max})
+            if k <= k_max
+        }
         summary["majority_ex"] = round(_ratio(sum(r["vote_correct"] for r in multi), len(multi)), 4)
     return summary
 
@@ -229,7 +298,13 @@ class _progress:
         if total and sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+            self.bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task("evaluating", total=total)
 
