@@ -12,7 +12,15 @@ from typer.testing import CliRunner
 from sqltune.cli import app
 
 runner = CliRunner()
-COMMANDS = [["data", "build"], ["data", "demo"], ["models", "list"], ["models", "pull"], ["quickstart"]]
+COMMANDS = [
+    ["data", "build"],
+    ["data", "demo"],
+    ["models", "list"],
+    ["models", "pull"],
+    ["quickstart"],
+    ["eval"],
+    ["eval", "compare"],
+]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c))
@@ -94,3 +102,49 @@ def test_data_demo_prints_the_card(tmp_path):
     assert r.exit_code == 0, r.output
     assert "# sqltune demo dataset" in r.output
     assert (tmp_path / "demo" / "shop.sqlite").is_file()
+
+
+def test_eval_cli_official_spider_format(spider_dir, tmp_path):
+    lines = (spider_dir / "dev_gold.sql").read_text().splitlines()[:40]
+    (tmp_path / "gold.sql").write_text("\n".join(lines) + "\n")
+    preds = [x.rsplit("\t", 1)[0] for x in lines]
+    preds[3] = "SELECT nope FROM singer"
+    (tmp_path / "pred.sql").write_text("\n".join(preds) + "\n")
+    out = tmp_path / "ev"
+    r = _run(
+        "eval",
+        "--gold",
+        str(tmp_path / "gold.sql"),
+        "--pred",
+        str(tmp_path / "pred.sql"),
+        "--db-root",
+        str(spider_dir / "database"),
+        "--out",
+        str(out),
+        "--no-cache",
+    )
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n"] == 40 and s["ex"] == 39 / 40
+    res = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert res[3]["correct"] is False and res[3]["error_type"] == "unknown_column"
+    assert all(r["error_type"] is None for i, r in enumerate(res) if i != 3)
+    r2 = _run("eval", "compare", str(out), str(out))
+    assert r2.returncode == 0 and "0 fixed, 0 broken" in r2.stdout
+
+
+def test_eval_cli_short_prediction_file_is_a_clear_error(spider_dir, tmp_path):
+    (tmp_path / "pred.sql").write_text("SELECT 1\n")
+    r = _run(
+        "eval",
+        "--gold",
+        str(spider_dir / "dev_gold.sql"),
+        "--pred",
+        str(tmp_path / "pred.sql"),
+        "--db-root",
+        str(spider_dir / "database"),
+        "--out",
+        str(tmp_path / "ev"),
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "short by 1033" in r.stderr

@@ -229,3 +229,13 @@ def test_outputs_and_compare(school_db, tmp_path):
     c = compare_runs(tmp_path / "A", tmp_path / "B")
     assert [f["id"] for f in c["fixed"]] == ["b"] and [b["id"] for b in c["broken"]] == ["a"]
     assert c["broken"][0]["error_b"] == "unknown_column"
+
+
+def test_a_hanging_job_inside_a_chunk_is_found_and_the_rest_rerun():
+    pool = WorkerPool(_sleepy, workers=1, chunk_size=4)
+    t0 = time.monotonic()
+    out = dict(pool.run([0.0, 0.01, 30.0, 0.02, 0.0], seconds_allowed=lambda j: 0.5, on_timeout=lambda j: "killed"))
+    assert out == {0: 0.0, 1: 0.01, 2: "killed", 3: 0.02, 4: 0.0}
+    assert time.monotonic() - t0 < 4.0
+    assert pool.killed == 2  # once with its chunk, once alone
+    assert multiprocessing.active_children() == []

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqltune.errors import ExecutionError
 
-_PROGRESS_STEPS = 2_000
+_PROGRESS_STEPS = 10_000
 _MAX_VALUE_BYTES = 50_000_000
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 

@@ -1,9 +1,12 @@
 """Worker processes that can be killed: the last line of defence behind the in-query timeout.
 
-``WorkerPool.run(jobs)`` sends each job to an idle worker process and waits for its answer. A
-job that is not answered by its deadline (the query timeouts plus a grace second) gets its
-worker killed and replaced, and the caller's ``on_timeout`` supplies its result, so one
-pathological query can neither hang the run nor leave a process burning a CPU.
+``WorkerPool.run(jobs)`` hands jobs to worker processes in chunks (so that inter-process
+traffic does not dominate short queries). Every job has an allowance (its query timeouts plus a
+grace second); a worker counts finished jobs in shared memory, so the job in flight always has a
+deadline of its own. A worker whose job passes its deadline is killed and replaced; the jobs of
+its chunk are re-queued one by one, and a job that passes its deadline alone gets the caller's
+``on_timeout`` result. So one pathological query can neither hang the run nor
+leave a process burning a CPU.
 """
 
 from __future__ import annotations
@@ -11,33 +14,39 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 
-def _worker_main(fn: Callable[[Any], Any], conn: Connection) -> None:
+def _worker_main(fn: Callable[[Any], Any], conn: Connection, done: Any) -> None:
     while True:
         try:
-            job = conn.recv()
+            chunk = conn.recv()
         except (EOFError, OSError):
             return
-        if job is None:
+        if chunk is None:
             return
-        try:
-            result = (True, fn(job))
-        except Exception as e:  # a bug in fn: reported to the parent, the worker lives on
-            result = (False, f"{type(e).__name__}: {e}")
-        conn.send(result)
+        results = []
+        for idx, job in chunk:
+            try:
+                results.append((idx, True, fn(job)))
+            except Exception as e:  # a bug in fn: reported to the parent, the worker lives on
+                results.append((idx, False, f"{type(e).__name__}: {e}"))
+            done.value += 1  # tells the parent this job finished, without a message
+        conn.send(results)
 
 
 class _Worker:
     def __init__(self, ctx: Any, fn: Callable[[Any], Any]):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(fn, child), daemon=True)
+        self.done = ctx.Value("q", 0, lock=False)
+        self.seen = 0
+        self.proc = ctx.Process(target=_worker_main, args=(fn, child, self.done), daemon=True)
         self.proc.start()
         child.close()
-        self.job: int | None = None
+        self.pending: list[int] = []
         self.deadline = 0.0
 
     def kill(self) -> None:
@@ -58,12 +67,15 @@ class _Worker:
 class WorkerPool:
     """A fixed number of worker processes running ``fn(job)``; see the module docstring."""
 
-    def __init__(self, fn: Callable[[Any], Any], workers: int = 2, start_method: str | None = None):
+    def __init__(
+        self, fn: Callable[[Any], Any], workers: int = 2, start_method: str | None = None, chunk_size: int | None = None
+    ):
         methods = mp.get_all_start_methods()
         method = start_method or ("fork" if "fork" in methods else "spawn")
         self.ctx = mp.get_context(method)
         self.fn = fn
         self.n = max(1, workers)
+        self.chunk_size = chunk_size
         self.killed = 0
 
     def run(
@@ -73,51 +85,77 @@ class WorkerPool:
         on_timeout: Callable[[Any], Any],
         on_error: Callable[[Any, str], Any] | None = None,
     ) -> Iterator[tuple[int, Any]]:
-        """Yield ``(job index, result)`` as jobs finish (not in order)."""
+        """Yield ``(job index, result)`` as chunks finish (not in order).
+
+        A worker whose job in flight passes its allowance is killed; the jobs of its chunk go
+        back to the queue one by one, so that the job that hangs is found, alone, and gets
+        ``on_timeout`` while the others are run again.
+        """
         if not jobs:
             return
-        workers = [_Worker(self.ctx, self.fn) for _ in range(min(self.n, len(jobs)))]
-        next_job = 0
+        chunk = self.chunk_size or max(1, min(64, len(jobs) // (self.n * 4)))
+        queue: deque[list[int]] = deque()
+        order = list(range(len(jobs)))
+        for k in range(0, len(order), chunk):
+            queue.append(order[k : k + chunk])
+        workers = [_Worker(self.ctx, self.fn) for _ in range(min(self.n, len(queue)))]
         try:
             while True:
                 for w in workers:
-                    if w.job is None and next_job < len(jobs):
-                        w.job = next_job
-                        w.deadline = time.monotonic() + seconds_allowed(jobs[next_job])
-                        w.conn.send(jobs[next_job])
-                        next_job += 1
-                busy = [w for w in workers if w.job is not None]
+                    if not w.pending and queue:
+                        part = queue.popleft()
+                        w.pending.extend(part)
+                        w.seen = w.done.value
+                        w.deadline = time.monotonic() + seconds_allowed(jobs[part[0]])
+                        w.conn.send([(i, jobs[i]) for i in part])
+                busy = [w for w in workers if w.pending]
                 if not busy:
                     return
                 now = time.monotonic()
                 ready = wait([w.conn for w in busy], timeout=max(0.0, min(w.deadline for w in busy) - now))
                 for w in busy:
                     if w.conn in ready:
-                        idx = w.job
-                        dead = False
                         try:
-                            ok, result = w.conn.recv()
+                            results = w.conn.recv()
                         except (EOFError, OSError):
-                            ok, result, dead = False, "worker process died", True
-                        w.job = None
-                        if not ok and on_error is not None:
-                            yield idx, on_error(jobs[idx], result)
-                        elif not ok:
-                            raise RuntimeError(result)
-                        else:
-                            yield idx, result
-                        if dead:
+                            results = None
+                        if results is None:  # the worker died: retry its jobs one by one
+                            part = list(w.pending)
                             w.kill()
                             workers[workers.index(w)] = _Worker(self.ctx, self.fn)
+                            if len(part) == 1:
+                                msg = "worker process died"
+                                if on_error is None:
+                                    raise RuntimeError(msg)
+                                yield part[0], on_error(jobs[part[0]], msg)
+                            else:
+                                queue.extendleft([i] for i in reversed(part))
+                            continue
+                        w.pending.clear()
+                        for idx, ok, result in results:
+                            if ok:
+                                yield idx, result
+                            elif on_error is not None:
+                                yield idx, on_error(jobs[idx], result)
+                            else:
+                                raise RuntimeError(result)
+                    elif time.monotonic() >= w.deadline and w.done.value != w.seen:
+                        # progress since the last look: the job now in flight gets its own allowance
+                        k = min(w.done.value - w.seen, len(w.pending) - 1)
+                        w.seen = w.done.value
+                        w.deadline = time.monotonic() + seconds_allowed(jobs[w.pending[k]])
                     elif time.monotonic() >= w.deadline:
-                        idx = w.job
+                        part = list(w.pending)
                         w.kill()
                         self.killed += 1
                         workers[workers.index(w)] = _Worker(self.ctx, self.fn)
-                        yield idx, on_timeout(jobs[idx])
+                        if len(part) == 1:
+                            yield part[0], on_timeout(jobs[part[0]])
+                        else:
+                            queue.extendleft([i] for i in reversed(part))
         finally:
             for w in workers:
-                if w.job is not None:
+                if w.pending:
                     w.kill()
                 else:
                     w.stop()

@@ -16,6 +16,8 @@ from typing import Any
 
 from sqltune.io import sha256_file
 
+FORMAT = 2  # bump when the cached entry changes shape
+
 
 def default_cache_path() -> Path:
     return Path(os.environ.get("SQLTUNE_HOME", Path.home() / ".cache" / "sqltune")) / "cache" / "gold_results.sqlite"
@@ -53,8 +55,8 @@ class GoldCache:
         return digest
 
     @staticmethod
-    def key(db_hash: str, sql: str, max_rows: int | None, strip_distinct: bool) -> str:
-        raw = f"{db_hash}\x00{sql}\x00{max_rows}\x00{int(strip_distinct)}"
+    def key(db_hash: str, sql: str, max_rows: int | None, strip_distinct: bool, analysis: bool = True) -> str:
+        raw = f"v{FORMAT}\x00{db_hash}\x00{sql}\x00{max_rows}\x00{int(strip_distinct)}\x00{int(analysis)}"
         return hashlib.sha256(raw.encode("utf-8", errors="surrogatepass")).hexdigest()
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
@@ -67,10 +69,11 @@ class GoldCache:
         return out
 
     def put_many(self, items: dict[str, Any]) -> None:
+        """Store entries; a ``bytes`` value is taken as already pickled."""
         if items:
             self.conn.executemany(
                 "INSERT OR REPLACE INTO results VALUES (?, ?)",
-                [(k, pickle.dumps(v, protocol=5)) for k, v in items.items()],
+                [(k, v if isinstance(v, bytes) else pickle.dumps(v, protocol=5)) for k, v in items.items()],
             )
             self.conn.commit()
 

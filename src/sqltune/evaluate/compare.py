@@ -90,7 +90,8 @@ def results_equal(
     pred_columns: Sequence[str] | None = None,
 ) -> bool:
     """Whether ``pred`` rows match ``gold`` rows under ``mode`` (see the module docstring)."""
-    g, p = normalize_rows(gold), normalize_rows(pred)
+    # No value normalization is needed: Python's == and hash already make 5 equal 5.0.
+    g, p = list(map(tuple, gold)), list(map(tuple, pred))
     if mode == "set":
         return set(g) == set(p)
     if not g and not p:
@@ -118,7 +119,11 @@ def results_equal(
 
 def has_outer_order_by(sql: str) -> bool:
     """True when the query's final result is ordered (ORDER BY on the outermost query)."""
-    tree = parse(sql)
+    return outer_order_by(parse(sql), sql)
+
+
+def outer_order_by(tree: exp.Expression | None, sql: str) -> bool:
+    """``has_outer_order_by`` on an already parsed tree (``sql`` is used when it did not parse)."""
     if tree is None:
         return _outer_order_by_fallback(sql)
     if isinstance(tree, exp.Subquery):
@@ -162,7 +167,7 @@ def diagnose_miss(
     order_matters: bool,
 ) -> str:
     """Why two results that do not match differ: wrong_column_count, wrong_order or wrong_rows."""
-    g, p = normalize_rows(gold), normalize_rows(pred)
+    g, p = list(map(tuple, gold)), list(map(tuple, pred))
     gn, pn = _ncols(g, gold_columns), _ncols(p, pred_columns)
     if gn != pn:
         return "wrong_column_count"

@@ -71,7 +71,11 @@ def _first_select(tree: exp.Expression) -> tuple[exp.Select | None, int]:
 
 def spider_hardness(sql: str) -> str:
     """easy / medium / hard / extra for a query; '' when it does not parse."""
-    tree = parse(sql)
+    return hardness_of(parse(sql))
+
+
+def hardness_of(tree: exp.Expression | None) -> str:
+    """``spider_hardness`` on an already parsed tree."""
     if tree is None:
         return ""
     select, set_ops = _first_select(tree)

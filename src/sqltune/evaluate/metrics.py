@@ -8,31 +8,35 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlglot
+from sqlglot import exp
 
-from sqltune.evaluate.compare import normalize_rows
 
-
-def normalize_sql(sql: str) -> str | None:
+def normalize_sql(sql: str, tree: exp.Expression | None = None) -> str | None:
     """A canonical text of the query: sqlglot-parsed (SQLite), identifiers and keywords lower-cased,
-    whitespace and quoting normalized. None when it does not parse."""
-    try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
-    except Exception:
-        return None
+    whitespace and quoting normalized. None when it does not parse. A given ``tree`` is modified."""
+    if tree is None:
+        try:
+            tree = sqlglot.parse_one(sql, read="sqlite")
+        except Exception:
+            return None
     if tree is None:
         return None
-    from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
-
     try:
-        tree = normalize_identifiers(tree, dialect="sqlite")
-        return tree.sql(dialect="sqlite", normalize=True, identify=False).rstrip(";").strip()
+        # SQLite identifiers are case-insensitive, quoted or not: lower-case them all, in place.
+        for ident in tree.find_all(exp.Identifier):
+            ident.set("this", ident.this.lower())
+        return tree.sql(dialect="sqlite", identify=False).rstrip(";").strip()
     except Exception:
         return None
 
 
-def exact_match(gold: str, pred: str) -> bool:
-    """Equal after sqlglot normalization (falls back to whitespace/case-normalized text)."""
-    g, p = normalize_sql(gold), normalize_sql(pred)
+def exact_match(gold: str, pred: str, gold_tree: exp.Expression | None = None) -> bool:
+    """Equal after sqlglot normalization (falls back to whitespace/case-normalized text).
+
+    ``gold_tree``, an already parsed gold query, saves a parse (it is modified)."""
+    if " ".join(gold.split()).rstrip(";") == " ".join(pred.split()).rstrip(";"):
+        return True
+    g, p = normalize_sql(gold, gold_tree), normalize_sql(pred)
     if g is None or p is None:
         return " ".join(gold.lower().split()).rstrip(";") == " ".join(pred.lower().split()).rstrip(";")
     return g == p
@@ -66,8 +70,8 @@ def soft_f1(gold: Sequence[Sequence[Any]], pred: Sequence[Sequence[Any]]) -> flo
     """
     if not gold and not pred:
         return 1.0
-    g = list(dict.fromkeys(normalize_rows(gold)))
-    p = list(dict.fromkeys(normalize_rows(pred)))
+    g = list(dict.fromkeys(map(tuple, gold)))
+    p = list(dict.fromkeys(map(tuple, pred)))
     tp = fp = fn = 0.0
     for i, grow in enumerate(g):
         if i >= len(p):

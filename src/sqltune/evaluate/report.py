@@ -40,7 +40,8 @@ def markdown_report(summary: dict[str, Any], records: list[dict[str, Any]], max_
         "# Evaluation report",
         "",
         f"**EX {100 * s['ex']:.2f}%** ({s['correct']} / {s['n']}), comparison mode `{s['mode']}`.",
-        f"Exact match {100 * s['exact_match']:.1f}%, token match {100 * s['token_match']:.1f}%, soft-F1 {100 * s['soft_f1']:.1f}%.",
+        (f"Exact match {100 * s['exact_match']:.1f}%, " if s["exact_match"] is not None else "")
+        + f"token match {100 * s['token_match']:.1f}%, soft-F1 {100 * s['soft_f1']:.1f}%.",
     ]
     if "ves" in s:
         lines.append(f"VES {s['ves']:.2f}.")

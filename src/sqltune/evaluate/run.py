@@ -11,11 +11,11 @@ from typing import Any
 from sqltune.db.pool import WorkerPool
 from sqltune.errors import ConfigError
 from sqltune.evaluate.cache import GoldCache
-from sqltune.evaluate.compare import MODES, has_outer_order_by, strip_distinct
+from sqltune.evaluate.compare import MODES, strip_distinct
 from sqltune.evaluate.engine import score_item
 from sqltune.evaluate.hardness import spider_hardness
 from sqltune.evaluate.inputs import EvalItem
-from sqltune.evaluate.metrics import exact_match, pass_at_k, token_match
+from sqltune.evaluate.metrics import pass_at_k
 
 ERROR_TYPES = (
     "empty_prediction",
@@ -55,6 +55,8 @@ class EvalConfig:
     """Where the gold cache lives (default $SQLTUNE_HOME/cache/gold_results.sqlite)."""
     ves_repeats: int = 0
     """Time correct predictions and their gold this many times each to compute VES (0: off)."""
+    analysis: bool = True
+    """Parse with sqlglot for exact match and Spider hardness (off: execution metrics only, about 2x faster)."""
 
     def validate(self) -> None:
         problems = []
@@ -100,16 +102,19 @@ def evaluate(
         job = {
             "db_path": it.db_path,
             "gold_sql": gold_sql,
+            "gold_orig": it.gold,
             "gold": None,
             "preds": preds,
             "mode": mode,
-            "order_matters": mode == "multiset" and has_outer_order_by(it.gold),
             "timeout": cfg.timeout,
             "max_rows": cfg.max_rows,
             "ves_repeats": cfg.ves_repeats,
+            "analysis": cfg.analysis,
         }
         if cache is not None:
-            cache_keys[len(jobs)] = cache.key(cache.db_hash(it.db_path), gold_sql, cfg.max_rows, cfg.strip_distinct)
+            cache_keys[len(jobs)] = cache.key(
+                cache.db_hash(it.db_path), it.gold, cfg.max_rows, cfg.strip_distinct, cfg.analysis
+            )
         jobs.append(job)
         job_items.append(i)
     if cache is not None and cache_keys:
@@ -152,7 +157,7 @@ def evaluate(
         i = job_items[j]
         if res.get("gold") is not None:
             gold_executed += 1
-            if cache is not None and j in cache_keys and res["gold"]["error_type"] != "timeout":
+            if cache is not None and j in cache_keys and res.get("gold_error_type") != "timeout":
                 fresh[cache_keys[j]] = res["gold"]
         elif jobs[j]["gold"] is None and not res.get("db_error") and not res.get("killed"):
             gold_executed += 1
@@ -177,7 +182,7 @@ def evaluate(
 
 
 def _record(it: EvalItem, res: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
-    hardness = spider_hardness(it.gold)
+    hardness = res["hardness"] if "hardness" in res else (spider_hardness(it.gold) if cfg.analysis else "")
     rec: dict[str, Any] = {
         "id": it.id,
         "db_id": it.db_id,
@@ -214,8 +219,9 @@ def _record(it: EvalItem, res: dict[str, Any], cfg: EvalConfig) -> dict[str, Any
         rec["error"] = first["error"]
     if not it.pred and not it.candidates and gold_status == "ok" and not rec["correct"]:
         rec["error_type"] = "empty_prediction" if it.pred == "" else rec["error_type"]
-    rec["exact_match"] = exact_match(it.gold, it.pred) if it.pred else False
-    rec["token_match"] = round(token_match(it.gold, it.pred), 4) if it.pred else 0.0
+    em = res.get("exact_match", False)
+    rec["exact_match"] = None if not cfg.analysis else bool(em)
+    rec["token_match"] = round(res.get("token_match", 0.0), 4)
     rec["soft_f1"] = round(first["soft_f1"], 4) if first else 0.0
     if res.get("ves") is not None:
         rec["ves"] = round(res["ves"], 4)
@@ -254,7 +260,7 @@ def summarize(records: list[dict[str, Any]], cfg: EvalConfig, mode: str, family:
         "excluded": dict(sorted(excluded.items())),
         "mode": mode,
         "family": family,
-        "exact_match": round(_ratio(sum(r["exact_match"] for r in counted), n), 4),
+        "exact_match": round(_ratio(sum(bool(r["exact_match"]) for r in counted), n), 4) if cfg.analysis else None,
         "token_match": round(_ratio(sum(r["token_match"] for r in counted), n), 4),
         "soft_f1": round(_ratio(sum(r["soft_f1"] for r in counted), n), 4),
         "by_difficulty": by["difficulty"],

@@ -1,0 +1,192 @@
+"""Eval speed: sqltune vs the BIRD official evaluator's design, on Spider dev (972 questions).
+
+Predictions are the gold queries perturbed in realistic ways (seeded): dropped or added
+DISTINCT, flipped comparison operators, changed LIMIT, reversed sort direction, swapped
+select columns, misspelled columns, dropped conditions, with about a third left correct.
+
+The baseline reproduces the design of BIRD's evaluation script: a multiprocessing.Pool
+fed one pair at a time with apply_async, a fresh SQLite connection per pair, a thread-based
+func_timeout around the execution, and the full result rows of both queries sent back to
+the parent, which compares set(pred) == set(gold).
+
+Prints wall seconds for both, the ratio (target: sqltune >= 2x faster with a cold gold cache),
+whether the verdicts are identical in set mode, and how many gold queries a second sqltune run
+executes with the cache warm (target: 0).
+
+    python benchmarks/eval_speed.py [--data-dir ../shared/data/spider] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import random
+import re
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqltune.evaluate.inputs import load_spider_files
+from sqltune.evaluate.run import EvalConfig, evaluate
+
+
+def perturb(sql: str, rng: random.Random) -> str:
+    """One realistic mistake, or the query unchanged (about a third of the time)."""
+    edits = [
+        lambda s: (
+            re.sub(r"(?i)\bselect\s+distinct\b", "SELECT", s, count=1)
+            if re.search(r"(?i)select\s+distinct", s)
+            else None
+        ),
+        lambda s: (
+            re.sub(r"(?i)^select\b", "SELECT DISTINCT", s, count=1) if not re.search(r"(?i)distinct", s) else None
+        ),
+        lambda s: s.replace(" > ", " >= ", 1) if " > " in s else (s.replace(" < ", " <= ", 1) if " < " in s else None),
+        lambda s: (
+            re.sub(r"(?i)limit\s+(\d+)", lambda m: f"LIMIT {int(m.group(1)) + 1}", s, count=1)
+            if re.search(r"(?i)limit\s+\d", s)
+            else None
+        ),
+        lambda s: re.sub(r"(?i)\bdesc\b", "ASC", s, count=1) if re.search(r"(?i)\bdesc\b", s) else None,
+        lambda s: _swap_select(s),
+        lambda s: (
+            re.sub(
+                r"(?i)(select\s+(?:distinct\s+)?)([A-Za-z_][A-Za-z0-9_]*)",
+                lambda m: m.group(1) + m.group(2) + "x",
+                s,
+                count=1,
+            )
+            if not re.match(r"(?i)select\s+(distinct\s+)?(count|avg|sum|min|max)\b", s)
+            else None
+        ),
+        lambda s: (
+            re.sub(r"(?i)\s+and\s+[^()]*?(?=(\s+(group|order|limit)\b|$))", "", s, count=1)
+            if re.search(r"(?i)\swhere\s.*\sand\s", s)
+            else None
+        ),
+        lambda s: s.replace("=", "!=", 1) if " = " in s.split("WHERE")[-1] and "WHERE" in s else None,
+    ]
+    if rng.random() < 0.33:
+        return sql
+    for e in rng.sample(edits, len(edits)):
+        out = e(sql)
+        if out and out != sql:
+            return out
+    return sql
+
+
+def _swap_select(s: str) -> str | None:
+    m = re.match(r"(?is)^(select\s+)([^,()]+?)\s*,\s*([^,()]+?)(\s+from\s.*)$", s)
+    return f"{m.group(1)}{m.group(3)}, {m.group(2)}{m.group(4)}" if m else None
+
+
+# --- the BIRD-style baseline ------------------------------------------------------------------
+def _execute_sql(predicted_sql, ground_truth, db_path):
+    conn = sqlite3.connect(db_path)
+    cursor = conn.cursor()
+    cursor.execute(predicted_sql)
+    predicted_res = cursor.fetchall()
+    cursor.execute(ground_truth)
+    ground_truth_res = cursor.fetchall()
+    conn.close()
+    return predicted_res, ground_truth_res
+
+
+def _execute_model(predicted_sql, ground_truth, db_place, idx, meta_time_out):
+    from func_timeout import FunctionTimedOut, func_timeout
+
+    try:
+        pred_rows, gold_rows = func_timeout(meta_time_out, _execute_sql, args=(predicted_sql, ground_truth, db_place))
+    except FunctionTimedOut:
+        pred_rows, gold_rows = [("timeout",)], None
+    except Exception:
+        pred_rows, gold_rows = [("error",)], None
+    return {"sql_idx": idx, "pred": pred_rows, "gold": gold_rows}
+
+
+def bird_style(pairs, db_places, num_cpus, meta_time_out=30.0):
+    results = []
+    pool = mp.Pool(processes=num_cpus)
+    for i, (pred, gold) in enumerate(pairs):
+        pool.apply_async(_execute_model, args=(pred, gold, db_places[i], i, meta_time_out), callback=results.append)
+    pool.close()
+    pool.join()
+    verdict = {}
+    for r in results:
+        verdict[r["sql_idx"]] = r["gold"] is not None and set(r["pred"]) == set(r["gold"])
+    return [verdict[i] for i in range(len(pairs))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spider")
+    )
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    d = Path(args.data_dir)
+    rng = random.Random(args.seed)
+    gold_lines = (d / "dev_gold.sql").read_text().splitlines()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        preds = [perturb(line.rsplit("\t", 1)[0], rng) for line in gold_lines]
+        (tmp / "pred.sql").write_text("\n".join(preds) + "\n")
+        items = [
+            it
+            for it in load_spider_files(d / "dev_gold.sql", tmp / "pred.sql", d / "database")
+            if Path(it.db_path).is_file()
+        ]
+        changed = sum(it.pred != it.gold for it in items)
+        print(
+            f"Spider dev: {len(items)} questions with a database; {changed} predictions perturbed, {len(items) - changed} left as gold"
+        )
+
+        t0 = time.perf_counter()
+        base = bird_style([(it.pred, it.gold) for it in items], [it.db_path for it in items], args.workers)
+        t_base = time.perf_counter() - t0
+
+        runs = {}
+        for analysis in (False, True):
+            cfg = EvalConfig(
+                match="set",
+                workers=args.workers,
+                analysis=analysis,
+                cache_path=str(tmp / f"gold_cache_{analysis}.sqlite"),
+            )
+            t0 = time.perf_counter()
+            s_cold, recs = evaluate(items, cfg, family="spider")
+            t_cold = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            s_warm, _ = evaluate(items, cfg, family="spider")
+            t_warm = time.perf_counter() - t0
+            runs[analysis] = (s_cold, recs, t_cold, s_warm, t_warm)
+
+    print(f"BIRD-style evaluator ({args.workers} processes): {t_base:.2f} s, EX {sum(base) / len(base):.4f}")
+    ok = True
+    for analysis, label in (
+        (False, "EX and execution metrics (--no-analysis)"),
+        (True, "plus sqlglot exact match and hardness (default)"),
+    ):
+        s_cold, recs, t_cold, s_warm, t_warm = runs[analysis]
+        ours = [r["correct"] for r in recs]
+        diff = [i for i, (a, b) in enumerate(zip(ours, base, strict=True)) if a != b]
+        print(f"sqltune, {label}, {args.workers} workers:")
+        print(f"  cold gold cache: {t_cold:.2f} s, EX {s_cold['ex']:.4f}, gold executed {s_cold['gold_executed']}")
+        print(f"  warm gold cache: {t_warm:.2f} s, EX {s_warm['ex']:.4f}, gold executed {s_warm['gold_executed']}")
+        print(f"  speed-up vs BIRD-style: cold {t_base / t_cold:.2f}x, warm {t_base / t_warm:.2f}x")
+        print(
+            f"  set-mode verdicts identical to BIRD-style: {not diff} ({len(diff)} differ{': ' + str(diff[:10]) if diff else ''})"
+        )
+        ok = ok and not diff and s_warm["gold_executed"] == 0
+        if not analysis:
+            ok = ok and t_base / t_cold >= 2
+    print(f"misses by error type (sqltune): {runs[True][0]['errors']}")
+    print("targets (--no-analysis cold >= 2x, identical verdicts, 0 gold executed warm):", "met" if ok else "NOT met")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
