@@ -19,6 +19,7 @@ format:
 bench:
 	python benchmarks/data_build.py
 	python benchmarks/schema_tokens.py
+	python benchmarks/eval_speed.py
 
 quickstart:
 	sqltune quickstart --out runs/quickstart

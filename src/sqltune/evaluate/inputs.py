@@ -230,7 +230,9 @@ def detect_and_load(
 ) -> tuple[list[EvalItem], str]:
     """Pick the input format from the files; returns the items and the benchmark family."""
     if dataset:
-        return load_sqltune_files(dataset, pred, db_root, allow_missing), "sqltune"
+        items = load_sqltune_files(dataset, pred, db_root, allow_missing)
+        sources = {str(r.get("source", "")) for r in read_jsonl(dataset)}
+        return items, ("bird" if sources == {"bird"} else "sqltune")
     if not gold or not db_root:
         raise DataError("give either --dataset FILE.jsonl --pred FILE.jsonl, or --gold FILE --pred FILE --db-root DIR")
     p = Path(pred)

@@ -72,6 +72,13 @@ class EvalConfig:
             raise ConfigError("invalid eval options:\n  " + "\n  ".join(problems))
 
 
+_LEVELS = ("easy", "medium", "hard", "extra", "simple", "moderate", "challenging")
+
+
+def _level_rank(name: str) -> tuple[int, str]:
+    return (_LEVELS.index(name) if name in _LEVELS else len(_LEVELS), name)
+
+
 def _ratio(a: float, b: int) -> float:
     return a / b if b else 0.0
 
@@ -249,7 +256,7 @@ def summarize(records: list[dict[str, Any]], cfg: EvalConfig, mode: str, family:
                 "correct": sum(x["correct"] for x in v),
                 "ex": round(_ratio(sum(x["correct"] for x in v), len(v)), 4),
             }
-            for k, v in sorted(groups.items())
+            for k, v in sorted(groups.items(), key=lambda kv: _level_rank(kv[0]))
         }
     errors = Counter(r["error_type"] for r in counted if not r["correct"])
     summary: dict[str, Any] = {
