@@ -131,7 +131,7 @@ def test_sqltune_files_bad_input(school_db, tmp_path):
         load_sqltune_files(ds, _preds(tmp_path, ok[:2]))
     items = load_sqltune_files(ds, _preds(tmp_path, ok[:2]), allow_missing=True)
     summary, recs = evaluate(items, EvalConfig(cache=False))
-    assert summary["n"] == 3 and recs[2]["error_type"] == "empty_prediction"
+    assert summary["n"] == 3 and recs[2]["error_type"] == "missing_prediction" and not recs[2]["correct"]
 
 
 def test_unknown_db_id_is_a_counted_status(spider_dir, tmp_path):
@@ -239,3 +239,15 @@ def test_a_hanging_job_inside_a_chunk_is_found_and_the_rest_rerun():
     assert time.monotonic() - t0 < 4.0
     assert pool.killed == 2  # once with its chunk, once alone
     assert multiprocessing.active_children() == []
+
+
+def test_ves_times_correct_predictions(school_db):
+    slow_same = "SELECT name FROM teacher WHERE (SELECT count(*) FROM student a, student b, student c) > 0"
+    items = [
+        EvalItem("a", "s", str(school_db), slow_same, "SELECT name FROM teacher"),
+        EvalItem("b", "s", str(school_db), "SELECT name FROM teacher", "SELECT age FROM teacher"),
+    ]
+    summary, recs = evaluate(items, EvalConfig(cache=False, ves_repeats=3))
+    assert recs[0]["correct"] and recs[0]["ves"] > 1.0  # the prediction is faster than its gold
+    assert "ves" not in recs[1]
+    assert summary["ves"] == pytest.approx(100 * recs[0]["ves"] / 2, abs=0.01)

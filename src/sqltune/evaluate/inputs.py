@@ -35,6 +35,7 @@ class EvalItem:
     question: str = ""
     difficulty: str = ""
     candidates: list[str] = field(default_factory=list)
+    missing: bool = False
 
 
 def _read_text(path: Path) -> str:
@@ -204,8 +205,8 @@ def load_sqltune_files(
         p = pmap.get(str(d["id"]), {})
         psql = next((str(p[k]) for k in PRED_KEYS if p.get(k) is not None), "")
         cands = p.get("candidates") or []
-        db_path = str(d.get("db_path") or "") or (_db_path(db_root, d["db_id"]) if db_root else "")
-        if db_root and d.get("db_id") and not d.get("db_path"):
+        db_path = str(d.get("db_path") or "")
+        if db_root and not db_path:
             db_path = _db_path(db_root, d["db_id"])
         items.append(
             EvalItem(
@@ -219,9 +220,7 @@ def load_sqltune_files(
                 candidates=[str(c) for c in cands],
             )
         )
-        if str(d["id"]) not in pmap:
-            items[-1].pred = ""
-            items[-1].candidates = []
+        items[-1].missing = str(d["id"]) not in pmap
     return items
 
 

@@ -224,8 +224,9 @@ def _record(it: EvalItem, res: dict[str, Any], cfg: EvalConfig) -> dict[str, Any
         rec["correct"] = bool(first["correct"])
         rec["error_type"] = first["error_type"] if not first["correct"] else None
         rec["error"] = first["error"]
-    if not it.pred and not it.candidates and gold_status == "ok" and not rec["correct"]:
-        rec["error_type"] = "empty_prediction" if it.pred == "" else rec["error_type"]
+    if it.missing and rec["counted"]:
+        rec["error_type"] = "missing_prediction"
+        rec["error"] = "no prediction for this id"
     em = res.get("exact_match", False)
     rec["exact_match"] = None if not cfg.analysis else bool(em)
     rec["token_match"] = round(res.get("token_match", 0.0), 4)
