@@ -19,7 +19,7 @@ import random
 import statistics
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +128,9 @@ def load_examples(cfg: BuildConfig) -> tuple[list[Example], list[Path], set[str]
 class TokenCounter:
     """Counts prompt tokens exactly as the model will see them (its chat template, generation prompt)."""
 
-    def __init__(self, tokenizer: Any):
+    def __init__(self, tokenizer: Any, name: str = "custom"):
         self.tok = tokenizer
+        self.name = name
 
     def text(self, messages: list[dict[str, str]]) -> str:
         if getattr(self.tok, "chat_template", None):
@@ -329,7 +330,7 @@ def make_counter(cfg: BuildConfig) -> TokenCounter | None:
         return None
     from sqltune.models import load_tokenizer
 
-    return TokenCounter(load_tokenizer(name))
+    return TokenCounter(load_tokenizer(name), name)
 
 
 def build(
@@ -374,7 +375,7 @@ def build(
         "shrunk": stats["shrunk"],
         "shrunk_examples": stats["shrunk_examples"],
         "prompt_tokens": stats["prompt_tokens"],
-        "tokenizer": cfg.tokenizer or (counter and "smollm2-135m") or None,
+        "tokenizer": counter.name if counter is not None else None,
         "outputs": outputs,
         "sources": {str(f): sha256_file(f) for f in files},
         "databases_sha256": {p: sha256_file(p) for p in db_paths},
@@ -383,7 +384,3 @@ def build(
     }
     write_json(report_path(out), report)
     return report
-
-
-def with_overrides(cfg: BuildConfig, **kw: Any) -> BuildConfig:
-    return replace(cfg, **{k: v for k, v in kw.items() if v is not None})

@@ -1068,7 +1068,7 @@ def build_demo(
         from sqltune.data.build import TokenCounter
         from sqltune.models import load_tokenizer
 
-        counter = TokenCounter(load_tokenizer(tokenizer))
+        counter = TokenCounter(load_tokenizer(tokenizer), tokenizer)
     for split, exs in (("train", train), ("test", test)):
         cfg = BuildConfig(
             benchmark="pairs",

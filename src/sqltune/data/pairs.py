@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,6 @@ def load_pairs(
         )
     ids = [e.id for e in out]
     if len(set(ids)) != len(ids):
-        dup = sorted({x for x in ids if ids.count(x) > 1})[:5]
+        dup = sorted(k for k, v in Counter(ids).items() if v > 1)[:5]
         raise DataError(f"{path}: duplicate id(s) {', '.join(dup)}; ids must be unique (or leave 'id' out)")
     return out, [path], None

@@ -133,13 +133,13 @@ def evaluate(
 
     def allowed(job: dict[str, Any]) -> float:
         n = len(job["preds"]) + (1 if job["gold"] is None else 0)
-        return n * cfg.timeout * (1 + 2 * bool(job["ves_repeats"]) * job["ves_repeats"]) + 1.0
+        return n * cfg.timeout * (1 + 2 * job["ves_repeats"]) + 1.0
 
     def killed(job: dict[str, Any]) -> dict[str, Any]:
         return {
             "killed": True,
             "gold": None,
-            "gold_ok": job["gold"] is not None or None,
+            "gold_ok": None,  # unknown: the worker was killed before it answered
             "gold_error": None,
             "gold_error_type": None,
             "preds": [
@@ -166,8 +166,6 @@ def evaluate(
             gold_executed += 1
             if cache is not None and j in cache_keys and res.get("gold_error_type") != "timeout":
                 fresh[cache_keys[j]] = res["gold"]
-        elif jobs[j]["gold"] is None and not res.get("db_error") and not res.get("killed"):
-            gold_executed += 1
         results[i] = res
         progress.advance()
     progress.close()
