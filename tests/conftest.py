@@ -77,3 +77,88 @@ def tiny_tokenizer():
         "{% if add_generation_prompt %}<assistant>{% endif %}"
     )
     return fast
+
+
+TINY_WORDS = ["SELECT", "FROM", "WHERE", "GROUP", "BY", "ORDER", "LIMIT", "COUNT", "(", ")", "*", ",", "=", ">", "<", ";", ".", "AND", "OR", "AS", "JOIN", "ON", "DESC", "ASC", "teacher", "student", "name", "age", "room_id", "teacher_id", "student_id", "1", "2", "3", "10", "Ann", "Bob", "'", "the", "of", "how", "many", "what", "is", "are", "You", "text", "to", "SQL", "query", "translator", "Using", "SQLite", "DB", "Schema", "External", "Knowledge", "translate", "following", "question", "into", "a", "select", "statement", "-", ":", "system", "user", "assistant"]
+
+
+def make_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """A real (randomly initialised) 2-layer Llama with a word-level tokenizer and a chat template."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = {"[UNK]": 0, "<eos>": 1, "<|im_start|>": 2, "<|im_end|>": 3}
+    for w in TINY_WORDS:
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        bos_token="<|im_start|>",
+    )
+    fast.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    fast.chat_template = (
+        "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
+    )
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        eos_token_id=3,
+        pad_token_id=3,
+        bos_token_id=2,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+def make_school_dataset(path: Path, db: Path, n: int = 12) -> Path:
+    """A chat dataset over the school database, built by sqltune's own prompt module."""
+    import json
+
+    from sqltune.db.schema import introspect
+    from sqltune.prompts import chat_record, render_schema
+
+    schema = render_schema(introspect(db, "school"), "compact")
+    qa = [
+        ("how many teacher are there", "SELECT COUNT(*) FROM teacher"),
+        ("what is the name of the student", "SELECT name FROM student"),
+        ("how many student are there", "SELECT COUNT(*) FROM student"),
+        ("what is the age of Ann", "SELECT age FROM teacher WHERE name = 'Ann'"),
+    ]
+    with open(path, "w") as fh:
+        for i in range(n):
+            q, sql = qa[i % len(qa)]
+            rec = {
+                "id": f"s-{i}",
+                "db_id": "school",
+                "db_path": str(db),
+                "question": q,
+                "evidence": "",
+                "sql": sql,
+                "difficulty": "easy",
+                "source": "pairs",
+                "schema_style": "compact",
+                **chat_record(schema, q, "", sql),
+            }
+            fh.write(json.dumps(rec) + "\n")
+    return path

@@ -6,7 +6,6 @@ line starting with ``error:`` and exits with code 2, never a traceback.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -246,24 +245,151 @@ def eval_compare(
         out.print(f"[red]broken[/red] {b['id']}: {b['question']}  ({b['error_b']})", highlight=False, markup=True)
 
 
+@app.command(
+    "predict",
+    epilog="Example: sqltune predict --dataset runs/spider_dev.jsonl --out runs/spider_dev.pred.jsonl",
+)
+def predict_cmd(
+    dataset: Annotated[Path, typer.Option(help="Dataset JSONL from 'sqltune data build' (chat or alpaca)")],
+    out_file: Annotated[Path, typer.Option("--out", help="Predictions JSONL (appended; rerun to resume)")],
+    model: Annotated[str, typer.Option(help="Registry name, model folder, .gguf file, hub id, or server model")] = (
+        "smollm2-135m"
+    ),
+    backend: Annotated[str, typer.Option(help="hf | openai | vllm")] = "hf",
+    batch_size: Annotated[int, typer.Option(help="hf: questions per generate() call")] = 16,
+    max_new_tokens: Annotated[int, typer.Option(help="Most tokens to generate per answer")] = 256,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Top-k sampling (0 = off)")] = 0,
+    num_samples: Annotated[int, typer.Option(help="Candidates per question; > 1 votes by execution result")] = 1,
+    sample_temperature: Annotated[float, typer.Option(help="Temperature of the extra candidates")] = 0.7,
+    seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
+    device: Annotated[str, typer.Option(help="hf: auto | cpu | cuda | cuda:N | mps")] = "auto",
+    dtype: Annotated[str, typer.Option(help="hf: auto (bf16 where supported) | bfloat16 | float16 | float32")] = "auto",
+    load_in_4bit: Annotated[bool, typer.Option(help="hf: NF4 weights via bitsandbytes (CUDA only)")] = False,
+    static_cache: Annotated[bool, typer.Option(help="hf: static KV cache")] = True,
+    base_url: Annotated[str | None, typer.Option(help="openai: server URL, e.g. http://localhost:8000/v1")] = None,
+    api_key: Annotated[str | None, typer.Option(help="openai: API key (default $OPENAI_API_KEY)")] = None,
+    concurrency: Annotated[int, typer.Option(help="openai: requests in flight")] = 8,
+    retries: Annotated[int, typer.Option(help="openai: retries per request, with backoff")] = 4,
+    cot: Annotated[bool, typer.Option(help="Outputs reason first: take the last SQL block")] = False,
+    limit: Annotated[int | None, typer.Option(help="Only the first N records")] = None,
+) -> None:
+    """Generate SQL for every question of a dataset; resumable, with a manifest."""
+    from sqltune.predict.run import PredictConfig, predict
+
+    cfg = PredictConfig(
+        dataset=str(dataset),
+        out=str(out_file),
+        model=model,
+        backend=backend,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        num_samples=num_samples,
+        sample_temperature=sample_temperature,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        load_in_4bit=load_in_4bit,
+        static_cache=static_cache,
+        base_url=base_url,
+        api_key=api_key,
+        concurrency=concurrency,
+        retries=retries,
+        cot=cot,
+        limit=limit,
+    )
+    s = predict(cfg)
+    out.print(
+        f"{s['total_written']}/{s['records']} predictions in {s['out']} ({s['already_done']} already done, "
+        f"{s['generated']} generated in {s['seconds']:.1f} s); statuses: {s['statuses']}"
+    )
+    out.print(f"manifest: {s['manifest']}")
+
+
+@app.command(
+    "train",
+    epilog="Example: sqltune train configs/smollm2-135m/full.yaml train_file=runs/demo/train.jsonl epochs=2",
+)
+def train_cmd(
+    config: Annotated[Path | None, typer.Argument(help="Run config YAML (see configs/)")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. learning_rate=1e-4")] = None,
+) -> None:
+    """Fine-tune a model (full | lora | qlora) from a YAML config; rerun to resume."""
+    from sqltune.train.config import load_config
+    from sqltune.train.sft import train
+
+    items = list(overrides or [])
+    if config is not None and "=" in str(config):  # only overrides were given
+        items.insert(0, str(config))
+        config = None
+    cfg = load_config(config, items)
+    m = train(cfg)
+    out.print(
+        f"trained {m['global_steps']} steps in {m['train_minutes']:.1f} min; train loss {m['train_loss']:.4f}"
+        + (f", validation loss {m['eval_loss']:.4f}" if m.get("eval_loss") is not None else "")
+    )
+    out.print(f"model: {m['output']}  run: {cfg.output_dir}  loss curve: {m['loss_plot']}")
+
+
+@app.command("merge", epilog="Example: sqltune merge runs/smollm2-lora --out runs/smollm2-lora-merged")
+def merge_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A LoRA/QLoRA run folder from 'sqltune train'")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the standalone merged model")],
+) -> None:
+    """Merge a LoRA adapter into its base model: a standalone folder with tokenizer and chat template."""
+    from sqltune.train.merge import merge
+
+    info = merge(run_dir, out_dir)
+    out.print(
+        f"merged {info['adapter']} into {info['base']} -> {info['out']} ({info['changed_tensors']} tensors changed)"
+    )
+
+
+@app.command("serve-openai", epilog="Example: sqltune serve-openai --model smollm2-135m --port 8000")
+def serve_openai(
+    model: Annotated[str, typer.Option(help="Registry name, model folder, .gguf file or hub id")] = "smollm2-135m",
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    dtype: Annotated[str, typer.Option(help="auto | bfloat16 | float16 | float32")] = "auto",
+) -> None:
+    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions) for any OpenAI client."""
+    import uvicorn
+
+    from sqltune.predict.backends import HFBackend
+    from sqltune.serve.openai_api import create_app
+
+    backend = HFBackend(model, dtype=dtype, batch_size=1)
+    uvicorn.run(create_app(backend, model), host=host, port=port, log_level="warning")
+
+
 @app.command("quickstart", epilog="Example: sqltune quickstart --out runs/quickstart")
 def quickstart(
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder")] = Path("runs/quickstart"),
+    benchmark: Annotated[str, typer.Option(help="demo (embedded shop database) | spider")] = "demo",
+    data_dir: Annotated[str | None, typer.Option(help="spider: the benchmark folder")] = None,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Score only the first N test questions")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="Training key=value overrides")] = None,
 ) -> None:
-    """The main job on the embedded defaults (demo SQLite database, offline model).
+    """The main job on the embedded defaults: data, zero-shot EX, fine-tune, fine-tuned EX.
 
-    Today it runs the data stage: it generates the demo database and its verified dataset,
-    measures prompt lengths with the default model's tokenizer (pulled if needed), and
-    prints the dataset card.
+    Pulls the default model, builds the demo database and dataset, measures zero-shot execution
+    accuracy on the test split, fine-tunes on the train split, measures again, and prints a
+    before/after table. Writes DIR/summary.json (ex_zero_shot, ex_fine_tuned, minutes),
+    DIR/train/loss.png and DIR/accuracy.png. Rerun to resume.
     """
-    from sqltune.data.demo import build_demo
-    from sqltune.models import DEFAULT_MODEL, pull_model
+    from sqltune.quickstart import run_quickstart
 
-    pull_model(DEFAULT_MODEL)
-    result = build_demo(out_dir / "data", schema="compact", fmt="chat", seed=seed, tokenizer=DEFAULT_MODEL)
-    typer.echo(Path(result["card"]).read_text())
-    (out_dir / "summary.json").write_text(json.dumps({"data": result}, indent=2) + "\n")
+    s = run_quickstart(out_dir, benchmark, data_dir, seed, overrides, limit, log=out.print)
+    out.print(s["table"])
+    out.print(
+        f"[bold]EX {100 * s['ex_zero_shot']:.1f}% -> {100 * s['ex_fine_tuned']:.1f}%[/bold] in {s['minutes']:.1f} min; "
+        f"summary: {Path(out_dir) / 'summary.json'}; plots: {s['loss_plot']}, {s['accuracy_plot']}"
+    )
 
 
 def _pct(x: float | None) -> str:

@@ -1,0 +1,1 @@
+"""The predict stage: backends (hf, openai-compatible, vllm), SQL extraction, self-consistency."""

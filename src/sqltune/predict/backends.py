@@ -1,0 +1,443 @@
+"""Generation backends behind one interface: ``hf`` (transformers), ``openai`` (any
+OpenAI-compatible server) and ``vllm`` (the offline engine).
+
+Every backend takes chat prompts (lists of messages built by :mod:`sqltune.prompts`) and returns,
+per prompt, a list of :class:`Completion`: the first is greedy (or the requested temperature),
+the others are samples for self-consistency.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from sqltune.errors import ConfigError, ModelError
+
+BACKENDS = ("hf", "openai", "vllm")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+@dataclass(frozen=True)
+class GenParams:
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0
+    num_samples: int = 1  # candidates per question: the first greedy, the others sampled
+    sample_temperature: float = 0.7
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    status: str = "ok"  # ok | prompt_too_long | error
+    error: str = ""
+
+
+@dataclass
+class Prompt:
+    messages: list[dict[str, str]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, prompts: list[list[dict[str, str]]], params: GenParams) -> list[list[Completion]]: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+# --------------------------------------------------------------------------- hf
+
+
+def cpu_supports_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # older torch
+        return False
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(dtype: str, device: str) -> str:
+    """``auto``: bfloat16 where the hardware computes it natively (CUDA with bf16, CPUs with
+    AVX512-BF16 or AMX), float16 on older GPUs and MPS, float32 elsewhere."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if device == "mps":
+        return "float16"
+    return "bfloat16" if cpu_supports_bf16() else "float32"
+
+
+def encode_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a prompt, through the model's own chat template, ending where the answer starts.
+
+    Training (:mod:`sqltune.train.data`) uses this same function for the prompt part of each
+    example, so inference sees exactly the tokens training conditioned on.
+    """
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "keys"):  # BatchEncoding in recent transformers
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+class HFBackend:
+    """Batched generation with transformers: left padding, length-sorted batches, static KV cache."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        load_in_4bit: bool = False,
+        batch_size: int = 16,
+        static_cache: bool = True,
+        model_obj: Any = None,
+        tokenizer: Any = None,
+    ):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from sqltune.models import resolve_model
+
+        self.model_name = model
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.batch_size = batch_size
+        self.static_cache = static_cache
+        self.load_in_4bit = load_in_4bit
+        where = resolve_model(model) if model_obj is None else model
+        self.where = where
+        if load_in_4bit and not self.device.startswith("cuda"):
+            raise ConfigError(
+                "--load-in-4bit (NF4 via bitsandbytes) needs a CUDA GPU; this machine has none. "
+                "Drop the option to run in bf16/fp32."
+            )
+        try:
+            self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(where)
+        except OSError as e:
+            raise ModelError(f"cannot load a tokenizer from {where!r}: {e}") from None
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ModelError(f"{where}: the tokenizer has no chat template; sqltune prompts need one")
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if model_obj is not None:
+            self.model = model_obj
+        else:
+            kwargs: dict[str, Any] = {"dtype": getattr(torch, self.dtype)}
+            if load_in_4bit:
+                from transformers import BitsAndBytesConfig
+
+                kwargs["quantization_config"] = BitsAndBytesConfig(
+                    load_in_4bit=True,
+                    bnb_4bit_quant_type="nf4",
+                    bnb_4bit_use_double_quant=True,
+                    bnb_4bit_compute_dtype=torch.bfloat16,
+                )
+                kwargs["device_map"] = {"": 0}
+            try:
+                self.model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+            except Exception as e:
+                raise ModelError(f"cannot load model weights from {where!r}: {type(e).__name__}: {e}") from None
+            if not load_in_4bit:
+                self.model.to(self.device)
+        self.model.eval()
+        self.max_context = int(
+            getattr(self.model.config, "max_position_embeddings", 0) or getattr(self.tokenizer, "model_max_length", 0)
+        )
+        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        eos = {self.tokenizer.eos_token_id}
+        if isinstance(gen_eos, int):
+            eos.add(gen_eos)
+        elif gen_eos:
+            eos.update(gen_eos)
+        self.eos_ids = sorted(e for e in eos if e is not None)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "model": self.model_name,
+            "path": self.where,
+            "device": self.device,
+            "dtype": "nf4" if self.load_in_4bit else self.dtype,
+            "batch_size": self.batch_size,
+            "static_cache": self.static_cache,
+            "eos_token_ids": self.eos_ids,
+        }
+
+    def _generate_batch(self, batch: list[list[int]], params: GenParams, sample: bool, n: int) -> list[list[int]]:
+        import torch
+
+        width = max(len(x) for x in batch)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, x in enumerate(batch):
+            ids[i, width - len(x) :] = torch.tensor(x)
+            mask[i, width - len(x) :] = 1
+        temperature = params.sample_temperature if sample else params.temperature
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "eos_token_id": self.eos_ids,
+            "pad_token_id": pad,
+            "num_return_sequences": n,
+        }
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature, top_p=params.top_p, top_k=params.top_k or None)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if self.static_cache and not self.load_in_4bit:
+            kwargs["cache_implementation"] = "static"
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device), **kwargs
+            )
+        new = out[:, width:].tolist()
+        result = []
+        for row in new:
+            cut = len(row)
+            for j, t in enumerate(row):
+                if t in self.eos_ids:
+                    cut = j
+                    break
+            result.append(row[:cut])
+        return result
+
+    def generate(self, prompts: list[list[dict[str, str]]], params: GenParams) -> list[list[Completion]]:
+        import torch
+
+        encoded = [encode_prompt(self.tokenizer, m) for m in prompts]
+        results: list[list[Completion]] = [[] for _ in prompts]
+        room = self.max_context - params.max_new_tokens if self.max_context else None
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        runnable = []
+        for i in order:
+            if room is not None and len(encoded[i]) > room:
+                results[i] = [
+                    Completion(
+                        "",
+                        len(encoded[i]),
+                        0,
+                        "prompt_too_long",
+                        f"prompt has {len(encoded[i])} tokens; with max_new_tokens={params.max_new_tokens} the "
+                        f"model's context of {self.max_context} leaves room for {room}: use a shorter schema style "
+                        f"(--schema compact) or lower --max-new-tokens",
+                    )
+                ]
+            else:
+                runnable.append(i)
+        for start in range(0, len(runnable), self.batch_size):
+            idx = runnable[start : start + self.batch_size]
+            batch = [encoded[i] for i in idx]
+            if params.seed is not None:
+                torch.manual_seed(params.seed + start)
+            outs = self._generate_batch(batch, params, sample=False, n=1)
+            for i, toks in zip(idx, outs, strict=False):
+                text = self.tokenizer.decode(toks, skip_special_tokens=True)
+                results[i].append(Completion(text, len(encoded[i]), len(toks)))
+            extra = params.num_samples - 1
+            if extra > 0:
+                outs = self._generate_batch(batch, params, sample=True, n=extra)
+                for k, i in enumerate(idx):
+                    for toks in outs[k * extra : (k + 1) * extra]:
+                        text = self.tokenizer.decode(toks, skip_special_tokens=True)
+                        results[i].append(Completion(text, len(encoded[i]), len(toks)))
+        return results
+
+
+# --------------------------------------------------------------------------- openai
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat-completions server (``vllm serve``, llama.cpp's server, OpenAI).
+
+    Requests run ``concurrency`` at a time; a failed request is retried ``retries`` times with
+    exponential backoff; after the last retry the run stops with an error naming the server
+    (what was already written stays written).
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        retries: int = 4,
+        backoff: float = 0.5,
+        timeout: float = 120.0,
+    ):
+        try:
+            import openai
+        except ImportError:
+            raise ModelError("the openai backend needs the 'openai' package: pip install openai") from None
+        import os
+
+        self.model_name = model
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        self.client = openai.OpenAI(
+            base_url=self.base_url,
+            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
+            max_retries=0,
+            timeout=timeout,
+        )
+        self.concurrency = concurrency
+        self.retries = retries
+        self.backoff = backoff
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "model": self.model_name,
+            "base_url": self.base_url,
+            "concurrency": self.concurrency,
+        }
+
+    def _one(self, messages: list[dict[str, str]], temperature: float, params: GenParams, seed: int) -> Completion:
+        import openai
+
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                r = self.client.chat.completions.create(
+                    model=self.model_name,
+                    messages=messages,  # type: ignore[arg-type]
+                    max_tokens=params.max_new_tokens,
+                    temperature=temperature,
+                    top_p=params.top_p,
+                    seed=seed,
+                )
+                usage = r.usage
+                return Completion(
+                    r.choices[0].message.content or "",
+                    usage.prompt_tokens if usage else 0,
+                    usage.completion_tokens if usage else 0,
+                )
+            except openai.BadRequestError as e:  # not worth retrying: e.g. the prompt is too long
+                return Completion("", 0, 0, "error", f"server refused the request: {e}")
+            except (
+                openai.APIConnectionError,
+                openai.APITimeoutError,
+                openai.RateLimitError,
+                openai.InternalServerError,
+            ) as e:
+                last = e
+                if attempt < self.retries:
+                    time.sleep(self.backoff * 2**attempt)
+            except openai.APIStatusError as e:
+                last = e
+                break
+        raise ModelError(
+            f"the server at {self.base_url} did not answer after {self.retries + 1} attempts ({type(last).__name__}: "
+            f"{last}); check that it is running and that --base-url is right"
+        )
+
+    def generate(self, prompts: list[list[dict[str, str]]], params: GenParams) -> list[list[Completion]]:
+        jobs = []
+        for i, m in enumerate(prompts):
+            jobs.append((i, m, params.temperature, params.seed))
+            for k in range(params.num_samples - 1):
+                jobs.append((i, m, params.sample_temperature, params.seed + 1 + k))
+        results: list[list[Completion]] = [[] for _ in prompts]
+        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
+            futures = [pool.submit(self._one, m, t, params, s) for (_, m, t, s) in jobs]
+            for (i, *_), f in zip(jobs, futures, strict=False):
+                results[i].append(f.result())
+        return results
+
+
+# --------------------------------------------------------------------------- vllm
+
+
+class VLLMBackend:
+    """vLLM's offline engine (``pip install 'sqltune[vllm]'``, needs a GPU)."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, dtype: str = "auto", **engine_kwargs: Any):
+        try:
+            import vllm
+        except ImportError:
+            raise ModelError(
+                "the vllm backend needs vLLM (pip install vllm, on a CUDA machine); use --backend hf or "
+                "--backend openai with a running 'vllm serve' instead"
+            ) from None
+        from sqltune.models import resolve_model
+
+        self.model_name = model
+        self.where = resolve_model(model)
+        self.llm = vllm.LLM(model=self.where, dtype=dtype, **engine_kwargs)
+        self.version = vllm.__version__
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model_name, "path": self.where, "vllm": self.version}
+
+    def generate(self, prompts: list[list[dict[str, str]]], params: GenParams) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        def sp(t: float, n: int, seed: int) -> Any:
+            return SamplingParams(
+                n=n,
+                temperature=t,
+                top_p=params.top_p,
+                top_k=params.top_k or -1,
+                max_tokens=params.max_new_tokens,
+                seed=seed,
+            )
+
+        results: list[list[Completion]] = [[] for _ in prompts]
+        outs = self.llm.chat(prompts, sp(params.temperature, 1, params.seed), use_tqdm=False)
+        for i, o in enumerate(outs):
+            c = o.outputs[0]
+            results[i].append(Completion(c.text, len(o.prompt_token_ids), len(c.token_ids)))
+        if params.num_samples > 1:
+            outs = self.llm.chat(
+                prompts, sp(params.sample_temperature, params.num_samples - 1, params.seed + 1), use_tqdm=False
+            )
+            for i, o in enumerate(outs):
+                for c in o.outputs:
+                    results[i].append(Completion(c.text, len(o.prompt_token_ids), len(c.token_ids)))
+        return results
+
+
+def make_backend(name: str, model: str, **kwargs: Any) -> Backend:
+    if name == "hf":
+        keys = ("device", "dtype", "load_in_4bit", "batch_size", "static_cache")
+        return HFBackend(model, **{k: v for k, v in kwargs.items() if k in keys})
+    if name == "openai":
+        keys = ("base_url", "api_key", "concurrency", "retries")
+        return OpenAIBackend(model, **{k: v for k, v in kwargs.items() if k in keys})
+    if name == "vllm":
+        return VLLMBackend(model, dtype=kwargs.get("dtype", "auto"))
+    raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")

@@ -1,0 +1,118 @@
+"""Getting one SQL query out of a model's text, whatever the model wrapped around it.
+
+Rules, in order:
+
+1. Fenced blocks (```sql ... ```, or unlabelled ``` blocks that look like SQL): the **last** one
+   when the output reasons first (chain of thought, ``cot=True``), the **first** one otherwise.
+2. "The SQL query / statement ... is:" followed by the query.
+3. Otherwise the text itself, starting at the first SELECT or WITH.
+
+The candidate is then cut at the first statement boundary (``;``) so that several statements
+yield the first SELECT/WITH; what follows the query is dropped: a line that reads like a
+sentence, a comment line (``-- Result: ...``), or a new SELECT after a blank line. ``extract_sql`` never raises: it returns ``""`` when it finds nothing.
+"""
+
+from __future__ import annotations
+
+import re
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+_LEAD = re.compile(
+    r"(?:sql|query|statement|answer)[^\n:]{0,80}?(?:is|would be|:)\s*:?\s*\n?",
+    re.I,
+)
+_START = re.compile(r"\b(SELECT\b|WITH\s+(?:RECURSIVE\s+)?[\w\"`\[\]]+\s*(?:\([^)]*\)\s*)?AS\s*\()", re.I)
+_SQL_KEYWORD = re.compile(
+    r"^\s*(SELECT|WITH|FROM|WHERE|GROUP|ORDER|HAVING|LIMIT|OFFSET|JOIN|INNER|LEFT|RIGHT|FULL|CROSS|NATURAL|ON|AND|OR|"
+    r"NOT|UNION|INTERSECT|EXCEPT|AS|CASE|WHEN|THEN|ELSE|END|IN|EXISTS|BETWEEN|LIKE|IS|DESC|ASC|BY|USING)\b"
+)
+_SENTENCE = re.compile(r"^\s*[A-Z][a-z']*(\s+[a-z'][a-z',.]*){2,}")
+_PROSE_START = re.compile(
+    r"^\s*(This|The|Here|Note|Explanation|It|That|These|Which|Where this|In this|I |We |You |Let|Output|Result)\b"
+)
+
+
+def _split_first_statement(sql: str) -> str:
+    """The text up to the first ``;`` that is outside quotes, brackets and comments."""
+    quote: str | None = None
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if quote:
+            if c == quote:
+                if i + 1 < n and sql[i + 1] == quote:  # doubled quote inside a string
+                    i += 1
+                else:
+                    quote = None
+        elif c in "'\"`":
+            quote = c
+        elif c == "[":
+            quote = "]"
+        elif c == "-" and sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif c == ";":
+            return sql[:i]
+        i += 1
+    return sql
+
+
+def _drop_trailing_prose(sql: str) -> str:
+    """Cut at the first line that reads like a sentence, or at a new query after a blank line."""
+    kept: list[str] = []
+    blank = False
+    for i, line in enumerate(sql.split("\n")):
+        if i and not _SQL_KEYWORD.match(line) and (_PROSE_START.match(line) or _SENTENCE.match(line)):
+            break
+        if i and line.lstrip().startswith("--"):
+            break  # "-- Result:", "-- Output:" and the like after the query
+        if i and blank and _START.match(line.lstrip()):
+            break
+        blank = not line.strip()
+        kept.append(line)
+    return "\n".join(kept)
+
+
+def _clean(candidate: str) -> str:
+    m = _START.search(candidate)
+    if not m:
+        return ""
+    sql = candidate[m.start() :]
+    sql = _split_first_statement(sql)
+    sql = _drop_trailing_prose(sql)
+    sql = sql.strip().rstrip(";").strip()
+    sql = re.sub(r"\s*```.*\Z", "", sql, flags=re.S)
+    return sql
+
+
+def _fenced(text: str) -> list[str]:
+    blocks = []
+    for m in _FENCE.finditer(text):
+        lang, body = m.group(1).lower(), m.group(2)
+        if lang in ("sql", "sqlite", "postgresql", "mysql", "") and _START.search(body):
+            blocks.append(body)
+    return blocks
+
+
+def extract_sql(text: str | None, cot: bool = False) -> str:
+    """The SQL query in ``text`` (see the module docstring); ``""`` if there is none."""
+    try:
+        if not text:
+            return ""
+        blocks = _fenced(text)
+        if blocks:
+            for body in reversed(blocks) if cot else blocks:
+                sql = _clean(body)
+                if sql:
+                    return sql
+        for m in _LEAD.finditer(text):
+            tail = text[m.end() :]
+            s = _START.search(tail)
+            if s and not tail[: s.start()].strip():
+                sql = _clean(tail)
+                if sql:
+                    return sql
+        return _clean(text)
+    except Exception:  # pragma: no cover - a guarantee, exercised by the property test
+        return ""

@@ -1,0 +1,319 @@
+"""``sqltune predict``: a data-stage JSONL in, predictions JSONL and a manifest out.
+
+Output records (one JSON object per line, appended and flushed as each batch finishes):
+
+``id, db_id, pred_sql, raw, prompt_tokens, completion_tokens, seconds, status`` and, with
+``num_samples > 1``, ``candidates`` (the extracted SQL of every candidate, greedy first) and
+``votes`` (how many candidates share the chosen result).
+
+Resuming: rerunning with the same ``--out`` skips the ids already written. A crash can leave a
+torn last line; it is detected (no newline, or not JSON) and cut off before appending, so a
+kill at any moment loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqltune.errors import ConfigError, DataError, ModelError
+from sqltune.io import read_jsonl, sha256_file, sha256_text, write_json
+from sqltune.predict.backends import BACKENDS, Backend, GenParams, make_backend
+from sqltune.predict.extract import extract_sql
+from sqltune.prompts import messages_from_record
+
+
+@dataclass
+class PredictConfig:
+    dataset: str
+    out: str
+    model: str = "smollm2-135m"
+    backend: str = "hf"
+    batch_size: int = 16
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    num_samples: int = 1
+    sample_temperature: float = 0.7
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"
+    load_in_4bit: bool = False
+    static_cache: bool = True
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    concurrency: int = 8
+    retries: int = 4
+    cot: bool = False
+    limit: int | None = None
+    vote_timeout: float = 10.0
+
+    def validate(self) -> None:
+        problems = []
+        if self.backend not in BACKENDS:
+            problems.append(f"backend={self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.batch_size < 1:
+            problems.append(f"batch_size={self.batch_size}: must be at least 1")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens={self.max_new_tokens}: must be at least 1")
+        if self.num_samples < 1:
+            problems.append(f"num_samples={self.num_samples}: must be at least 1")
+        if self.temperature < 0 or self.sample_temperature < 0:
+            problems.append("temperatures must be >= 0")
+        if self.num_samples > 1 and self.sample_temperature == 0:
+            problems.append("num_samples > 1 needs sample_temperature > 0, or every candidate is the same")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p={self.top_p}: must be in (0, 1]")
+        if problems:
+            raise ConfigError("invalid predict settings: " + "; ".join(problems))
+
+    def gen_params(self) -> GenParams:
+        return GenParams(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            num_samples=self.num_samples,
+            sample_temperature=self.sample_temperature,
+            seed=self.seed,
+        )
+
+
+def manifest_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".jsonl") + ".manifest.json")
+
+
+def load_dataset_records(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Data-stage records; each needs ``id`` and a prompt (chat ``messages`` or alpaca fields)."""
+    records = read_jsonl(path)
+    seen: set[str] = set()
+    for n, r in enumerate(records, 1):
+        where = f"{path}: record {n}"
+        if "id" not in r:
+            raise DataError(f"{where}: no 'id' field; build the file with 'sqltune data build'")
+        if "messages" not in r and "instruction" not in r:
+            raise DataError(
+                f"{where} (id {r['id']}): no prompt: needs 'messages' (chat) or 'instruction'/'input' (alpaca)"
+            )
+        if "messages" in r and not any(m.get("role") == "user" and m.get("content") for m in r["messages"]):
+            raise DataError(f"{where} (id {r['id']}): 'messages' has no user turn with the question")
+        key = str(r["id"])
+        if key in seen:
+            raise DataError(f"{where}: duplicate id {key!r}; ids must be unique")
+        seen.add(key)
+    return records[:limit] if limit else records
+
+
+def recover_done(out: Path) -> dict[str, dict[str, Any]]:
+    """Records already in ``out``, after cutting off a torn last line (left by a crash)."""
+    if not out.exists():
+        return {}
+    data = out.read_bytes()
+    done: dict[str, dict[str, Any]] = {}
+    good_end = 0
+    pos = 0
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            break  # no newline: torn
+        line = data[pos:nl]
+        try:
+            rec = json.loads(line) if line.strip() else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            break
+        if rec is not None:
+            if not isinstance(rec, dict) or "id" not in rec:
+                line_no = data[:pos].count(b"\n") + 1
+                raise DataError(
+                    f"{out}: line {line_no} is not a prediction record; pass a new --out or remove the file"
+                )
+            done[str(rec["id"])] = rec
+        good_end = nl + 1
+        pos = nl + 1
+    if good_end < len(data):
+        with open(out, "r+b") as fh:
+            fh.truncate(good_end)
+    return done
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("sqltune", "torch", "transformers", "peft", "trl", "openai", "vllm"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[pkg] = md.version(pkg)
+    return out
+
+
+def _weights_hash(path: str | None) -> str | None:
+    if not path or not Path(path).is_dir():
+        return None
+    files = sorted(Path(path).glob("*.safetensors")) or sorted(Path(path).glob("*.bin"))
+    if not files:
+        return None
+    return sha256_text("".join(f"{f.name}:{sha256_file(f)}" for f in files))
+
+
+def _template_hash(backend: Backend) -> str | None:
+    tok = getattr(backend, "tokenizer", None)
+    tpl = getattr(tok, "chat_template", None)
+    return sha256_text(tpl) if isinstance(tpl, str) else None
+
+
+def build_manifest(cfg: PredictConfig, backend: Backend, records: list[dict[str, Any]]) -> dict[str, Any]:
+    info = backend.info()
+    first = records[0] if records else {}
+    return {
+        "kind": "sqltune.predict",
+        "model": cfg.model,
+        "backend": info,
+        "weights_sha256": _weights_hash(info.get("path")),
+        "chat_template_sha256": _template_hash(backend),
+        "dataset": str(Path(cfg.dataset).resolve()),
+        "dataset_sha256": sha256_file(cfg.dataset),
+        "records": len(records),
+        "prompt_format": {
+            "format": "chat" if "messages" in first else "alpaca",
+            "schema_style": first.get("schema_style"),
+            "system_prompt_sha256": sha256_text(messages_from_record(first)[0]["content"]) if first else None,
+        },
+        "decoding": cfg.gen_params().as_dict(),
+        "extraction": {"cot": cfg.cot},
+        "versions": _versions(),
+        "config": {k: v for k, v in asdict(cfg).items() if k != "api_key"},
+    }
+
+
+def _vote(record: dict[str, Any], sqls: list[str], timeout: float) -> tuple[int, int]:
+    """Majority over execution results with the eval stage's executor; returns (index, votes)."""
+    from sqltune.db.execute import execute
+    from sqltune.evaluate.engine import majority_vote, result_key
+
+    db = record.get("db_path")
+    if not db or not Path(db).exists():
+        return 0, 0
+    keys: list[str | None] = []
+    for s in sqls:
+        if not s:
+            keys.append(None)
+            continue
+        r = execute(db, s, timeout=timeout)
+        keys.append(result_key(r.rows) if r.ok else None)
+    best = majority_vote(keys)
+    return best, sum(1 for k in keys if k is not None and k == keys[best])
+
+
+def _progress(total: int, initial: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="q", desc="predict", dynamic_ncols=True, disable=None)
+
+
+def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a prediction; return a summary. See the module docstring."""
+    cfg.validate()
+    records = load_dataset_records(cfg.dataset, cfg.limit)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = recover_done(out)
+    todo = [r for r in records if str(r["id"]) not in done]
+    if backend is None:
+        backend = make_backend(
+            cfg.backend,
+            cfg.model,
+            device=cfg.device,
+            dtype=cfg.dtype,
+            load_in_4bit=cfg.load_in_4bit,
+            batch_size=cfg.batch_size,
+            static_cache=cfg.static_cache,
+            base_url=cfg.base_url,
+            api_key=cfg.api_key,
+            concurrency=cfg.concurrency,
+            retries=cfg.retries,
+        )
+    manifest = build_manifest(cfg, backend, records)
+    write_json(manifest_path(out), manifest)
+    params = cfg.gen_params()
+    # Length-sorted chunks: similar prompt lengths share a batch (less padding); each chunk is
+    # written as soon as it is done, so at most one chunk is lost to a kill.
+    chunk = max(cfg.batch_size, 1) if cfg.backend == "hf" else max(cfg.concurrency, 1) * 2
+    todo.sort(key=lambda r: -len(json.dumps(messages_from_record(r))))
+    bar = _progress(len(records), len(records) - len(todo)) if progress else None
+    started = time.perf_counter()
+    statuses: dict[str, int] = {}
+    written = 0
+    try:
+        with open(out, "a", encoding="utf-8") as fh:
+            for start in range(0, len(todo), chunk):
+                batch = todo[start : start + chunk]
+                t0 = time.perf_counter()
+                outs = backend.generate([messages_from_record(r) for r in batch], params)
+                per = (time.perf_counter() - t0) / len(batch)
+                for r, comps in zip(batch, outs, strict=False):
+                    rec = _record(r, comps, per, cfg)
+                    statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
+                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+                written += len(batch)
+                if bar is not None:
+                    bar.update(len(batch))
+                    rate = written / max(time.perf_counter() - started, 1e-9)
+                    bar.set_postfix_str(f"{rate:.2f} q/s")
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - started
+    final = recover_done(out)
+    summary = {
+        "out": str(out),
+        "manifest": str(manifest_path(out)),
+        "records": len(records),
+        "already_done": len(records) - len(todo),
+        "generated": written,
+        "total_written": len(final),
+        "statuses": statuses,
+        "seconds": round(seconds, 2),
+        "questions_per_second": round(written / seconds, 3) if seconds > 0 and written else None,
+    }
+    manifest["last_run"] = summary
+    write_json(manifest_path(out), manifest)
+    return summary
+
+
+def _record(r: dict[str, Any], comps: list[Any], seconds: float, cfg: PredictConfig) -> dict[str, Any]:
+    first = comps[0]
+    sqls = [extract_sql(c.text, cot=cfg.cot) for c in comps]
+    rec: dict[str, Any] = {
+        "id": r["id"],
+        "db_id": r.get("db_id", ""),
+        "pred_sql": sqls[0],
+        "raw": first.text,
+        "prompt_tokens": first.prompt_tokens,
+        "completion_tokens": sum(c.completion_tokens for c in comps),
+        "seconds": round(seconds, 4),
+        "status": first.status,
+    }
+    if first.error:
+        rec["error"] = first.error
+    if len(comps) > 1:
+        best, votes = _vote(r, sqls, cfg.vote_timeout)
+        rec["pred_sql"] = sqls[best]
+        rec["candidates"] = sqls
+        rec["chosen"] = best
+        rec["votes"] = votes
+    if first.status == "ok" and not rec["pred_sql"]:
+        rec["status"] = "no_sql"
+    return rec
+
+
+__all__ = ["PredictConfig", "predict", "recover_done", "manifest_path", "load_dataset_records", "ModelError"]

