@@ -20,6 +20,10 @@ COMMANDS = [
     ["quickstart"],
     ["eval"],
     ["eval", "compare"],
+    ["predict"],
+    ["train"],
+    ["merge"],
+    ["serve-openai"],
 ]
 
 

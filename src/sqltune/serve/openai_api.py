@@ -16,26 +16,29 @@ import time
 import uuid
 from typing import Any
 
+from pydantic import BaseModel
+
 from sqltune.predict.backends import GenParams, HFBackend
+
+
+class Message(BaseModel):
+    role: str
+    content: str
+
+
+class ChatRequest(BaseModel):
+    model: str | None = None
+    messages: list[Message]
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = 0.0
+    top_p: float | None = 1.0
+    n: int | None = 1
+    seed: int | None = None
 
 
 def create_app(backend: HFBackend, model_name: str) -> Any:
     from fastapi import FastAPI, HTTPException
-    from pydantic import BaseModel
-
-    class Message(BaseModel):
-        role: str
-        content: str
-
-    class ChatRequest(BaseModel):
-        model: str | None = None
-        messages: list[Message]
-        max_tokens: int | None = None
-        max_completion_tokens: int | None = None
-        temperature: float | None = 0.0
-        top_p: float | None = 1.0
-        n: int | None = 1
-        seed: int | None = None
 
     app = FastAPI(title="sqltune OpenAI-compatible server")
     lock = threading.Lock()

@@ -22,25 +22,24 @@ IGNORE = -100
 
 
 def encode_example(tokenizer: Any, record: dict[str, Any]) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) of one chat or alpaca record; labels are -100 on the prompt."""
+    """(input_ids, labels) of one chat or alpaca record; labels are -100 on the prompt.
+
+    The prompt ids are exactly :func:`encode_prompt`'s; the answer is the rest of the template's
+    rendering of the whole conversation, tokenized on its own, so that a BPE merge across the
+    prompt/answer boundary can never make the training prompt differ from the inference one.
+    """
     prompt = messages_from_record(record)
     answer = answer_from_record(record)
-    prompt_ids = encode_prompt(tokenizer, prompt)
-    full_ids = encode_prompt_full(tokenizer, [*prompt, {"role": "assistant", "content": answer}])
-    if full_ids[: len(prompt_ids)] != prompt_ids:
+    prompt_text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    full_text = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=False)
+    if not full_text.startswith(prompt_text):
         raise DataError(
             "the chat template renders the prompt differently with and without the answer; "
             "sqltune cannot mask the prompt reliably for this template"
         )
-    completion = full_ids[len(prompt_ids) :]
-    return full_ids, [IGNORE] * len(prompt_ids) + completion
-
-
-def encode_prompt_full(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    ids = tokenizer.apply_chat_template(messages, tokenize=True)
-    if hasattr(ids, "keys"):
-        ids = ids["input_ids"]
-    return list(ids)
+    prompt_ids = encode_prompt(tokenizer, prompt)
+    completion = tokenizer(full_text[len(prompt_text) :], add_special_tokens=False)["input_ids"]
+    return prompt_ids + list(completion), [IGNORE] * len(prompt_ids) + list(completion)
 
 
 def tokenize_file(
