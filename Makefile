@@ -20,6 +20,9 @@ bench:
 	python benchmarks/data_build.py
 	python benchmarks/schema_tokens.py
 	python benchmarks/eval_speed.py
+	python benchmarks/predict_speed.py
+	python benchmarks/train_throughput.py
+	python benchmarks/spider_finetune.py
 
 quickstart:
 	sqltune quickstart --out runs/quickstart

@@ -46,12 +46,10 @@ def _eval(dataset: Path, pred: Path, out_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _predict(dataset: Path, model: str, out: Path, max_new_tokens: int, limit: int | None) -> dict[str, Any]:
+def _predict(dataset: Path, model: str, out: Path, max_new_tokens: int) -> dict[str, Any]:
     from sqltune.predict.run import PredictConfig, predict
 
-    return predict(
-        PredictConfig(dataset=str(dataset), out=str(out), model=model, max_new_tokens=max_new_tokens, limit=limit)
-    )
+    return predict(PredictConfig(dataset=str(dataset), out=str(out), model=model, max_new_tokens=max_new_tokens))
 
 
 def accuracy_plot(before: dict[str, Any], after: dict[str, Any], path: Path) -> None:
@@ -138,8 +136,14 @@ def run_quickstart(
 
         raise ConfigError(f"--benchmark {benchmark!r}: choose demo or spider")
 
-    log("3/5 zero-shot: predict and score the test split with the base model")
-    _predict(test_file, DEFAULT_MODEL, out / "zero_shot" / "pred.jsonl", max_new, eval_limit)
+    if eval_limit:
+        from sqltune.io import read_jsonl, write_jsonl
+
+        subset = test_file.with_name(f"{test_file.stem}.first{eval_limit}.jsonl")
+        write_jsonl(subset, read_jsonl(test_file)[:eval_limit])
+        test_file = subset
+        log("3/5 zero-shot: predict and score the test split with the base model")
+    _predict(test_file, DEFAULT_MODEL, out / "zero_shot" / "pred.jsonl", max_new)
     before = _eval(test_file, out / "zero_shot" / "pred.jsonl", out / "zero_shot" / "eval")
     log(f"    zero-shot EX {100 * before['ex']:.1f}%")
 
@@ -161,7 +165,7 @@ def run_quickstart(
     log(f"    trained {manifest['global_steps']} steps in {manifest['train_minutes']:.1f} min")
 
     log("5/5 fine-tuned: predict and score again")
-    _predict(test_file, manifest["output"], out / "fine_tuned" / "pred.jsonl", max_new, eval_limit)
+    _predict(test_file, manifest["output"], out / "fine_tuned" / "pred.jsonl", max_new)
     after = _eval(test_file, out / "fine_tuned" / "pred.jsonl", out / "fine_tuned" / "eval")
 
     accuracy_plot(before, after, out / "accuracy.png")

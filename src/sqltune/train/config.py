@@ -51,6 +51,8 @@ class TrainConfig:
     epochs: float = 1.0
     max_steps: int = -1
     """Stop after this many optimizer steps (-1: run all epochs)."""
+    max_minutes: float | None = None
+    """Stop (and save) once training has run this long; the schedule still follows max_steps/epochs."""
     batch_size: int = 8
     """Examples per device per step."""
     grad_accum: int = 1

@@ -180,6 +180,24 @@ def _tokens_per_second_callback() -> Any:
     return TokensPerSecond()
 
 
+def _time_budget_callback(minutes: float) -> Any:
+    from transformers import TrainerCallback
+
+    class TimeBudget(TrainerCallback):
+        t0 = 0.0
+
+        def on_train_begin(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+            if time.perf_counter() - self.t0 > minutes * 60:
+                control.should_training_stop = True
+                control.should_save = True
+            return control
+
+    return TimeBudget()
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) one fine-tuning run; return the manifest."""
     import datasets
@@ -288,7 +306,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         eval_dataset=eval_ds,
         processing_class=tok,
         peft_config=peft_config(cfg),
-        callbacks=[_tokens_per_second_callback()],
+        callbacks=[_tokens_per_second_callback()]
+        + ([_time_budget_callback(cfg.max_minutes)] if cfg.max_minutes else []),
     )
     if len(tok) != vocab_before or trainer.model.get_input_embeddings().weight.shape[0] < len(tok):
         raise ModelError("the tokenizer changed during setup; sqltune never adds tokens")

@@ -1,0 +1,31 @@
+"""The quickstart end to end with the real default model (slow: a few minutes on 2 CPU cores).
+
+It runs the real steps with a short fine-tune (3 steps) on 8 test questions, and checks the
+contract: summary.json with ex_zero_shot, ex_fine_tuned in 0..1 and minutes, and the plots.
+The full run's figures come from `sqltune quickstart --out runs/quickstart` (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_quickstart_contract(tmp_path):
+    out = tmp_path / "qs"
+    r = subprocess.run(
+        [sys.executable, "-m", "sqltune", "quickstart", "--out", str(out), "--limit", "8", "max_steps=3"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((out / "summary.json").read_text())
+    assert 0 <= s["ex_zero_shot"] <= 1 and 0 <= s["ex_fine_tuned"] <= 1 and s["minutes"] > 0
+    assert s["test_questions"] == 8
+    assert (out / "accuracy.png").stat().st_size > 1000 and (out / "train" / "loss.png").stat().st_size > 1000
+    assert "zero-shot EX" in r.stdout and "fine-tuned EX" in r.stdout
