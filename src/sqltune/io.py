@@ -98,3 +98,25 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def package_versions(packages: Iterable[str]) -> dict[str, str]:
+    """Python's and each installed package's version (for manifests)."""
+    import importlib.metadata as md
+    import platform
+
+    out = {"python": platform.python_version()}
+    for pkg in packages:
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[pkg] = md.version(pkg)
+    return out
+
+
+def weights_sha256(folder: str | Path | None) -> str | None:
+    """One SHA-256 over a model folder's weight files (safetensors, else .bin), or None."""
+    if not folder or not Path(folder).is_dir():
+        return None
+    files = sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin"))
+    if not files:
+        return None
+    return sha256_text("".join(f"{f.name}:{sha256_file(f)}" for f in files))

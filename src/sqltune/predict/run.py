@@ -13,17 +13,15 @@ kill at any moment loses at most the batch in flight.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqltune.errors import ConfigError, DataError, ModelError
-from sqltune.io import read_jsonl, sha256_file, sha256_text, write_json
+from sqltune.io import package_versions, read_jsonl, sha256_file, sha256_text, weights_sha256, write_json
 from sqltune.predict.backends import BACKENDS, Backend, GenParams, make_backend
 from sqltune.predict.extract import extract_sql
 from sqltune.prompts import messages_from_record
@@ -144,25 +142,6 @@ def recover_done(out: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("sqltune", "torch", "transformers", "peft", "trl", "openai", "vllm"):
-        with contextlib.suppress(md.PackageNotFoundError):
-            out[pkg] = md.version(pkg)
-    return out
-
-
-def _weights_hash(path: str | None) -> str | None:
-    if not path or not Path(path).is_dir():
-        return None
-    files = sorted(Path(path).glob("*.safetensors")) or sorted(Path(path).glob("*.bin"))
-    if not files:
-        return None
-    return sha256_text("".join(f"{f.name}:{sha256_file(f)}" for f in files))
-
-
 def _template_hash(backend: Backend) -> str | None:
     tok = getattr(backend, "tokenizer", None)
     tpl = getattr(tok, "chat_template", None)
@@ -176,7 +155,7 @@ def build_manifest(cfg: PredictConfig, backend: Backend, records: list[dict[str,
         "kind": "sqltune.predict",
         "model": cfg.model,
         "backend": info,
-        "weights_sha256": _weights_hash(info.get("path")),
+        "weights_sha256": weights_sha256(info.get("path")),
         "chat_template_sha256": _template_hash(backend),
         "dataset": str(Path(cfg.dataset).resolve()),
         "dataset_sha256": sha256_file(cfg.dataset),
@@ -188,7 +167,7 @@ def build_manifest(cfg: PredictConfig, backend: Backend, records: list[dict[str,
         },
         "decoding": cfg.gen_params().as_dict(),
         "extraction": {"cot": cfg.cot},
-        "versions": _versions(),
+        "versions": package_versions(("sqltune", "torch", "transformers", "peft", "trl", "openai", "vllm")),
         "config": {k: v for k, v in asdict(cfg).items() if k != "api_key"},
     }
 

@@ -12,7 +12,6 @@ tokenizer and chat template. Rerunning the same command resumes from the last ch
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltune.errors import ConfigError, ModelError
-from sqltune.io import read_jsonl, sha256_file, write_json
+from sqltune.io import package_versions, read_jsonl, sha256_file, weights_sha256, write_json
 from sqltune.train.config import TrainConfig, save_config
 from sqltune.train.data import tokenize_file
 
@@ -78,40 +77,6 @@ def _split(records: list[dict[str, Any]], fraction: float, seed: int) -> tuple[l
     k = max(1, round(len(records) * fraction))
     held_idx = set(idx[:k])
     return [r for i, r in enumerate(records) if i not in held_idx], [r for i, r in enumerate(records) if i in held_idx]
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-    import platform
-
-    out = {"python": platform.python_version()}
-    for pkg in (
-        "sqltune",
-        "torch",
-        "transformers",
-        "trl",
-        "peft",
-        "accelerate",
-        "datasets",
-        "bitsandbytes",
-        "deepspeed",
-    ):
-        with contextlib.suppress(md.PackageNotFoundError):
-            out[pkg] = md.version(pkg)
-    return out
-
-
-def _model_hash(where: str) -> str | None:
-    p = Path(where)
-    files = sorted(p.glob("*.safetensors")) if p.is_dir() else []
-    if not files:
-        return None
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f"{f.name}:{sha256_file(f)}".encode())
-    return h.hexdigest()
 
 
 def last_checkpoint(run_dir: str | Path) -> str | None:
@@ -329,7 +294,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "method": cfg.method,
         "model": cfg.model,
         "model_path": where,
-        "model_sha256": _model_hash(where),
+        "model_sha256": weights_sha256(where),
         "train_file": str(Path(cfg.train_file).resolve()),
         "train_sha256": sha256_file(cfg.train_file),
         "eval_file": str(Path(cfg.eval_file).resolve()) if cfg.eval_file else None,
@@ -344,7 +309,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "train_minutes": round(minutes, 2),
         "epoch_tokens": real_tokens,
         "loss_plot": plot,
-        "versions": _versions(),
+        "versions": package_versions(
+            ("sqltune", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "deepspeed")
+        ),
         "config": cfg.to_dict(),
     }
     write_json(run / "manifest.json", manifest)
