@@ -23,8 +23,8 @@ from sqltune.io import read_json, write_json
 QUICKSTART_TRAIN = {
     "method": "full",
     "epochs": 1.0,
-    "batch_size": 8,
-    "learning_rate": 1.0e-4,
+    "batch_size": 4,
+    "learning_rate": 2.0e-4,
     "lr_scheduler": "cosine",
     "warmup_ratio": 0.05,
     "max_length": 1024,
