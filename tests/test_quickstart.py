@@ -15,6 +15,7 @@ import pytest
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_quickstart_contract(tmp_path):
     out = tmp_path / "qs"
     r = subprocess.run(
