@@ -77,6 +77,8 @@ def test_resume_skips_done_ids_and_drops_a_torn_line(dataset, tmp_path, tiny_mod
     assert s["already_done"] == 5 and s["generated"] == 7
     ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
     assert sorted(ids) == sorted(f"s-{i}" for i in range(12))
+    runs = json.loads(manifest_path(out).read_text())["runs"]
+    assert [r["generated"] for r in runs] == [5, 7]
 
 
 def test_sigkill_midway_then_rerun_gives_every_id_once(dataset, tmp_path, tiny_model):

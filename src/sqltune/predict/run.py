@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltune.errors import ConfigError, DataError, ModelError
-from sqltune.io import package_versions, read_jsonl, sha256_file, sha256_text, weights_sha256, write_json
+from sqltune.io import package_versions, read_json, read_jsonl, sha256_file, sha256_text, weights_sha256, write_json
 from sqltune.predict.backends import BACKENDS, Backend, GenParams, make_backend
 from sqltune.predict.extract import extract_sql
 from sqltune.prompts import messages_from_record
@@ -220,6 +220,8 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
             retries=cfg.retries,
         )
     manifest = build_manifest(cfg, backend, records)
+    previous = read_json(manifest_path(out)) if manifest_path(out).exists() and done else {}
+    manifest["runs"] = previous.get("runs", []) if isinstance(previous, dict) else []
     write_json(manifest_path(out), manifest)
     params = cfg.gen_params()
     # Length-sorted chunks: similar prompt lengths share a batch (less padding); each chunk is
@@ -265,6 +267,7 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
         "questions_per_second": round(written / seconds, 3) if seconds > 0 and written else None,
     }
     manifest["last_run"] = summary
+    manifest["runs"].append(summary)  # one entry per invocation: a resumed file keeps its history
     write_json(manifest_path(out), manifest)
     return summary
 
