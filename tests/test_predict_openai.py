@@ -47,6 +47,10 @@ def dataset(tmp_path, school_db):
     return make_school_dataset(tmp_path / "school.jsonl", school_db, n=6)
 
 
+def oa(dataset, out, base_url, **kw) -> PredictConfig:
+    return PredictConfig(dataset=str(dataset), out=str(out), model="tiny", backend="openai", base_url=base_url, **kw)
+
+
 def test_openai_client_talks_to_the_server(server):
     import openai
 
@@ -83,52 +87,17 @@ def test_openai_backend_gives_the_same_answers_as_hf(server, dataset, tmp_path, 
 
 def test_self_consistency_works_through_the_server(server, dataset, tmp_path):
     out = tmp_path / "sc.jsonl"
-    predict(
-        PredictConfig(
-            dataset=str(dataset),
-            out=str(out),
-            model="tiny",
-            backend="openai",
-            base_url=server,
-            num_samples=3,
-            max_new_tokens=4,
-            limit=2,
-        ),
-        progress=False,
-    )
+    predict(oa(dataset, out, server, num_samples=3, max_new_tokens=4, limit=2), progress=False)
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert all(len(r["candidates"]) == 3 for r in recs)
 
 
 def test_unreachable_server_is_a_clear_error_and_keeps_what_was_written(server, dataset, tmp_path):
     out = tmp_path / "pred.jsonl"
-    predict(
-        PredictConfig(
-            dataset=str(dataset),
-            out=str(out),
-            model="tiny",
-            backend="openai",
-            base_url=server,
-            max_new_tokens=3,
-            limit=2,
-        ),
-        progress=False,
-    )
+    predict(oa(dataset, out, server, max_new_tokens=3, limit=2), progress=False)
     dead = f"http://127.0.0.1:{_free_port()}/v1"
     t0 = time.time()
     with pytest.raises(ModelError, match=rf"{dead}.*did not answer after 2 attempts"):
-        predict(
-            PredictConfig(
-                dataset=str(dataset),
-                out=str(out),
-                model="tiny",
-                backend="openai",
-                base_url=dead,
-                retries=1,
-                concurrency=1,
-                max_new_tokens=3,
-            ),
-            progress=False,
-        )
+        predict(oa(dataset, out, dead, retries=1, concurrency=1, max_new_tokens=3), progress=False)
     assert time.time() - t0 < 30
     assert len(out.read_text().splitlines()) == 2
