@@ -206,19 +206,8 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     done = recover_done(out)
     todo = [r for r in records if str(r["id"]) not in done]
     if backend is None:
-        backend = make_backend(
-            cfg.backend,
-            cfg.model,
-            device=cfg.device,
-            dtype=cfg.dtype,
-            load_in_4bit=cfg.load_in_4bit,
-            batch_size=cfg.batch_size,
-            static_cache=cfg.static_cache,
-            base_url=cfg.base_url,
-            api_key=cfg.api_key,
-            concurrency=cfg.concurrency,
-            retries=cfg.retries,
-        )
+        settings = {k: v for k, v in asdict(cfg).items() if k not in ("backend", "model")}
+        backend = make_backend(cfg.backend, cfg.model, **settings)  # each backend picks its own settings
     manifest = build_manifest(cfg, backend, records)
     previous = read_json(manifest_path(out)) if manifest_path(out).exists() and done else {}
     manifest["runs"] = previous.get("runs", []) if isinstance(previous, dict) else []
