@@ -136,6 +136,34 @@ def test_padding_free_batches_keep_examples_apart(tiny_model):
     torch.testing.assert_close(packed[len(a) :], alone_b, atol=1e-4, rtol=1e-4)
 
 
+def test_labelled_head_loss_equals_the_full_logits_loss(data, tiny_model):
+    """Projecting only labelled positions onto the vocabulary gives the same loss and the same
+    gradients as the model's own loss over full logits (padded batch, answers at different offsets)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from sqltune.train.sft import labelled_head_loss
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    ex, _ = tokenize_file(data, tok, max_length=1024)
+    batch = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)(ex[:4])
+    assert len({len(e["input_ids"]) for e in ex[:4]}) > 1  # really padded
+    grads = []
+    for labelled in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+        if labelled:
+            loss, stats = labelled_head_loss(model, dict(batch))
+            assert stats["label_tokens"] == (batch["labels"][:, 1:] != IGNORE).sum()
+        else:
+            loss = model(**batch).loss
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (loss_full, g_full), (loss_lab, g_lab) = grads
+    torch.testing.assert_close(loss_lab, loss_full, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_lab, g_full, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
 def test_full_run_trains_and_writes_the_run_folder(data, tiny_model, tmp_path):
     from safetensors.torch import load_file
 

@@ -163,11 +163,80 @@ def _time_budget_callback(minutes: float) -> Any:
     return TimeBudget()
 
 
+def labelled_head_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> tuple[Any, dict]:
+    """Causal-LM loss with the LM head applied only where some row has a label.
+
+    The answer is ~10% of a text-to-SQL example's tokens (the schema prompt is the rest), so
+    projecting every position onto the vocabulary wastes most of the head's work, forward and
+    backward. ``logits_to_keep`` (a tensor of positions, supported by transformers' causal LMs)
+    keeps the positions whose next token is labelled in at least one row of the batch.
+    Returns the loss (summed answer-token NLL over ``num_items_in_batch``, or the mean) and
+    token statistics: ``label_tokens``, ``entropy_sum``, ``correct``.
+    """
+    import torch
+
+    labels = inputs["labels"]
+    shifted = labels[:, 1:]
+    keep = (shifted != -100).any(dim=0).nonzero().squeeze(-1)
+    kwargs = {k: v for k, v in inputs.items() if k != "labels"}
+    kwargs["use_cache"] = False
+    out = model(**kwargs, logits_to_keep=keep)
+    target = shifted[:, keep]
+    mask = target != -100
+    logp = torch.log_softmax(out.logits[mask].float(), dim=-1)
+    gold = target[mask]
+    nll = -logp.gather(1, gold[:, None]).squeeze(1)
+    denom = mask.sum() if num_items_in_batch is None else num_items_in_batch
+    loss = nll.sum() / torch.as_tensor(denom).clamp(min=1)
+    with torch.no_grad():
+        stats = {
+            "label_tokens": mask.sum(),
+            "entropy_sum": -(logp.exp() * logp).sum(),
+            "correct": (logp.argmax(-1) == gold).sum(),
+        }
+    return loss, stats
+
+
+def _trainer_class(labelled_head: bool) -> Any:
+    """TRL's SFTTrainer, with :func:`labelled_head_loss` where TRL's fused head scores every position.
+
+    TRL's fused head scores only labelled positions where Triton runs (CUDA); elsewhere it
+    projects every position in fp32, which is 40% of a CPU training step for text-to-SQL data.
+    """
+    import torch
+    from trl import SFTTrainer
+
+    if not labelled_head:
+        return SFTTrainer
+
+    class LabelledHeadSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+            mode = "train" if self.model.training else "eval"
+            loss, stats = labelled_head_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            gather = self.accelerator.gather_for_metrics
+            n = gather(stats["label_tokens"]).sum()
+            if n > 0:
+                self._metrics[mode]["entropy"].append((gather(stats["entropy_sum"]).sum() / n).item())
+                self._metrics[mode]["mean_token_accuracy"].append((gather(stats["correct"]).sum() / n).item())
+            if mode == "train":
+                if "attention_mask" in inputs:
+                    seen = inputs["attention_mask"].sum()
+                else:
+                    seen = torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
+                self._total_train_tokens += gather(seen).sum().item()
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return LabelledHeadSFTTrainer
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) one fine-tuning run; return the manifest."""
     import datasets
     import torch
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from sqltune.models import resolve_model
 
@@ -244,7 +313,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         optim=cfg.optim,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        **({"gradient_checkpointing": True} if cfg.gradient_checkpointing else {}),
+        gradient_checkpointing=cfg.gradient_checkpointing,  # TRL's default is on; it costs a forward pass
         logging_steps=cfg.logging_steps,
         eval_strategy=eval_strategy,
         eval_steps=cfg.eval_steps,
@@ -264,7 +333,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    trainer = SFTTrainer(
+    trainer = _trainer_class(labelled_head=device != "cuda")(
         model=model,
         args=args,
         train_dataset=train_ds,
