@@ -22,14 +22,14 @@ from sqltune.io import read_json, write_json
 
 QUICKSTART_TRAIN = {
     "method": "full",
-    "epochs": 1.0,
+    "epochs": 2.0,
     "batch_size": 4,
     "learning_rate": 2.0e-4,
     "lr_scheduler": "cosine",
     "warmup_ratio": 0.05,
     "max_length": 1024,
     "logging_steps": 5,
-    "save_steps": 20,
+    "save_steps": 46,  # every half epoch: resumable without spending a minute on checkpoints
     "save_total_limit": 1,
 }
 

@@ -232,6 +232,14 @@ def _trainer_class(labelled_head: bool) -> Any:
     return LabelledHeadSFTTrainer
 
 
+def _checkpointing_field(config_cls: Any) -> str:
+    """The training-args field for activation checkpointing: its new name where transformers has it."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) one fine-tuning run; return the manifest."""
     import datasets
@@ -313,7 +321,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         optim=cfg.optim,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        gradient_checkpointing=cfg.gradient_checkpointing,  # TRL's default is on; it costs a forward pass
+        # TRL turns checkpointing on by default; it costs a forward pass, so it is on only when asked
+        **{_checkpointing_field(SFTConfig): cfg.gradient_checkpointing},
         logging_steps=cfg.logging_steps,
         eval_strategy=eval_strategy,
         eval_steps=cfg.eval_steps,
