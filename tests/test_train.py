@@ -170,8 +170,11 @@ def test_full_run_trains_and_writes_the_run_folder(data, tiny_model, tmp_path):
     from sqltune.train.sft import train
 
     run = tmp_path / "run"
-    m = train(load_config(None, base_overrides(data, tiny_model, run, method="full")))
+    m = train(load_config(None, base_overrides(data, tiny_model, run, method="full", val_fraction=0.25, eval_steps=2)))
     assert m["global_steps"] == 3 and m["method"] == "full"
+    history = json.loads((run / "log_history.json").read_text())
+    assert [h["step"] for h in history if "eval_loss" in h] == [2, 3]  # at eval_steps and at the end
+    assert 0 < m["eval_loss"] < 20 and json.loads((run / "data_report.json").read_text())["validation"]["examples"] == 4
     for f in ("config.yaml", "manifest.json", "data_report.json", "loss.png", "log_history.json"):
         assert (run / f).is_file(), f
     assert yaml.safe_load((run / "config.yaml").read_text())["method"] == "full"

@@ -204,6 +204,7 @@ def _trainer_class(labelled_head: bool) -> Any:
     projects every position in fp32, which is 40% of a CPU training step for text-to-SQL data.
     """
     import torch
+    from transformers.modeling_outputs import CausalLMOutput
     from trl import SFTTrainer
 
     if not labelled_head:
@@ -227,7 +228,7 @@ def _trainer_class(labelled_head: bool) -> Any:
                     seen = torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
                 self._total_train_tokens += gather(seen).sum().item()
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
-            return (loss, {"loss": loss}) if return_outputs else loss
+            return (loss, CausalLMOutput(loss=loss)) if return_outputs else loss
 
     return LabelledHeadSFTTrainer
 
@@ -358,7 +359,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     minutes = (time.perf_counter() - t0) / 60
-    final_eval = trainer.evaluate() if eval_ds is not None else {}
+    final_eval: dict[str, Any] = {}
+    if eval_ds is not None:  # the Trainer may have evaluated at the last step already
+        evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+        at_end = evals and evals[-1].get("step") == trainer.state.global_step
+        final_eval = evals[-1] if at_end else trainer.evaluate()
 
     target = run / ("model" if cfg.method == "full" else "adapter")
     trainer.save_model(str(target))
