@@ -186,6 +186,8 @@ def test_full_run_trains_and_writes_the_run_folder(data, tiny_model, tmp_path):
     assert len(changed) == len(before), "full fine-tuning updates every weight"
     assert (run / "model" / "tokenizer.json").is_file() and (run / "model" / "chat_template.jinja").is_file()
     assert after["model.embed_tokens.weight"].shape == before["model.embed_tokens.weight"].shape  # no resize
+    args = torch.load(run / "model" / "training_args.bin", weights_only=False)
+    assert not args.gradient_checkpointing  # TRL's default is on; sqltune's only when asked
     losses = [h["loss"] for h in json.loads((run / "log_history.json").read_text()) if "loss" in h]
     assert len(losses) == 3 and losses[-1] < losses[0]
 
