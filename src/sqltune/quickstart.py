@@ -22,7 +22,7 @@ from sqltune.io import read_json, write_json
 
 QUICKSTART_TRAIN = {
     "method": "full",
-    "epochs": 2.0,
+    "epochs": 2.5,
     "batch_size": 4,
     "learning_rate": 2.0e-4,
     "lr_scheduler": "cosine",
@@ -142,7 +142,7 @@ def run_quickstart(
         subset = test_file.with_name(f"{test_file.stem}.first{eval_limit}.jsonl")
         write_jsonl(subset, read_jsonl(test_file)[:eval_limit])
         test_file = subset
-        log("3/5 zero-shot: predict and score the test split with the base model")
+    log("3/5 zero-shot: predict and score the test split with the base model")
     _predict(test_file, DEFAULT_MODEL, out / "zero_shot" / "pred.jsonl", max_new)
     before = _eval(test_file, out / "zero_shot" / "pred.jsonl", out / "zero_shot" / "eval")
     log(f"    zero-shot EX {100 * before['ex']:.1f}%")
