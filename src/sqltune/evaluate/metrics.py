@@ -25,7 +25,8 @@ def normalize_sql(sql: str, tree: exp.Expression | None = None) -> str | None:
         # SQLite identifiers are case-insensitive, quoted or not: lower-case them all, in place.
         for ident in tree.find_all(exp.Identifier):
             ident.set("this", ident.this.lower())
-        return tree.sql(dialect="sqlite", identify=False).rstrip(";").strip()
+        # copy=False: the tree is ours to change, and sqlglot's defensive deep copy costs as much as the parse
+        return tree.sql(dialect="sqlite", identify=False, copy=False).rstrip(";").strip()
     except Exception:
         return None
 
