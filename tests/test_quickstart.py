@@ -1,6 +1,6 @@
 """The quickstart end to end with the real default model (slow: a few minutes on 2 CPU cores).
 
-It runs the real steps with a short fine-tune (3 steps) on 8 test questions, and checks the
+It runs the real steps with a short fine-tune (3 steps, each logged) on 8 test questions, and checks the
 contract: summary.json with ex_zero_shot, ex_fine_tuned in 0..1 and minutes, and the plots.
 The full run's figures come from `sqltune quickstart --out runs/quickstart` (see the README).
 """
@@ -19,7 +19,18 @@ import pytest
 def test_quickstart_contract(tmp_path):
     out = tmp_path / "qs"
     r = subprocess.run(
-        [sys.executable, "-m", "sqltune", "quickstart", "--out", str(out), "--limit", "8", "max_steps=3"],
+        [
+            sys.executable,
+            "-m",
+            "sqltune",
+            "quickstart",
+            "--out",
+            str(out),
+            "--limit",
+            "8",
+            "max_steps=3",
+            "logging_steps=1",
+        ],
         capture_output=True,
         text=True,
         timeout=1800,
