@@ -41,3 +41,20 @@ def test_quickstart_contract(tmp_path):
     assert s["test_questions"] == 8
     assert (out / "accuracy.png").stat().st_size > 1000 and (out / "train" / "loss.png").stat().st_size > 1000
     assert "zero-shot EX" in r.stdout and "fine-tuned EX" in r.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_quickstart_on_spider(tmp_path, spider_dir):
+    out = tmp_path / "qs"
+    r = subprocess.run(
+        [sys.executable, "-m", "sqltune", "quickstart", "--out", str(out), "--benchmark", "spider"]
+        + ["--data-dir", str(spider_dir), "--limit", "4", "max_steps=1", "logging_steps=1"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["benchmark"] == "spider" and s["test_questions"] == 4
+    assert (out / "data" / "spider_train.jsonl").stat().st_size > 0
