@@ -14,28 +14,23 @@ import sys
 import pytest
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_quickstart_contract(tmp_path):
-    out = tmp_path / "qs"
+def run_quickstart(out, *args: str) -> subprocess.CompletedProcess:
+    """``sqltune quickstart --out OUT ARGS`` in a subprocess; fails the test on a non-zero exit."""
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sqltune",
-            "quickstart",
-            "--out",
-            str(out),
-            "--limit",
-            "8",
-            "max_steps=3",
-            "logging_steps=1",
-        ],
+        [sys.executable, "-m", "sqltune", "quickstart", "--out", str(out), *args],
         capture_output=True,
         text=True,
         timeout=1800,
     )
     assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_quickstart_contract(tmp_path):
+    out = tmp_path / "qs"
+    r = run_quickstart(out, "--limit", "8", "max_steps=3", "logging_steps=1")
     s = json.loads((out / "summary.json").read_text())
     assert 0 <= s["ex_zero_shot"] <= 1 and 0 <= s["ex_fine_tuned"] <= 1 and s["minutes"] > 0
     assert s["test_questions"] == 8
@@ -47,14 +42,9 @@ def test_quickstart_contract(tmp_path):
 @pytest.mark.timeout(1800)
 def test_quickstart_on_spider(tmp_path, spider_dir):
     out = tmp_path / "qs"
-    r = subprocess.run(
-        [sys.executable, "-m", "sqltune", "quickstart", "--out", str(out), "--benchmark", "spider"]
-        + ["--data-dir", str(spider_dir), "--limit", "4", "max_steps=1", "logging_steps=1"],
-        capture_output=True,
-        text=True,
-        timeout=1800,
+    run_quickstart(
+        out, "--benchmark", "spider", "--data-dir", str(spider_dir), "--limit", "4", "max_steps=1", "logging_steps=1"
     )
-    assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads((out / "summary.json").read_text())
     assert s["benchmark"] == "spider" and s["test_questions"] == 4
     assert (out / "data" / "spider_train.jsonl").stat().st_size > 0
