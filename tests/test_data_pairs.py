@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from sqltune import prompts
-from sqltune.data.build import BuildConfig, TokenCounter, build, report_path
+from sqltune.data.build import BuildConfig, build, report_path
 from sqltune.db.schema import introspect
 from sqltune.errors import DataError
+from sqltune.models.load import TokenCounter
 
 PAIRS = [
     {"question": "How many teachers are there?", "sql": "SELECT count(*) FROM teacher", "db_path": "school.sqlite"},

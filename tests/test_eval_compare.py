@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sqltune.evaluate.compare import has_outer_order_by, results_equal, strip_distinct
-from sqltune.evaluate.hardness import spider_hardness
 from sqltune.evaluate.inputs import EvalItem
-from sqltune.evaluate.metrics import exact_match, pass_at_k, soft_f1, token_match
+from sqltune.evaluate.metrics import pass_at_k, token_match
 from sqltune.evaluate.run import EvalConfig, evaluate
+from sqltune.judge.compare import has_outer_order_by, results_equal, strip_distinct
+from sqltune.judge.hardness import spider_hardness
+from sqltune.judge.match import exact_match
+from sqltune.judge.score import soft_f1
 
 CASES = yaml.safe_load((Path(__file__).parent / "fixtures" / "compare_cases.yaml").read_text())
 

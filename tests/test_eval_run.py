@@ -174,12 +174,19 @@ def _sleepy(job):
 
 
 def test_a_worker_that_hangs_is_killed():
-    pool = WorkerPool(_sleepy, workers=2)
-    t0 = time.monotonic()
-    out = dict(pool.run([0.0, 30.0, 0.1], seconds_allowed=lambda j: 1.0, on_timeout=lambda j: "killed"))
-    assert out == {0: 0.0, 1: "killed", 2: 0.1}
-    assert time.monotonic() - t0 < 3.0
-    assert pool.killed == 1
+    with WorkerPool(_sleepy, workers=2) as pool:
+        t0 = time.monotonic()
+        out = dict(pool.run([0.0, 30.0, 0.1], seconds_allowed=lambda j: 1.0, on_timeout=lambda j: "killed"))
+        assert out == {0: 0.0, 1: "killed", 2: 0.1}
+        assert time.monotonic() - t0 < 3.0
+        assert pool.killed == 1
+        pids = {p.pid for p in multiprocessing.active_children()}
+        assert len(pids) == 2  # the pool lives on: a second run reuses its two workers
+        assert dict(pool.run([0.0, 0.1], seconds_allowed=lambda j: 1.0, on_timeout=lambda j: "killed")) == {
+            0: 0.0,
+            1: 0.1,
+        }
+        assert {p.pid for p in multiprocessing.active_children()} == pids
     assert multiprocessing.active_children() == []
 
 
@@ -232,12 +239,12 @@ def test_outputs_and_compare(school_db, tmp_path):
 
 
 def test_a_hanging_job_inside_a_chunk_is_found_and_the_rest_rerun():
-    pool = WorkerPool(_sleepy, workers=1, chunk_size=4)
-    t0 = time.monotonic()
-    out = dict(pool.run([0.0, 0.01, 30.0, 0.02, 0.0], seconds_allowed=lambda j: 0.5, on_timeout=lambda j: "killed"))
-    assert out == {0: 0.0, 1: 0.01, 2: "killed", 3: 0.02, 4: 0.0}
-    assert time.monotonic() - t0 < 4.0
-    assert pool.killed == 2  # once with its chunk, once alone
+    with WorkerPool(_sleepy, workers=1, chunk_size=4) as pool:
+        t0 = time.monotonic()
+        out = dict(pool.run([0.0, 0.01, 30.0, 0.02, 0.0], seconds_allowed=lambda j: 0.5, on_timeout=lambda j: "killed"))
+        assert out == {0: 0.0, 1: 0.01, 2: "killed", 3: 0.02, 4: 0.0}
+        assert time.monotonic() - t0 < 4.0
+        assert pool.killed == 2  # once with its chunk, once alone
     assert multiprocessing.active_children() == []
 
 

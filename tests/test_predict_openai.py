@@ -28,7 +28,7 @@ def server(tiny_model):
 
     from sqltune.serve.openai_api import create_app
 
-    backend = HFBackend(str(tiny_model), device="cpu", dtype="float32", batch_size=1)
+    backend = HFBackend(str(tiny_model), device="cpu", precision="fp32", batch_size=1)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(backend, "tiny"), host="127.0.0.1", port=port, log_level="error"))
     t = threading.Thread(target=srv.run, daemon=True)
@@ -66,7 +66,7 @@ def test_openai_client_talks_to_the_server(server):
 def test_openai_backend_gives_the_same_answers_as_hf(server, dataset, tmp_path, tiny_model):
     common = {"dataset": str(dataset), "max_new_tokens": 6}
     predict(
-        PredictConfig(out=str(tmp_path / "hf.jsonl"), model=str(tiny_model), dtype="float32", **common), progress=False
+        PredictConfig(out=str(tmp_path / "hf.jsonl"), model=str(tiny_model), precision="fp32", **common), progress=False
     )
     s = predict(
         PredictConfig(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -31,7 +32,7 @@ def cfg(dataset, out, model, **kw):
 
 def test_predict_writes_records_and_manifest(dataset, tmp_path, tiny_model):
     out = tmp_path / "pred.jsonl"
-    s = predict(cfg(dataset, out, tiny_model, dtype="float32"), progress=False)
+    s = predict(cfg(dataset, out, tiny_model, precision="fp32"), progress=False)
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert s["generated"] == 12 and len(recs) == 12
     assert {r["id"] for r in recs} == {f"s-{i}" for i in range(12)}
@@ -47,16 +48,16 @@ def test_predict_writes_records_and_manifest(dataset, tmp_path, tiny_model):
         "schema_style": "compact",
         "system_prompt_sha256": m["prompt_format"]["system_prompt_sha256"],
     }
-    assert m["backend"]["dtype"] == "float32"
+    assert m["backend"]["precision"] == "fp32"
     assert {"torch", "transformers"} <= set(m["versions"])
 
 
 def test_batched_greedy_equals_one_at_a_time(dataset, tmp_path, tiny_model):
     """Left padding and length-sorted batches must not change greedy outputs."""
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    predict(cfg(dataset, a, tiny_model, dtype="float32"), progress=False)
-    c = cfg(dataset, b, tiny_model, dtype="float32")
-    c.batch_size = 1
+    predict(cfg(dataset, a, tiny_model, precision="fp32"), progress=False)
+    c = cfg(dataset, b, tiny_model, precision="fp32")
+    c = dataclasses.replace(c, batch_size=1)
     predict(c, progress=False)
     ra = {json.loads(x)["id"]: json.loads(x)["raw"] for x in a.read_text().splitlines()}
     rb = {json.loads(x)["id"]: json.loads(x)["raw"] for x in b.read_text().splitlines()}
@@ -65,15 +66,15 @@ def test_batched_greedy_equals_one_at_a_time(dataset, tmp_path, tiny_model):
 
 def test_resume_skips_done_ids_and_drops_a_torn_line(dataset, tmp_path, tiny_model):
     out = tmp_path / "pred.jsonl"
-    c = cfg(dataset, out, tiny_model, dtype="float32")
-    c.limit = 5
+    c = cfg(dataset, out, tiny_model, precision="fp32")
+    c = dataclasses.replace(c, limit=5)
     predict(c, progress=False)
     with open(out, "a") as fh:
         fh.write('{"id": "s-7", "pred_sql": "SEL')  # a crash in the middle of a write
     done = recover_done(out)
     assert set(done) == {f"s-{i}" for i in range(5)}
     assert out.read_text().endswith("\n")
-    s = predict(cfg(dataset, out, tiny_model, dtype="float32"), progress=False)
+    s = predict(cfg(dataset, out, tiny_model, precision="fp32"), progress=False)
     assert s["already_done"] == 5 and s["generated"] == 7
     ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
     assert sorted(ids) == sorted(f"s-{i}" for i in range(12))
@@ -98,8 +99,8 @@ def test_sigkill_midway_then_rerun_gives_every_id_once(dataset, tmp_path, tiny_m
         "1",
         "--max-new-tokens",
         "64",
-        "--dtype",
-        "float32",
+        "--precision",
+        "fp32",
         "--no-static-cache",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -161,8 +162,8 @@ def test_self_consistency_votes_by_execution(dataset, tmp_path, texts, chosen, v
 
 def test_sampling_draws_several_candidates(dataset, tmp_path, tiny_model):
     out = tmp_path / "pred.jsonl"
-    c = cfg(dataset, out, tiny_model, dtype="float32", num_samples=3, sample_temperature=1.5)
-    c.limit = 4
+    c = cfg(dataset, out, tiny_model, precision="fp32", num_samples=3, sample_temperature=1.5)
+    c = dataclasses.replace(c, limit=4)
     predict(c, progress=False)
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert all(len(r["candidates"]) == 3 and 0 <= r["chosen"] < 3 for r in recs)
@@ -170,8 +171,8 @@ def test_sampling_draws_several_candidates(dataset, tmp_path, tiny_model):
 
 def test_prompt_longer_than_context_is_a_per_record_status(dataset, tmp_path, tiny_model):
     out = tmp_path / "pred.jsonl"
-    c = cfg(dataset, out, tiny_model, dtype="float32")
-    c.max_new_tokens = 1000  # the tiny model's context is 1024 tokens
+    c = cfg(dataset, out, tiny_model, precision="fp32")
+    c = dataclasses.replace(c, max_new_tokens=1000)  # the tiny model's context is 1024 tokens
     s = predict(c, progress=False)
     assert s["statuses"] == {"prompt_too_long": 12}
     rec = json.loads(out.read_text().splitlines()[0])

@@ -11,7 +11,7 @@ import pytest
 from conftest import make_school_dataset
 from sqltune.io import read_jsonl
 from sqltune.models import DEFAULT_MODEL, is_pulled, load_tokenizer
-from sqltune.predict.backends import encode_prompt
+from sqltune.models.load import encode_prompt
 from sqltune.prompts import answer_from_record, messages_from_record
 from sqltune.train.data import IGNORE, encode_example
 

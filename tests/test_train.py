@@ -67,9 +67,7 @@ def test_accelerate_configs_load(path):
 
 
 def test_config_errors_name_the_key_and_the_choices(data):
-    with pytest.raises(
-        ConfigError, match=r"unknown keys 'lerning_rate' \(did you mean 'learning_rate'\?\).*valid keys"
-    ):
+    with pytest.raises(ConfigError, match=r"unknown key 'lerning_rate' \(did you mean 'learning_rate'\?\).*valid keys"):
         load_config(None, [f"train_file={data}", "lerning_rate=1e-4"])
     with pytest.raises(ConfigError) as e:
         load_config(None, [f"train_file={data}", "method=dora", "precision=fp8", "batch_size=0"])
@@ -250,7 +248,7 @@ def test_train_cli_and_predict_with_the_result(data, tiny_model, tmp_path):
             model=str(run / "model"),
             max_new_tokens=4,
             limit=3,
-            dtype="float32",
+            precision="fp32",
         ),
         progress=False,
     )

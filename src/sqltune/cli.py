@@ -6,12 +6,15 @@ line starting with ``error:`` and exits with code 2, never a traceback.
 
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from sqltune.errors import SqltuneError
 
@@ -33,60 +36,78 @@ out = Console()
 err = Console(stderr=True)
 
 
-@data_app.command(
-    "build",
-    epilog="Example: sqltune data build --benchmark spider --data-dir ../shared/data/spider --split dev "
-    "--out runs/spider_dev.jsonl --schema compact",
-)
-def data_build(
-    benchmark: Annotated[str, typer.Option(help="spider | bird | pairs")],
-    data_dir: Annotated[Path, typer.Option(help="Benchmark folder, or (pairs) a folder or the pairs file")],
-    split: Annotated[str, typer.Option(help="spider: dev|train; bird: dev|train|mini_dev_sqlite; pairs: file name")],
-    out_file: Annotated[Path, typer.Option("--out", help="Output .jsonl; the report goes to <stem>.report.json")],
-    fmt: Annotated[str, typer.Option("--format", help="chat (cookbook messages) | alpaca")] = "chat",
-    schema: Annotated[str, typer.Option(help="Schema style: ddl | text | compact")] = "ddl",
-    sample_rows: Annotated[int, typer.Option(help="Sample rows per table in the prompt")] = 0,
-    descriptions: Annotated[bool, typer.Option(help="Include BIRD column descriptions when present")] = False,
-    verify: Annotated[bool, typer.Option(help="Execute every gold SQL; skip and report failures")] = True,
-    timeout: Annotated[float, typer.Option(help="Seconds per gold query")] = 30.0,
-    tokenizer: Annotated[str | None, typer.Option(help="Model name/folder/hub id for token statistics")] = None,
-    max_prompt_tokens: Annotated[int | None, typer.Option(help="Prompt token budget (shrinks, then drops)")] = None,
-    prune_tables: Annotated[
-        bool | None, typer.Option(help="Allow dropping unused tables to fit the budget [default: train splits]")
-    ] = None,
-    val_fraction: Annotated[
-        float, typer.Option(help="Hold out this share, by database, as <stem>.validation.jsonl")
-    ] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed of the database split")] = 0,
-    db: Annotated[str | None, typer.Option(help="pairs: database for records that name none")] = None,
-    db_root: Annotated[str | None, typer.Option(help="pairs: folder of <db_id>/<db_id>.sqlite")] = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N examples")] = None,
-) -> None:
-    """Build a fine-tuning dataset (JSONL + report) from Spider, BIRD or your own pairs."""
-    from sqltune.data.build import BuildConfig, build, report_path
+def _config_args(cls: type, rename: dict[str, str] | None = None) -> list[inspect.Parameter]:
+    """``[CONFIG.yaml] [key=value ...]`` and one ``--option`` per field of a stage's config dataclass.
 
-    cfg = BuildConfig(
-        benchmark=benchmark,
-        data_dir=str(data_dir),
-        split=split,
-        out=str(out_file),
-        format=fmt,
-        schema=schema,
-        sample_rows=sample_rows,
-        descriptions=descriptions,
-        verify=verify,
-        timeout=timeout,
-        tokenizer=tokenizer,
-        max_prompt_tokens=max_prompt_tokens,
-        prune_tables=prune_tables,
-        val_fraction=val_fraction,
-        seed=seed,
-        db=db,
-        db_root=db_root,
-        limit=limit,
-    )
+    Help texts are the dataclass's attribute docstrings (written once); an option left out
+    takes its value from the YAML, the overrides or the dataclass default, in that order."""
+    import dataclasses
+
+    from sqltune.config import base_type, field_docs
+
+    params = [
+        inspect.Parameter(
+            "config",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=Annotated[Path | None, typer.Argument(help="Stage config YAML (flat keys, as the options)")],
+        ),
+        inspect.Parameter(
+            "overrides",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. batch_size=8")],
+        ),
+    ]
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        t, _ = base_type(cls, f.name)
+        flag = "--" + (rename or {}).get(f.name, f.name).replace("_", "-")
+        decls = [f"{flag}/--no-{flag[2:]}"] if t is bool else [flag]
+        kind = t if t in (str, int, float, bool) else str
+        default = None if f.default is dataclasses.MISSING else f.default
+        show: bool | str = (
+            False if default is None or f.name == "api_key" else str(default).lower() if t is bool else str(default)
+        )
+        params.append(
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[kind | None, typer.Option(*decls, help=docs.get(f.name, ""), show_default=show)],
+            )
+        )
+    return params
+
+
+def _stage(
+    cls: type,
+    run: Callable[[Any], None],
+    rename: dict[str, str] | None = None,
+) -> Callable[..., None]:
+    """A Typer callback: read YAML + overrides + options into ``cls``, validated, then ``run(cfg)``."""
+    from sqltune import config as stage_config
+
+    def callback(**kwargs: Any) -> None:
+        path, overrides = kwargs.pop("config", None), list(kwargs.pop("overrides", None) or [])
+        if path is not None and "=" in str(path):  # only overrides were given
+            overrides.insert(0, str(path))
+            path = None
+        run(stage_config.load(cls, path, overrides, kwargs))
+
+    params = _config_args(cls, rename)
+    callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    callback.__annotations__ = {}
+    callback.__doc__ = run.__doc__
+    return callback
+
+
+def _run_build(cfg: Any) -> None:
+    """Build a fine-tuning dataset (JSONL + report) from Spider, BIRD or your own pairs."""
+    from sqltune.data.build import build, report_path
+
     report = build(cfg)
-    _print_build_summary(report, report_path(out_file))
+    _print_build_summary(report, report_path(cfg.out))
 
 
 def _print_build_summary(report: dict, report_file: Path) -> None:
@@ -145,73 +166,13 @@ def models_pull(
     out.print(f"{name}: {path}")
 
 
-eval_app = typer.Typer(help="The eval stage: execution accuracy, exact match, breakdowns, reports.")
-app.add_typer(eval_app, name="eval")
+def _run_eval(cfg: Any) -> None:
+    """Score predictions by execution against gold; write summary.json, results.jsonl, report.md, chart.png.
 
+    sqltune eval compare RUN_A RUN_B lists the questions whose verdict flipped between two eval runs."""
+    from sqltune.evaluate.run import run_eval
 
-@eval_app.callback(
-    invoke_without_command=True,
-    epilog="Example: sqltune eval --gold ../shared/data/spider/dev_gold.sql --pred pred.sql "
-    "--db-root ../shared/data/spider/database --out runs/eval",
-)
-def eval_run(
-    ctx: typer.Context,
-    gold: Annotated[
-        str | None, typer.Option(help="Gold: Spider/BIRD .sql (SQL<TAB>db_id) or a benchmark .json")
-    ] = None,
-    pred: Annotated[str | None, typer.Option(help="Predictions: .sql (Spider), .json (BIRD), .jsonl (sqltune)")] = None,
-    db_root: Annotated[str | None, typer.Option(help="Folder of <db_id>/<db_id>.sqlite")] = None,
-    dataset: Annotated[str | None, typer.Option(help="sqltune dataset .jsonl (joined to --pred by id)")] = None,
-    diff_json: Annotated[str | None, typer.Option(help="BIRD: dev.json, for the difficulty field")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder")] = None,
-    match: Annotated[
-        str | None, typer.Option(help="set | multiset | ordered [default: set for BIRD, else multiset]")
-    ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds per query")] = 30.0,
-    workers: Annotated[int, typer.Option(help="Worker processes")] = 2,
-    max_rows: Annotated[int, typer.Option(help="Rows fetched per query at most")] = 100_000,
-    strip_distinct: Annotated[
-        bool, typer.Option(help="Drop DISTINCT from both sides (the Spider test-suite default)")
-    ] = False,
-    count_gold_errors: Annotated[
-        bool, typer.Option(help="Count failing golds as misses (as BIRD) instead of excluding them")
-    ] = False,
-    allow_missing: Annotated[
-        bool, typer.Option(help="sqltune files: count dataset ids without a prediction as misses")
-    ] = False,
-    cache: Annotated[bool, typer.Option(help="Use the gold-result cache")] = True,
-    ves_repeats: Annotated[int, typer.Option(help="Repeats for VES timing of correct predictions (0: off)")] = 0,
-    analysis: Annotated[
-        bool, typer.Option(help="sqlglot analysis: exact match and Spider hardness (off: ~2x faster)")
-    ] = True,
-) -> None:
-    """Score predictions by execution against gold; write summary.json, results.jsonl, report.md, chart.png."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from sqltune.errors import ConfigError
-    from sqltune.evaluate.inputs import detect_and_load
-    from sqltune.evaluate.report import write_outputs
-    from sqltune.evaluate.run import EvalConfig, evaluate
-
-    if pred is None or out_dir is None:
-        raise ConfigError(
-            "sqltune eval needs --pred and --out (and --gold with --db-root, or --dataset); see sqltune eval --help"
-        )
-    cfg = EvalConfig(
-        match=match,
-        timeout=timeout,
-        workers=workers,
-        max_rows=max_rows,
-        strip_distinct=strip_distinct,
-        count_gold_errors=count_gold_errors,
-        cache=cache,
-        ves_repeats=ves_repeats,
-        analysis=analysis,
-    )
-    cfg.validate()
-    items, family = detect_and_load(gold, pred, db_root, dataset, diff_json, allow_missing)
-    summary, records = evaluate(items, cfg, family)
-    files = write_outputs(out_dir, summary, records)
+    summary, files = run_eval(cfg)
     out.print(
         f"[bold]EX {100 * summary['ex']:.2f}%[/bold] ({summary['correct']}/{summary['n']}, mode {summary['mode']})"
         f"  exact match {_pct(summary['exact_match'])}  soft-F1 {100 * summary['soft_f1']:.1f}%"
@@ -226,82 +187,49 @@ def eval_run(
     out.print(f"report: {files['report']}")
 
 
+class _DefaultRun(TyperGroup):
+    """``sqltune eval [CONFIG] [key=value] [--options]`` runs the stage; ``sqltune eval compare A B`` compares."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args or args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(
+    cls=_DefaultRun, help="The eval stage: execution accuracy, exact match, breakdowns, reports.", no_args_is_help=False
+)
+app.add_typer(eval_app, name="eval")
+
+
 @eval_app.command("compare", epilog="Example: sqltune eval compare runs/eval_zero_shot runs/eval_fine_tuned")
-def eval_compare(
+def _eval_compare(
     run_a: Annotated[Path, typer.Argument(help="First eval output folder")],
     run_b: Annotated[Path, typer.Argument(help="Second eval output folder")],
 ) -> None:
-    """List the questions whose verdict flipped between two eval runs."""
+    """List the questions whose verdict flipped between two eval runs (on the questions both scored)."""
     from sqltune.evaluate.report import compare_runs
 
     c = compare_runs(run_a, run_b)
     out.print(
-        f"EX {100 * c['ex_a']:.2f}% -> {100 * c['ex_b']:.2f}% on {c['common']} common questions: "
-        f"{len(c['fixed'])} fixed, {len(c['broken'])} broken"
+        f"on the {c['common']} questions in both runs: EX {100 * c['ex_a_common']:.2f}% -> "
+        f"{100 * c['ex_b_common']:.2f}%, {len(c['fixed'])} fixed, {len(c['broken'])} broken"
     )
+    if c["only_in_a"] or c["only_in_b"]:
+        out.print(
+            f"overall: {run_a} EX {100 * c['ex_a']:.2f}% on {c['n_a']}, {run_b} EX {100 * c['ex_b']:.2f}% on {c['n_b']} "
+            f"({c['only_in_a']} questions only in the first, {c['only_in_b']} only in the second)"
+        )
     for f in c["fixed"]:
         out.print(f"[green]fixed[/green]  {f['id']}: {f['question']}", highlight=False, markup=True)
     for b in c["broken"]:
         out.print(f"[red]broken[/red] {b['id']}: {b['question']}  ({b['error_b']})", highlight=False, markup=True)
 
 
-@app.command(
-    "predict",
-    epilog="Example: sqltune predict --dataset runs/spider_dev.jsonl --out runs/spider_dev.pred.jsonl",
-)
-def predict_cmd(
-    dataset: Annotated[Path, typer.Option(help="Dataset JSONL from 'sqltune data build' (chat or alpaca)")],
-    out_file: Annotated[Path, typer.Option("--out", help="Predictions JSONL (appended; rerun to resume)")],
-    model: Annotated[str, typer.Option(help="Registry name, model folder, .gguf file, hub id, or server model")] = (
-        "smollm2-135m"
-    ),
-    backend: Annotated[str, typer.Option(help="hf | openai | vllm")] = "hf",
-    batch_size: Annotated[int, typer.Option(help="hf: questions per generate() call")] = 16,
-    max_new_tokens: Annotated[int, typer.Option(help="Most tokens to generate per answer")] = 256,
-    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="Top-k sampling (0 = off)")] = 0,
-    num_samples: Annotated[int, typer.Option(help="Candidates per question; > 1 votes by execution result")] = 1,
-    sample_temperature: Annotated[float, typer.Option(help="Temperature of the extra candidates")] = 0.7,
-    seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
-    device: Annotated[str, typer.Option(help="hf: auto | cpu | cuda | cuda:N | mps")] = "auto",
-    dtype: Annotated[str, typer.Option(help="hf: auto (bf16 where supported) | bfloat16 | float16 | float32")] = "auto",
-    load_in_4bit: Annotated[bool, typer.Option(help="hf: NF4 weights via bitsandbytes (CUDA only)")] = False,
-    static_cache: Annotated[bool, typer.Option(help="hf: static KV cache")] = True,
-    base_url: Annotated[str | None, typer.Option(help="openai: server URL, e.g. http://localhost:8000/v1")] = None,
-    api_key: Annotated[str | None, typer.Option(help="openai: API key (default $OPENAI_API_KEY)")] = None,
-    concurrency: Annotated[int, typer.Option(help="openai: requests in flight")] = 8,
-    retries: Annotated[int, typer.Option(help="openai: retries per request, with backoff")] = 4,
-    cot: Annotated[bool, typer.Option(help="Outputs reason first: take the last SQL block")] = False,
-    limit: Annotated[int | None, typer.Option(help="Only the first N records")] = None,
-) -> None:
+def _run_predict(cfg: Any) -> None:
     """Generate SQL for every question of a dataset; resumable, with a manifest."""
-    from sqltune.predict.run import PredictConfig, predict
+    from sqltune.predict.run import predict
 
-    cfg = PredictConfig(
-        dataset=str(dataset),
-        out=str(out_file),
-        model=model,
-        backend=backend,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        num_samples=num_samples,
-        sample_temperature=sample_temperature,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        load_in_4bit=load_in_4bit,
-        static_cache=static_cache,
-        base_url=base_url,
-        api_key=api_key,
-        concurrency=concurrency,
-        retries=retries,
-        cot=cot,
-        limit=limit,
-    )
     s = predict(cfg)
     out.print(
         f"{s['total_written']}/{s['records']} predictions in {s['out']} ({s['already_done']} already done, "
@@ -394,6 +322,33 @@ def quickstart(
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _register_stages() -> None:
+    from sqltune.data.build import BuildConfig
+    from sqltune.evaluate.run import EvalConfig
+    from sqltune.predict.run import PredictConfig
+
+    data_app.command(
+        "build",
+        epilog="Example: sqltune data build --benchmark spider --data-dir ../shared/data/spider --split dev "
+        "--out runs/spider_dev.jsonl --schema compact   (or: sqltune data build build.yaml key=value ...)",
+    )(_stage(BuildConfig, _run_build))
+    app.command(
+        "predict",
+        epilog="Example: sqltune predict --dataset runs/spider_dev.jsonl --out runs/spider_dev.pred.jsonl   "
+        "(or: sqltune predict predict.yaml batch_size=8)",
+    )(_stage(PredictConfig, _run_predict))
+    eval_app.command(
+        "run",
+        hidden=True,
+        epilog="Example: sqltune eval --gold ../shared/data/spider/dev_gold.sql --pred pred.sql "
+        "--db-root ../shared/data/spider/database --out runs/eval   (or: sqltune eval eval.yaml workers=4; "
+        "sqltune eval compare runs/eval_zero_shot runs/eval_fine_tuned)",
+    )(_stage(EvalConfig, _run_eval))
+
+
+_register_stages()
 
 
 def main() -> None:

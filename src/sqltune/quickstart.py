@@ -20,29 +20,14 @@ from typing import Any
 
 from sqltune.io import read_json, write_json
 
-QUICKSTART_TRAIN = {
-    "method": "full",
-    "epochs": 2.5,
-    "batch_size": 4,
-    "learning_rate": 2.0e-4,
-    "lr_scheduler": "cosine",
-    "warmup_ratio": 0.05,
-    "max_length": 1024,
-    "logging_steps": 5,
-    "save_steps": 46,  # every half epoch: resumable without spending a minute on checkpoints
-    "save_total_limit": 1,
-}
+RECIPE = Path(__file__).parent / "recipes" / "quickstart.yaml"
+"""The training recipe; configs/smollm2-135m/full.yaml is the same for 'sqltune train'."""
 
 
 def _eval(dataset: Path, pred: Path, out_dir: Path) -> dict[str, Any]:
-    from sqltune.evaluate.inputs import load_sqltune_files
-    from sqltune.evaluate.report import write_outputs
-    from sqltune.evaluate.run import EvalConfig, evaluate
+    from sqltune.evaluate.run import EvalConfig, run_eval
 
-    cfg = EvalConfig(timeout=10.0, workers=2)
-    items = load_sqltune_files(dataset, pred)
-    summary, records = evaluate(items, cfg, "sqltune")
-    write_outputs(out_dir, summary, records)
+    summary, _ = run_eval(EvalConfig(dataset=str(dataset), pred=str(pred), out=str(out_dir), timeout=10.0, workers=2))
     return summary
 
 
@@ -100,7 +85,7 @@ def run_quickstart(
     log: Any = print,
 ) -> dict[str, Any]:
     from sqltune.models import DEFAULT_MODEL, pull_model
-    from sqltune.train.config import config_from_dict, parse_overrides
+    from sqltune.train.config import load_config
     from sqltune.train.sft import train
 
     out = Path(out_dir)
@@ -153,14 +138,8 @@ def run_quickstart(
     if manifest_file.exists():
         manifest = read_json(manifest_file)
     else:
-        settings = {
-            **QUICKSTART_TRAIN,
-            "model": DEFAULT_MODEL,
-            "train_file": str(train_file),
-            "output_dir": str(run_dir),
-        }
-        settings.update(parse_overrides(overrides or []))
-        cfg = config_from_dict(settings, "quickstart")
+        paths = {"model": DEFAULT_MODEL, "train_file": str(train_file), "output_dir": str(run_dir)}
+        cfg = load_config(RECIPE, overrides, base=paths)
         manifest = train(cfg)
     log(f"    trained {manifest['global_steps']} steps in {manifest['train_minutes']:.1f} min")
 

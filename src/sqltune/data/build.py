@@ -15,7 +15,6 @@ Steps, each counted in the report:
 
 from __future__ import annotations
 
-import random
 import statistics
 import time
 from collections import Counter
@@ -25,10 +24,13 @@ from typing import Any
 
 from sqltune import prompts
 from sqltune.data.example import Example, Skip
-from sqltune.db.execute import check_sqlite_file, open_readonly, run_query
+from sqltune.db.execute import check_sqlite_file
 from sqltune.db.schema import Schema, introspect
 from sqltune.errors import ConfigError, ExecutionError, SqltuneError
 from sqltune.io import sha256_file, write_json, write_jsonl
+from sqltune.judge import Judge
+from sqltune.models.load import TokenCounter, load_tokenizer
+from sqltune.splits import holdout
 from sqltune.sqlutil import tables_used
 
 BENCHMARKS = ("spider", "bird", "pairs")
@@ -65,9 +67,11 @@ class BuildConfig:
     prune_tables: bool | None = None
     """Allow dropping tables the gold SQL does not use to fit the budget (default: train splits only)."""
     val_fraction: float = 0.0
-    """Hold out this share of examples, whole databases at a time, as <stem>.validation.jsonl."""
+    """Hold out this share of examples as <stem>.validation.jsonl: whole databases when there are several, else at random."""
     seed: int = 0
-    """Seed of the database split."""
+    """Seed of the held-out split."""
+    workers: int = 2
+    """Worker processes that run the gold queries."""
     db: str | None = None
     """pairs: database for records that name none."""
     db_root: str | None = None
@@ -125,29 +129,6 @@ def load_examples(cfg: BuildConfig) -> tuple[list[Example], list[Path], set[str]
     return load_pairs(cfg.data_dir, cfg.split, db=cfg.db, db_root=cfg.db_root)
 
 
-class TokenCounter:
-    """Counts prompt tokens exactly as the model will see them (its chat template, generation prompt)."""
-
-    def __init__(self, tokenizer: Any, name: str = "custom"):
-        self.tok = tokenizer
-        self.name = name
-
-    def text(self, messages: list[dict[str, str]]) -> str:
-        if getattr(self.tok, "chat_template", None):
-            return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return "\n\n".join(m["content"] for m in messages)
-
-    def count_many(self, messages: list[list[dict[str, str]]]) -> list[int]:
-        texts = [self.text(m) for m in messages]
-        if not texts:
-            return []
-        enc = self.tok(texts, add_special_tokens=False)["input_ids"]
-        return [len(x) for x in enc]
-
-    def count(self, messages: list[dict[str, str]]) -> int:
-        return self.count_many([messages])[0]
-
-
 def length_stats(lengths: list[int]) -> dict[str, Any] | None:
     if not lengths:
         return None
@@ -167,7 +148,6 @@ def length_stats(lengths: list[int]) -> dict[str, Any] | None:
 class _DbState:
     schema: Schema | None = None
     error: str = ""
-    conn: Any = None
     texts: dict[Any, str] = field(default_factory=dict)
 
 
@@ -184,7 +164,7 @@ def build_records(
     """Verify, render and budget the examples. Returns records, skips and statistics."""
     skips: list[Skip] = []
     states: dict[str, _DbState] = {}
-    kept: list[tuple[Example, _DbState]] = []
+    candidates: list[tuple[Example, _DbState]] = []
     for ex in examples:
         st = states.get(ex.db_path)
         if st is None:
@@ -195,8 +175,6 @@ def build_records(
                 st.schema = introspect(ex.db_path, db_id=ex.db_id, sample_rows=cfg.sample_rows)
                 if not cfg.descriptions and st.schema.has_descriptions:
                     st.schema = st.schema.without_descriptions()
-                if cfg.verify and "://" not in ex.db_path:
-                    st.conn = open_readonly(ex.db_path)
             except ExecutionError as e:
                 st.error = str(e)
         if st.schema is None:
@@ -207,16 +185,28 @@ def build_records(
                 reason = "missing_database" if missing else "unreadable_database"
             skips.append(Skip(ex.id, ex.db_id, reason, st.error))
             continue
-        if cfg.verify and st.conn is not None:
-            res = run_query(st.conn, ex.sql, timeout=cfg.timeout, max_rows=1)
-            if not res.ok:
-                reason = "gold_timeout" if res.error_type == "timeout" else "gold_failed"
-                skips.append(Skip(ex.id, ex.db_id, reason, res.error or ""))
+        candidates.append((ex, st))
+    # Every gold runs through the judge (read-only, killable workers, the one row cap), which also
+    # gives each one's Spider hardness and outer ORDER BY for the record, so eval need not parse it.
+    facts: dict[int, dict[str, Any]] = {}
+    kept: list[tuple[Example, _DbState]] = []
+    if cfg.verify:
+        runnable = [k for k, (ex, _) in enumerate(candidates) if "://" not in ex.db_path]
+        with Judge(workers=cfg.workers, timeout=cfg.timeout) as judge:
+            results = judge.run([(candidates[k][0].db_path, [candidates[k][0].sql]) for k in runnable], analysis=True)
+        verdicts = dict(zip(runnable, results, strict=True))
+        for k, (ex, st) in enumerate(candidates):
+            res = verdicts.get(k)
+            if res is not None and (res.db_error or not res.ok[0]):
+                error = res.db_error or res.errors[0] or ""
+                reason = "gold_timeout" if res.error_types and res.error_types[0] == "timeout" else "gold_failed"
+                skips.append(Skip(ex.id, ex.db_id, reason, error))
                 continue
-        kept.append((ex, st))
-    for st in states.values():
-        if st.conn is not None:
-            st.conn.close()
+            if res is not None and res.facts is not None:
+                facts[id(ex)] = res.facts
+            kept.append((ex, st))
+    else:
+        kept = candidates
 
     prune = cfg.prune_tables if cfg.prune_tables is not None else is_training_split(cfg.split)
 
@@ -271,10 +261,15 @@ def build_records(
             skips.append(Skip(ex.id, ex.db_id, "over_token_budget", f"{lengths[i]} tokens > {cfg.max_prompt_tokens}"))
             continue
         rec: dict[str, Any] = ex.to_dict()
+        if "://" not in ex.db_path:
+            rec["db_path"] = str(Path(ex.db_path).resolve())  # a dataset works from any directory
         rec["schema_style"] = cfg.schema
         if lengths[i] is not None:
             rec["prompt_tokens"] = lengths[i]
             final_lengths.append(lengths[i])
+        if id(ex) in facts:
+            rec["gold_hardness"] = facts[id(ex)]["hardness"]
+            rec["gold_ordered"] = facts[id(ex)]["order_by"]
         rec.update(prompts.make_record(cfg.format, txt, ex.question, ex.evidence, ex.sql))
         records.append(rec)
     stats = {
@@ -283,30 +278,6 @@ def build_records(
         "prompt_tokens": length_stats([x for x in final_lengths if x is not None]),
     }
     return records, skips, stats
-
-
-def split_by_database(
-    records: list[dict[str, Any]], fraction: float, seed: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Hold out about ``fraction`` of the records, whole databases at a time (seeded)."""
-    if fraction <= 0:
-        return records, []
-    per_db = Counter(r["db_id"] for r in records)
-    dbs = sorted(per_db)
-    random.Random(seed).shuffle(dbs)
-    target = fraction * len(records)
-    held: set[str] = set()
-    n = 0
-    for db in dbs:
-        if n >= target:
-            break
-        if len(held) + 1 >= len(dbs):
-            break  # keep at least one database for training
-        held.add(db)
-        n += per_db[db]
-    train = [r for r in records if r["db_id"] not in held]
-    val = [r for r in records if r["db_id"] in held]
-    return train, val
 
 
 def summarize_skips(skips: list[Skip]) -> dict[str, Any]:
@@ -323,13 +294,11 @@ def summarize_skips(skips: list[Skip]) -> dict[str, Any]:
 def make_counter(cfg: BuildConfig) -> TokenCounter | None:
     name = cfg.tokenizer
     if name is None and cfg.max_prompt_tokens is not None:
-        from sqltune.models import DEFAULT_MODEL
+        from sqltune.models.registry import DEFAULT_MODEL
 
         name = DEFAULT_MODEL
     if name is None:
         return None
-    from sqltune.models import load_tokenizer
-
     return TokenCounter(load_tokenizer(name), name)
 
 
@@ -352,7 +321,7 @@ def build(
     if counter is None:
         counter = make_counter(cfg)
     records, skips, stats = build_records(examples, cfg, known, counter)
-    train, val = split_by_database(records, cfg.val_fraction, cfg.seed)
+    train, val, how = holdout(records, cfg.val_fraction, cfg.seed)
     out = Path(cfg.out)
     write_jsonl(out, train)
     outputs = {"train" if val else "records": {"path": str(out), "n": len(train), "sha256": sha256_file(out)}}
@@ -364,6 +333,7 @@ def build(
             "n": len(val),
             "sha256": sha256_file(vp),
             "databases": sorted({r["db_id"] for r in val}),
+            "split": how,
         }
     db_paths = sorted({e.db_path for e in examples if "://" not in e.db_path and Path(e.db_path).is_file()})
     report: dict[str, Any] = {

@@ -13,12 +13,15 @@ parts, and no test question appears verbatim in train.
 
 from __future__ import annotations
 
+import functools
 import random
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from sqltune import prompts
 from sqltune.data.build import BuildConfig, build, report_path
@@ -28,222 +31,17 @@ from sqltune.io import read_jsonl, write_json
 from sqltune.sqlutil import sql_features
 
 DB_NAME = "shop"
+FILES = Path(__file__).parent / "demo_files"
+"""schema.sql (the tables), world.yaml (the word lists rows are drawn from), templates.yaml."""
 
-_CATEGORIES = {
-    "Beverages": [
-        "Green Tea",
-        "Espresso Beans",
-        "Orange Juice",
-        "Sparkling Water",
-        "Cold Brew Coffee",
-        "Lemonade",
-        "Herbal Tea",
-        "Cocoa Mix",
-    ],
-    "Bakery": [
-        "Sourdough Loaf",
-        "Croissant",
-        "Bagel Pack",
-        "Rye Bread",
-        "Blueberry Muffin",
-        "Cinnamon Roll",
-        "Baguette",
-    ],
-    "Dairy": ["Greek Yogurt", "Cheddar Cheese", "Whole Milk", "Butter", "Cream Cheese", "Mozzarella", "Oat Milk"],
-    "Produce": [
-        "Avocado",
-        "Banana Bunch",
-        "Red Apples",
-        "Baby Spinach",
-        "Cherry Tomatoes",
-        "Sweet Potatoes",
-        "Blueberries",
-    ],
-    "Electronics": [
-        "Wireless Mouse",
-        "USB-C Cable",
-        "Bluetooth Speaker",
-        "Noise Cancelling Headphones",
-        "Webcam",
-        "Power Bank",
-        "Smart Plug",
-        "Mechanical Keyboard",
-    ],
-    "Books": [
-        "Mystery Novel",
-        "Cookbook",
-        "Travel Guide",
-        "Science Fiction Anthology",
-        "Children's Atlas",
-        "Poetry Collection",
-        "History of Rome",
-    ],
-    "Toys": ["Puzzle Set", "Building Blocks", "Plush Bear", "Toy Train", "Kite", "Board Game", "Yo-Yo"],
-    "Garden": [
-        "Garden Hose",
-        "Flower Seeds",
-        "Potting Soil",
-        "Pruning Shears",
-        "Watering Can",
-        "Bird Feeder",
-        "Terracotta Pot",
-    ],
-}
-_CATEGORY_PRICE = {
-    "Beverages": (2, 25),
-    "Bakery": (1, 12),
-    "Dairy": (1, 15),
-    "Produce": (1, 10),
-    "Electronics": (9, 320),
-    "Books": (8, 60),
-    "Toys": (5, 80),
-    "Garden": (4, 70),
-}
-_SUPPLIERS = [
-    ("Northwind Traders", "USA"),
-    ("Alpine Foods", "Germany"),
-    ("Maison Dupont", "France"),
-    ("Sakura Supply", "Japan"),
-    ("Rio Verde", "Brazil"),
-    ("Maple Leaf Goods", "Canada"),
-    ("Thames Wholesale", "UK"),
-    ("Bella Italia", "Italy"),
-    ("Pacific Gadgets", "USA"),
-    ("Nordic Home", "Germany"),
-]
-_CITIES = [
-    ("New York", "USA"),
-    ("Chicago", "USA"),
-    ("Seattle", "USA"),
-    ("Berlin", "Germany"),
-    ("Munich", "Germany"),
-    ("Paris", "France"),
-    ("Lyon", "France"),
-    ("Tokyo", "Japan"),
-    ("Osaka", "Japan"),
-    ("Toronto", "Canada"),
-    ("London", "UK"),
-    ("Manchester", "UK"),
-    ("Sao Paulo", "Brazil"),
-]
-_FIRST = [
-    "Alice",
-    "Bruno",
-    "Chloe",
-    "Daniel",
-    "Emma",
-    "Felix",
-    "Grace",
-    "Hugo",
-    "Ines",
-    "Jack",
-    "Keiko",
-    "Liam",
-    "Maria",
-    "Noah",
-    "Olivia",
-    "Pedro",
-    "Quinn",
-    "Rosa",
-    "Samuel",
-    "Tara",
-    "Umar",
-    "Vera",
-    "William",
-    "Xenia",
-    "Yusuf",
-    "Zoe",
-]
-_LAST = [
-    "Adams",
-    "Becker",
-    "Costa",
-    "Dubois",
-    "Evans",
-    "Fischer",
-    "Garcia",
-    "Hughes",
-    "Ito",
-    "Jensen",
-    "Kowalski",
-    "Lopez",
-    "Martin",
-    "Nakamura",
-    "Olsen",
-    "Patel",
-    "Quinn",
-    "Rossi",
-    "Silva",
-    "Tanaka",
-    "Ueda",
-    "Vogel",
-    "Wright",
-    "Young",
-]
-_SEGMENTS = ["Consumer", "Corporate", "Small Business"]
-_DEPARTMENTS = {
-    "Sales": ["Sales Representative", "Sales Manager"],
-    "Support": ["Support Specialist"],
-    "Warehouse": ["Warehouse Clerk"],
-    "Finance": ["Accountant"],
-}
-_STATUSES = ["delivered", "shipped", "pending", "cancelled"]
 
-DDL = """
-CREATE TABLE categories (
-  category_id INTEGER PRIMARY KEY,
-  name TEXT NOT NULL
-);
-CREATE TABLE suppliers (
-  supplier_id INTEGER PRIMARY KEY,
-  name TEXT NOT NULL,
-  country TEXT NOT NULL
-);
-CREATE TABLE products (
-  product_id INTEGER PRIMARY KEY,
-  name TEXT NOT NULL,
-  category_id INTEGER NOT NULL REFERENCES categories(category_id),
-  supplier_id INTEGER NOT NULL REFERENCES suppliers(supplier_id),
-  unit_price REAL NOT NULL,
-  stock INTEGER NOT NULL,
-  discontinued INTEGER NOT NULL
-);
-CREATE TABLE customers (
-  customer_id INTEGER PRIMARY KEY,
-  first_name TEXT NOT NULL,
-  last_name TEXT NOT NULL,
-  email TEXT NOT NULL,
-  city TEXT NOT NULL,
-  country TEXT NOT NULL,
-  segment TEXT NOT NULL,
-  signup_date TEXT NOT NULL
-);
-CREATE TABLE employees (
-  employee_id INTEGER PRIMARY KEY,
-  first_name TEXT NOT NULL,
-  last_name TEXT NOT NULL,
-  title TEXT NOT NULL,
-  department TEXT NOT NULL,
-  hire_date TEXT NOT NULL,
-  salary INTEGER NOT NULL,
-  manager_id INTEGER REFERENCES employees(employee_id)
-);
-CREATE TABLE orders (
-  order_id INTEGER PRIMARY KEY,
-  customer_id INTEGER NOT NULL REFERENCES customers(customer_id),
-  employee_id INTEGER NOT NULL REFERENCES employees(employee_id),
-  order_date TEXT NOT NULL,
-  status TEXT NOT NULL
-);
-CREATE TABLE order_items (
-  order_item_id INTEGER PRIMARY KEY,
-  order_id INTEGER NOT NULL REFERENCES orders(order_id),
-  product_id INTEGER NOT NULL REFERENCES products(product_id),
-  quantity INTEGER NOT NULL,
-  unit_price REAL NOT NULL,
-  discount REAL NOT NULL
-);
-"""
+@functools.cache
+def _world() -> dict[str, Any]:
+    return yaml.safe_load((FILES / "world.yaml").read_text(encoding="utf-8"))
+
+
+def _ddl() -> str:
+    return (FILES / "schema.sql").read_text(encoding="utf-8")
 
 
 def _date(rng: random.Random, y0: int, y1: int) -> str:
@@ -257,8 +55,12 @@ def create_database(path: str | Path, seed: int = 0) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     rng = random.Random(seed)
+    w = _world()
+    _CATEGORIES, _CATEGORY_PRICE, _SUPPLIERS = w["categories"], w["category_price"], w["suppliers"]
+    _CITIES, _FIRST, _LAST, _SEGMENTS = w["cities"], w["first_names"], w["last_names"], w["segments"]
+    _DEPARTMENTS, _STATUSES = w["departments"], w["statuses"]
     conn = sqlite3.connect(tmp)
-    conn.executescript(DDL)
+    conn.executescript(_ddl())
     cats = list(_CATEGORIES)
     conn.executemany("INSERT INTO categories VALUES (?, ?)", [(i + 1, c) for i, c in enumerate(cats)])
     conn.executemany("INSERT INTO suppliers VALUES (?, ?, ?)", [(i + 1, n, c) for i, (n, c) in enumerate(_SUPPLIERS)])
@@ -378,8 +180,8 @@ def _param_sources(conn: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
         "sales_rep": [{"first": f, "last": la} for f, la in sales],
         "department": [{"department": d} for d in depts],
         "title": [{"title": t} for t in titles],
-        "segment": [{"segment": s} for s in _SEGMENTS],
-        "status": [{"status": s} for s in _STATUSES],
+        "segment": [{"segment": s} for s in _world()["segments"]],
+        "status": [{"status": s} for s in _world()["statuses"]],
         "year": [{"year": y} for y in (2021, 2022, 2023, 2024)],
         "hire_year": [{"year": y} for y in range(2013, 2024)],
         "price": [{"price": p} for p in (5, 10, 15, 20, 30, 50, 75, 100, 150, 200)],
@@ -388,8 +190,10 @@ def _param_sources(conn: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
         "count_threshold": [{"n": n} for n in (3, 5, 8, 10, 15)],
         "order": [{"order_id": o} for o in order_ids],
         "salary": [{"salary": s} for s in (40000, 45000, 50000, 55000, 60000, 65000, 70000, 80000, 90000)],
-        "category_price": [{"category": c, "price": p} for c in cats for p in (5, 20, 50) if p < _CATEGORY_PRICE[c][1]],
-        "city_segment": [{"city": c, "segment": s} for c in cities[::2] for s in _SEGMENTS],
+        "category_price": [
+            {"category": c, "price": p} for c in cats for p in (5, 20, 50) if p < _world()["category_price"][c][1]
+        ],
+        "city_segment": [{"city": c, "segment": s} for c in cities[::2] for s in _world()["segments"]],
         "category_topk": [{"category": c, "k": k} for c in cats for k in (2, 3, 4)],
         "group_by": [
             {"col": "country", "what": "country"},
@@ -412,560 +216,16 @@ def _param_sources(conn: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-T = Template
-TEMPLATES: tuple[Template, ...] = (
-    # --- selection and filters (easy)
-    T(
-        "customers_in_city",
-        "easy",
-        (
-            "List the first and last names of customers who live in {city}.",
-            "Which customers are based in {city}? Give their first and last names.",
-            "Show the first name and last name of every customer from {city}.",
-        ),
-        "SELECT first_name, last_name FROM customers WHERE city = '{city}'",
-        "city",
-    ),
-    T(
-        "count_customers_country",
-        "easy",
-        (
-            "How many customers are from {country}?",
-            "Count the customers located in {country}.",
-            "What is the number of customers in {country}?",
-        ),
-        "SELECT COUNT(*) FROM customers WHERE country = '{country}'",
-        "country",
-    ),
-    T(
-        "emails_segment",
-        "easy",
-        (
-            "What are the emails of customers in the {segment} segment?",
-            "List the email addresses of {segment} customers.",
-        ),
-        "SELECT email FROM customers WHERE segment = '{segment}'",
-        "segment",
-    ),
-    T(
-        "products_over_price",
-        "easy",
-        (
-            "Which products cost more than {price} dollars? List their names.",
-            "Give the names of products with a unit price above {price}.",
-            "Show the names of all products priced over {price}.",
-        ),
-        "SELECT name FROM products WHERE unit_price > {price}",
-        "price",
-    ),
-    T(
-        "low_stock",
-        "easy",
-        (
-            "Which products have fewer than {n} units in stock? Show name and stock.",
-            "List the name and stock of products whose stock is below {n}.",
-        ),
-        "SELECT name, stock FROM products WHERE stock < {n}",
-        "stock",
-    ),
-    T(
-        "count_orders_status",
-        "easy",
-        (
-            "How many orders have the status '{status}'?",
-            "Count the orders whose status is {status}.",
-            "What is the number of {status} orders?",
-        ),
-        "SELECT COUNT(*) FROM orders WHERE status = '{status}'",
-        "status",
-    ),
-    T(
-        "orders_in_year",
-        "easy",
-        (
-            "How many orders were placed in {year}?",
-            "Count the orders made during {year}.",
-            "What is the total number of orders from the year {year}?",
-        ),
-        "SELECT COUNT(*) FROM orders WHERE strftime('%Y', order_date) = '{year}'",
-        "year",
-    ),
-    T(
-        "price_of_product",
-        "easy",
-        (
-            "What is the unit price of {product}?",
-            "How much does {product} cost?",
-            "Find the price of the product named {product}.",
-        ),
-        "SELECT unit_price FROM products WHERE name = '{product}'",
-        "product",
-    ),
-    T(
-        "suppliers_country",
-        "easy",
-        ("Which suppliers are located in {country}?", "List the names of suppliers from {country}."),
-        "SELECT name FROM suppliers WHERE country = '{country}'",
-        "supplier_country",
-    ),
-    T(
-        "employees_title",
-        "easy",
-        (
-            "List the first and last names of employees whose title is {title}.",
-            "Who works as a {title}? Give first and last names.",
-        ),
-        "SELECT first_name, last_name FROM employees WHERE title = '{title}'",
-        "title",
-    ),
-    T(
-        "hired_after",
-        "easy",
-        (
-            "Which employees were hired after {year}? Show their first and last names.",
-            "List the names of employees hired later than the end of {year}.",
-        ),
-        "SELECT first_name, last_name FROM employees WHERE hire_date > '{year}-12-31'",
-        "hire_year",
-    ),
-    T(
-        "max_salary_dept",
-        "easy",
-        (
-            "What is the highest salary in the {department} department?",
-            "Find the maximum salary among employees in {department}.",
-        ),
-        "SELECT MAX(salary) FROM employees WHERE department = '{department}'",
-        "department",
-    ),
-    T(
-        "salary_above",
-        "easy",
-        ("How many employees earn more than {salary}?", "Count the employees with a salary above {salary}."),
-        "SELECT COUNT(*) FROM employees WHERE salary > {salary}",
-        "salary",
-    ),
-    T(
-        "city_segment",
-        "easy",
-        (
-            "How many {segment} customers live in {city}?",
-            "Count the customers in {city} that belong to the {segment} segment.",
-        ),
-        "SELECT COUNT(*) FROM customers WHERE city = '{city}' AND segment = '{segment}'",
-        "city_segment",
-        allow_empty=True,
-    ),
-    T(
-        "signups_in_year",
-        "easy",
-        ("How many customers signed up in {year}?", "Count the customers whose signup date is in {year}."),
-        "SELECT COUNT(*) FROM customers WHERE strftime('%Y', signup_date) = '{year}'",
-        "signup_year",
-    ),
-    T(
-        "employees_in_dept",
-        "easy",
-        (
-            "List the first and last names of employees in the {department} department.",
-            "Who works in {department}? Give first and last names.",
-        ),
-        "SELECT first_name, last_name FROM employees WHERE department = '{department}'",
-        "department",
-    ),
-    # --- joins (medium)
-    T(
-        "products_in_category",
-        "medium",
-        (
-            "List the names of products in the {category} category.",
-            "Which products belong to the category {category}?",
-            "Show all product names in {category}.",
-        ),
-        "SELECT T1.name FROM products AS T1 JOIN categories AS T2 ON T1.category_id = T2.category_id WHERE T2.name = '{category}'",
-        "category",
-    ),
-    T(
-        "products_of_supplier",
-        "medium",
-        ("Which products are supplied by {supplier}?", "List the names of products from the supplier {supplier}."),
-        "SELECT T1.name FROM products AS T1 JOIN suppliers AS T2 ON T1.supplier_id = T2.supplier_id WHERE T2.name = '{supplier}'",
-        "supplier",
-    ),
-    T(
-        "category_of_product",
-        "medium",
-        ("Which category does {product} belong to?", "What is the category name of the product {product}?"),
-        "SELECT T2.name FROM products AS T1 JOIN categories AS T2 ON T1.category_id = T2.category_id WHERE T1.name = '{product}'",
-        "product",
-    ),
-    T(
-        "email_of_order",
-        "medium",
-        (
-            "What is the email of the customer who placed order {order_id}?",
-            "Find the email address of the customer behind order number {order_id}.",
-        ),
-        "SELECT T2.email FROM orders AS T1 JOIN customers AS T2 ON T1.customer_id = T2.customer_id WHERE T1.order_id = {order_id}",
-        "order",
-    ),
-    T(
-        "products_in_order",
-        "medium",
-        (
-            "Which products were bought in order {order_id}?",
-            "List the product names included in order number {order_id}.",
-        ),
-        "SELECT T2.name FROM order_items AS T1 JOIN products AS T2 ON T1.product_id = T2.product_id WHERE T1.order_id = {order_id}",
-        "order",
-    ),
-    T(
-        "orders_of_customer",
-        "medium",
-        ("How many orders has {first} {last} placed?", "Count the orders made by the customer {first} {last}."),
-        "SELECT COUNT(*) FROM orders AS T1 JOIN customers AS T2 ON T1.customer_id = T2.customer_id WHERE T2.first_name = '{first}' AND T2.last_name = '{last}'",
-        "customer",
-    ),
-    T(
-        "orders_by_rep",
-        "medium",
-        ("How many orders did the employee {first} {last} handle?", "Count the orders handled by {first} {last}."),
-        "SELECT COUNT(*) FROM orders AS T1 JOIN employees AS T2 ON T1.employee_id = T2.employee_id WHERE T2.first_name = '{first}' AND T2.last_name = '{last}'",
-        "sales_rep",
-    ),
-    T(
-        "avg_price_category",
-        "medium",
-        (
-            "What is the average unit price of products in the {category} category?",
-            "Find the average price of {category} products.",
-        ),
-        "SELECT AVG(T1.unit_price) FROM products AS T1 JOIN categories AS T2 ON T1.category_id = T2.category_id WHERE T2.name = '{category}'",
-        "category",
-    ),
-    T(
-        "total_stock_supplier",
-        "medium",
-        (
-            "What is the total stock of products supplied by {supplier}?",
-            "Sum the stock of all products from {supplier}.",
-        ),
-        "SELECT SUM(T1.stock) FROM products AS T1 JOIN suppliers AS T2 ON T1.supplier_id = T2.supplier_id WHERE T2.name = '{supplier}'",
-        "supplier",
-    ),
-    T(
-        "qty_sold_product",
-        "medium",
-        ("How many units of {product} have been sold in total?", "What is the total quantity ordered of {product}?"),
-        "SELECT SUM(T1.quantity) FROM order_items AS T1 JOIN products AS T2 ON T1.product_id = T2.product_id WHERE T2.name = '{product}'",
-        "product",
-    ),
-    T(
-        "cheap_in_category",
-        "medium",
-        (
-            "Which products in the {category} category cost less than {price}?",
-            "List {category} products with a unit price below {price}.",
-        ),
-        "SELECT T1.name FROM products AS T1 JOIN categories AS T2 ON T1.category_id = T2.category_id WHERE T2.name = '{category}' AND T1.unit_price < {price}",
-        "category_price",
-        allow_empty=True,
-    ),
-    T(
-        "order_value",
-        "medium",
-        (
-            "What is the total value of order {order_id} (quantity times unit price)?",
-            "Compute the sum of quantity times unit price over the items of order {order_id}.",
-        ),
-        "SELECT SUM(quantity * unit_price) FROM order_items WHERE order_id = {order_id}",
-        "order",
-    ),
-    T(
-        "customer_status_orders",
-        "medium",
-        (
-            "How many {status} orders does {first} {last} have?",
-            "Count the orders of {first} {last} with status {status}.",
-        ),
-        "SELECT COUNT(*) FROM orders AS T1 JOIN customers AS T2 ON T1.customer_id = T2.customer_id WHERE T2.first_name = '{first}' AND T2.last_name = '{last}' AND T1.status = '{status}'",
-        "customer_status",
-        allow_empty=True,
-    ),
-    T(
-        "manager_of",
-        "hard",
-        (
-            "Who is the manager of {first} {last}? Give the first and last name.",
-            "Name the manager that {first} {last} reports to.",
-        ),
-        "SELECT T2.first_name, T2.last_name FROM employees AS T1 JOIN employees AS T2 ON T1.manager_id = T2.employee_id WHERE T1.first_name = '{first}' AND T1.last_name = '{last}'",
-        "managed",
-    ),
-    T(
-        "customer_spend",
-        "hard",
-        (
-            "How much money has {first} {last} spent in total (quantity times unit price)?",
-            "What is the total amount spent by the customer {first} {last}, summing quantity times unit price?",
-        ),
-        "SELECT SUM(T3.quantity * T3.unit_price) FROM customers AS T1 JOIN orders AS T2 ON T1.customer_id = T2.customer_id JOIN order_items AS T3 ON T2.order_id = T3.order_id WHERE T1.first_name = '{first}' AND T1.last_name = '{last}'",
-        "customer",
-    ),
-    T(
-        "suppliers_many_products",
-        "hard",
-        ("Which suppliers provide more than {n} products?", "List the names of suppliers with over {n} products."),
-        "SELECT T2.name FROM products AS T1 JOIN suppliers AS T2 ON T1.supplier_id = T2.supplier_id GROUP BY T2.name HAVING COUNT(*) > {n}",
-        "supplier_threshold",
-        allow_empty=True,
-    ),
-    # --- group by (medium)
-    T(
-        "count_per_group",
-        "medium",
-        (
-            "How many customers are there in each {what}?",
-            "For each {what}, count the customers.",
-            "Show the number of customers per {what}.",
-        ),
-        "SELECT {col}, COUNT(*) FROM customers GROUP BY {col}",
-        "group_by",
-    ),
-    T(
-        "orders_per_status",
-        "medium",
-        (
-            "How many orders are there for each status?",
-            "Count the orders grouped by status.",
-            "Show each order status with its number of orders.",
-        ),
-        "SELECT status, COUNT(*) FROM orders GROUP BY status",
-        "none",
-    ),
-    T(
-        "avg_salary_dept",
-        "medium",
-        (
-            "What is the average salary in each department?",
-            "For every department, show the average employee salary.",
-            "List departments with their mean salary.",
-        ),
-        "SELECT department, AVG(salary) FROM employees GROUP BY department",
-        "none",
-    ),
-    T(
-        "products_per_category",
-        "medium",
-        (
-            "How many products does each category have? Show the category name and the count.",
-            "For each category name, count its products.",
-            "List every category with its number of products.",
-        ),
-        "SELECT T2.name, COUNT(*) FROM products AS T1 JOIN categories AS T2 ON T1.category_id = T2.category_id GROUP BY T2.name",
-        "none",
-    ),
-    # --- order by / limit (medium)
-    T(
-        "top_expensive",
-        "medium",
-        (
-            "What are the {k} most expensive products? Show name and price.",
-            "List the names and prices of the top {k} products by unit price.",
-        ),
-        "SELECT name, unit_price FROM products ORDER BY unit_price DESC LIMIT {k}",
-        "topk",
-    ),
-    T(
-        "top_stock",
-        "medium",
-        ("Which {k} products have the largest stock?", "Name the {k} products with the most units in stock."),
-        "SELECT name FROM products ORDER BY stock DESC LIMIT {k}",
-        "topk",
-    ),
-    T(
-        "newest_customers",
-        "medium",
-        (
-            "Who are the {k} customers who signed up most recently? Give first and last names.",
-            "List the first and last names of the {k} newest customers by signup date.",
-        ),
-        "SELECT first_name, last_name FROM customers ORDER BY signup_date DESC LIMIT {k}",
-        "topk",
-    ),
-    T(
-        "cheapest_in_category",
-        "hard",
-        (
-            "What are the {k} cheapest products in the {category} category?",
-            "List the {k} lowest priced {category} products.",
-        ),
-        "SELECT T1.name FROM products AS T1 JOIN categories AS T2 ON T1.category_id = T2.category_id WHERE T2.name = '{category}' ORDER BY T1.unit_price ASC LIMIT {k}",
-        "category_topk",
-    ),
-    T(
-        "latest_hire",
-        "medium",
-        (
-            "Who was the most recently hired employee in {department}?",
-            "Which {department} employee has the latest hire date? Give first and last name.",
-        ),
-        "SELECT first_name, last_name FROM employees WHERE department = '{department}' ORDER BY hire_date DESC LIMIT 1",
-        "department",
-    ),
-    # --- group by + having / order (hard)
-    T(
-        "countries_many_customers",
-        "hard",
-        ("Which countries have more than {n} customers?", "List the countries with over {n} customers."),
-        "SELECT country FROM customers GROUP BY country HAVING COUNT(*) > {n}",
-        "count_threshold",
-        allow_empty=True,
-    ),
-    T(
-        "categories_avg_price",
-        "hard",
-        (
-            "Which categories have an average product price above {price}?",
-            "List the category names whose products cost more than {price} on average.",
-        ),
-        "SELECT T2.name FROM products AS T1 JOIN categories AS T2 ON T1.category_id = T2.category_id GROUP BY T2.name HAVING AVG(T1.unit_price) > {price}",
-        "price",
-        allow_empty=True,
-    ),
-    T(
-        "customers_many_orders",
-        "hard",
-        (
-            "Which customers placed more than {n} orders? Give first and last names.",
-            "List the first and last names of customers with over {n} orders.",
-        ),
-        "SELECT T2.first_name, T2.last_name FROM orders AS T1 JOIN customers AS T2 ON T1.customer_id = T2.customer_id GROUP BY T1.customer_id HAVING COUNT(*) > {n}",
-        "count_threshold",
-        allow_empty=True,
-    ),
-    T(
-        "top_customer",
-        "hard",
-        (
-            "Which customer placed the most orders? Give the first and last name.",
-            "Who is the customer with the largest number of orders?",
-        ),
-        "SELECT T2.first_name, T2.last_name FROM orders AS T1 JOIN customers AS T2 ON T1.customer_id = T2.customer_id GROUP BY T1.customer_id ORDER BY COUNT(*) DESC LIMIT 1",
-        "none",
-    ),
-    T(
-        "best_seller",
-        "hard",
-        ("What is the best-selling product by total quantity?", "Which product has sold the most units?"),
-        "SELECT T2.name FROM order_items AS T1 JOIN products AS T2 ON T1.product_id = T2.product_id GROUP BY T1.product_id ORDER BY SUM(T1.quantity) DESC LIMIT 1",
-        "none",
-    ),
-    T(
-        "busiest_city",
-        "hard",
-        ("Which city has the most customers?", "Name the city where the largest number of customers live."),
-        "SELECT city FROM customers GROUP BY city ORDER BY COUNT(*) DESC LIMIT 1",
-        "none",
-    ),
-    # --- nested (hard / extra)
-    T(
-        "above_avg_price",
-        "hard",
-        (
-            "Which products cost more than the average product price?",
-            "List products whose unit price is above the average unit price of all products.",
-        ),
-        "SELECT name FROM products WHERE unit_price > (SELECT AVG(unit_price) FROM products)",
-        "none",
-    ),
-    T(
-        "never_ordered_customers",
-        "extra",
-        (
-            "Which customers from {country} have never placed an order?",
-            "List the first and last names of {country} customers without any orders.",
-        ),
-        "SELECT first_name, last_name FROM customers WHERE country = '{country}' AND customer_id NOT IN (SELECT customer_id FROM orders)",
-        "country",
-        allow_empty=True,
-    ),
-    T(
-        "never_sold_products",
-        "extra",
-        (
-            "Which products in the {category} category have never been ordered?",
-            "List {category} products that appear in no order.",
-        ),
-        "SELECT T1.name FROM products AS T1 JOIN categories AS T2 ON T1.category_id = T2.category_id WHERE T2.name = '{category}' AND T1.product_id NOT IN (SELECT product_id FROM order_items)",
-        "category",
-        allow_empty=True,
-    ),
-    T(
-        "above_dept_avg",
-        "extra",
-        (
-            "Which employees in {department} earn more than the average salary of all employees?",
-            "List the {department} employees whose salary is above the company-wide average salary.",
-        ),
-        "SELECT first_name, last_name FROM employees WHERE department = '{department}' AND salary > (SELECT AVG(salary) FROM employees)",
-        "department",
-        allow_empty=True,
-    ),
-    T(
-        "priciest_in_category",
-        "extra",
-        (
-            "What is the most expensive product in the {category} category?",
-            "Name the {category} product with the highest unit price.",
-        ),
-        "SELECT name FROM products WHERE unit_price = (SELECT MAX(T1.unit_price) FROM products AS T1 JOIN categories AS T2 ON T1.category_id = T2.category_id WHERE T2.name = '{category}')",
-        "category",
-    ),
-    # --- set operations (extra)
-    T(
-        "countries_both",
-        "extra",
-        (
-            "Which countries have both customers and suppliers?",
-            "List the countries where there are customers as well as suppliers.",
-        ),
-        "SELECT country FROM customers INTERSECT SELECT country FROM suppliers",
-        "none",
-    ),
-    T(
-        "countries_customers_only",
-        "extra",
-        (
-            "Which countries have customers but no suppliers?",
-            "List countries with customers where no supplier is located.",
-        ),
-        "SELECT country FROM customers EXCEPT SELECT country FROM suppliers",
-        "none",
-        allow_empty=True,
-    ),
-    T(
-        "category_or_supplier",
-        "extra",
-        (
-            "List the names of products that are in the {category} category or supplied by {supplier}.",
-            "Which products either belong to {category} or come from {supplier}?",
-        ),
-        "SELECT T1.name FROM products AS T1 JOIN categories AS T2 ON T1.category_id = T2.category_id WHERE T2.name = '{category}' UNION SELECT T1.name FROM products AS T1 JOIN suppliers AS T2 ON T1.supplier_id = T2.supplier_id WHERE T2.name = '{supplier}'",
-        "category_supplier",
-    ),
-    T(
-        "city_without_cancelled",
-        "extra",
-        (
-            "Which customers in {city} have never had a {status} order?",
-            "List the first and last names of customers from {city} with no {status} orders.",
-        ),
-        "SELECT first_name, last_name FROM customers WHERE city = '{city}' EXCEPT SELECT T2.first_name, T2.last_name FROM orders AS T1 JOIN customers AS T2 ON T1.customer_id = T2.customer_id WHERE T1.status = '{status}'",
-        "city_status",
-        allow_empty=True,
-    ),
-)
+def load_templates() -> tuple[Template, ...]:
+    """The templates of ``demo_files/templates.yaml``."""
+    data = yaml.safe_load((FILES / "templates.yaml").read_text(encoding="utf-8"))
+    return tuple(
+        Template(t["key"], t["difficulty"], tuple(t["phrasings"]), t["sql"], t["params"], t.get("allow_empty", False))
+        for t in data
+    )
+
+
+TEMPLATES = load_templates()
 
 
 def _sql_str(v: Any) -> Any:
@@ -1065,8 +325,7 @@ def build_demo(
     reports = {}
     counter = None
     if tokenizer:
-        from sqltune.data.build import TokenCounter
-        from sqltune.models import load_tokenizer
+        from sqltune.models.load import TokenCounter, load_tokenizer
 
         counter = TokenCounter(load_tokenizer(tokenizer), tokenizer)
     for split, exs in (("train", train), ("test", test)):

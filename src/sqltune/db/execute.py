@@ -29,6 +29,8 @@ from typing import Any
 
 from sqltune.errors import ExecutionError
 
+ROW_CAP = 100_000
+"""Rows fetched per judged query at most: the one row-cap policy (eval, voting, verification, serving)."""
 _PROGRESS_STEPS = 10_000
 _MAX_VALUE_BYTES = 50_000_000
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -114,7 +116,7 @@ def classify_error(message: str) -> str:
     return "runtime_error"
 
 
-def run_query(conn: sqlite3.Connection, sql: str, timeout: float = 30.0, max_rows: int | None = 10_000) -> QueryResult:
+def run_query(conn: sqlite3.Connection, sql: str, timeout: float = 30.0, max_rows: int | None = ROW_CAP) -> QueryResult:
     """Run ``sql`` on an open read-only connection, stopping it after ``timeout`` seconds."""
     start = time.monotonic()
     deadline = start + timeout
@@ -150,7 +152,7 @@ def run_query(conn: sqlite3.Connection, sql: str, timeout: float = 30.0, max_row
         conn.set_progress_handler(None, 0)
 
 
-def execute(path: str | Path, sql: str, timeout: float = 30.0, max_rows: int | None = 10_000) -> QueryResult:
+def execute(path: str | Path, sql: str, timeout: float = 30.0, max_rows: int | None = ROW_CAP) -> QueryResult:
     """Open ``path`` read-only, run one query with a timeout and a row cap, close."""
     conn = open_readonly(path)
     try:

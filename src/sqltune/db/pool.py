@@ -7,6 +7,9 @@ deadline of its own. A worker whose job passes its deadline is killed and replac
 its chunk are re-queued one by one, and a job that passes its deadline alone gets the caller's
 ``on_timeout`` result. So one pathological query can neither hang the run nor
 leave a process burning a CPU.
+
+Workers live as long as the pool: a second ``run`` reuses them (no new processes), and
+``close()`` (or leaving a ``with`` block) stops them.
 """
 
 from __future__ import annotations
@@ -77,6 +80,27 @@ class WorkerPool:
         self.n = max(1, workers)
         self.chunk_size = chunk_size
         self.killed = 0
+        self._idle: list[_Worker] = []  # started workers kept between runs (a long-lived pool)
+
+    def close(self) -> None:
+        """Stop the idle workers (a run in progress cleans up its own)."""
+        for w in self._idle:
+            w.stop()
+        self._idle = []
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _worker(self) -> _Worker:
+        while self._idle:
+            w = self._idle.pop()
+            if w.proc.is_alive():
+                return w
+            w.kill()
+        return _Worker(self.ctx, self.fn)
 
     def run(
         self,
@@ -98,7 +122,7 @@ class WorkerPool:
         order = list(range(len(jobs)))
         for k in range(0, len(order), chunk):
             queue.append(order[k : k + chunk])
-        workers = [_Worker(self.ctx, self.fn) for _ in range(min(self.n, len(queue)))]
+        workers = [self._worker() for _ in range(min(self.n, len(queue)))]
         try:
             while True:
                 for w in workers:
@@ -155,7 +179,7 @@ class WorkerPool:
                             queue.extendleft([i] for i in reversed(part))
         finally:
             for w in workers:
-                if w.pending:
+                if w.pending:  # interrupted mid-run: what it is doing is nobody's any more
                     w.kill()
                 else:
-                    w.stop()
+                    self._idle.append(w)

@@ -36,6 +36,8 @@ class EvalItem:
     difficulty: str = ""
     candidates: list[str] = field(default_factory=list)
     missing: bool = False
+    facts: dict[str, Any] | None = None
+    """The gold's ``hardness`` and ``order_by`` when the data stage wrote them (no parse needed)."""
 
 
 def _read_text(path: Path) -> str:
@@ -218,6 +220,11 @@ def load_sqltune_files(
                 question=str(d.get("question", "")),
                 difficulty=str(d.get("difficulty", "")),
                 candidates=[str(c) for c in cands],
+                facts=(
+                    {"hardness": d["gold_hardness"], "order_by": bool(d["gold_ordered"])}
+                    if "gold_hardness" in d and "gold_ordered" in d
+                    else None
+                ),
             )
         )
         items[-1].missing = str(d["id"]) not in pmap

@@ -129,11 +129,16 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> dict[str, Any]:
     fixed = [i for i in common if not a[i]["correct"] and b[i]["correct"]]
     broken = [i for i in common if a[i]["correct"] and not b[i]["correct"]]
     sa, sb = (read_json(Path(r) / "summary.json") for r in (run_a, run_b))
+    scored = [i for i in common if a[i].get("counted", True) and b[i].get("counted", True)]
     return {
         "a": str(run_a),
         "b": str(run_b),
-        "ex_a": sa["ex"],
+        "ex_a": sa["ex"],  # each run's own EX, on its own questions
         "ex_b": sb["ex"],
+        "n_a": sa.get("n"),
+        "n_b": sb.get("n"),
+        "ex_a_common": sum(1 for i in scored if a[i]["correct"]) / len(scored) if scored else 0.0,
+        "ex_b_common": sum(1 for i in scored if b[i]["correct"]) / len(scored) if scored else 0.0,
         "common": len(common),
         "only_in_a": len([i for i in a if i not in b]),
         "only_in_b": len([i for i in b if i not in a]),

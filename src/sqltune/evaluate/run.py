@@ -8,42 +8,41 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sqltune.db.pool import WorkerPool
+from sqltune.db.execute import ROW_CAP
 from sqltune.errors import ConfigError
-from sqltune.evaluate.cache import GoldCache
-from sqltune.evaluate.compare import MODES, strip_distinct
-from sqltune.evaluate.engine import score_item
-from sqltune.evaluate.hardness import spider_hardness
 from sqltune.evaluate.inputs import EvalItem
-from sqltune.evaluate.metrics import pass_at_k
-
-ERROR_TYPES = (
-    "empty_prediction",
-    "missing_prediction",
-    "syntax_error",
-    "unknown_table",
-    "unknown_column",
-    "runtime_error",
-    "write_attempt",
-    "multiple_statements",
-    "timeout",
-    "wrong_column_count",
-    "wrong_rows",
-    "wrong_order",
-)
+from sqltune.evaluate.metrics import pass_at_k, token_match
+from sqltune.judge import ERROR_TYPES, Judge, ScoreJob, ScoreResult
+from sqltune.judge.cache import GoldCache
+from sqltune.judge.compare import MODES, strip_distinct
+from sqltune.judge.hardness import spider_hardness
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Options of ``sqltune eval``."""
+    """Settings of ``sqltune eval`` (each is also a ``--option`` and a YAML key)."""
 
+    pred: str | None = None
+    """Predictions: .sql (Spider, one per line), .json (BIRD predict_dev.json) or .jsonl (sqltune predict)."""
+    out: str | None = None
+    """Output folder: summary.json, results.jsonl, report.md, chart.png."""
+    gold: str | None = None
+    """Gold: Spider/BIRD .sql (SQL<TAB>db_id) or a benchmark .json (with --db-root)."""
+    db_root: str | None = None
+    """Folder of <db_id>/<db_id>.sqlite."""
+    dataset: str | None = None
+    """sqltune dataset .jsonl, joined to --pred by id."""
+    diff_json: str | None = None
+    """BIRD: dev.json, for the difficulty field."""
+    allow_missing: bool = False
+    """sqltune files: count dataset ids without a prediction as misses."""
     match: str | None = None
     """Comparison mode: set (BIRD), multiset (Spider test-suite), ordered. Default: set for BIRD, else multiset."""
     timeout: float = 30.0
     """Seconds per query; a runaway query is stopped, its worker killed if it does not stop."""
     workers: int = 2
     """Worker processes."""
-    max_rows: int = 100_000
+    max_rows: int = ROW_CAP
     """Rows fetched per query at most (results that hit it are flagged truncated)."""
     strip_distinct: bool = False
     """Remove DISTINCT from gold and prediction before running (the Spider test-suite's default)."""
@@ -68,6 +67,8 @@ class EvalConfig:
             problems.append(f"workers={self.workers}: must be at least 1")
         if self.max_rows < 1:
             problems.append(f"max_rows={self.max_rows}: must be at least 1")
+        if self.out is not None and self.pred is None:
+            problems.append("pred: required (the predictions file)")
         if problems:
             raise ConfigError("invalid eval options:\n  " + "\n  ".join(problems))
 
@@ -86,108 +87,85 @@ def _ratio(a: float, b: int) -> float:
 def evaluate(
     items: list[EvalItem], cfg: EvalConfig, family: str = "sqltune"
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Score the items; returns (summary, per-example results in input order)."""
+    """Score the items through the judge; returns (summary, per-example results in input order)."""
     cfg.validate()
     t0 = time.perf_counter()
     mode = cfg.match or ("set" if family == "bird" else "multiset")
-    cache = GoldCache(cfg.cache_path) if cfg.cache else None
-    results: list[dict[str, Any] | None] = [None] * len(items)
-    jobs: list[dict[str, Any]] = []
+    results: list[ScoreResult | None] = [None] * len(items)
+    missing_db: set[int] = set()
+    jobs: list[ScoreJob] = []
     job_items: list[int] = []
-    cache_keys: dict[int, str] = {}
-    gold_cached = 0
     for i, it in enumerate(items):
         if not it.db_path or not Path(it.db_path).is_file():
-            results[i] = {"gold_status": "missing_database", "gold_error": f"database not found: {it.db_path}"}
+            missing_db.add(i)
             continue
-        gold_sql = strip_distinct(it.gold) if cfg.strip_distinct else it.gold
         preds = it.candidates or [it.pred]
         if it.candidates and it.pred and it.candidates[0] != it.pred:
             preds = [it.pred, *it.candidates]
         if cfg.strip_distinct:
             preds = [strip_distinct(p) if p else p for p in preds]
-        job = {
-            "db_path": it.db_path,
-            "gold_sql": gold_sql,
-            "gold_orig": it.gold,
-            "gold": None,
-            "preds": preds,
-            "mode": mode,
-            "timeout": cfg.timeout,
-            "max_rows": cfg.max_rows,
-            "ves_repeats": cfg.ves_repeats,
-            "analysis": cfg.analysis,
-        }
-        if cache is not None:
-            cache_keys[len(jobs)] = cache.key(
-                cache.db_hash(it.db_path), it.gold, cfg.max_rows, cfg.strip_distinct, cfg.analysis
+        jobs.append(
+            ScoreJob(
+                db_path=it.db_path,
+                gold_sql=strip_distinct(it.gold) if cfg.strip_distinct else it.gold,
+                gold_text=it.gold,
+                preds=preds,
+                mode=mode,
+                timeout=cfg.timeout,
+                max_rows=cfg.max_rows,
+                analysis=cfg.analysis,
+                ves_repeats=cfg.ves_repeats,
+                facts=it.facts if cfg.analysis else None,
             )
-        jobs.append(job)
+        )
         job_items.append(i)
-    if cache is not None and cache_keys:
-        hits = cache.get_many(list(cache_keys.values()))
-        for j, k in cache_keys.items():
-            if k in hits:
-                jobs[j]["gold"] = hits[k]
-                gold_cached += 1
 
-    def allowed(job: dict[str, Any]) -> float:
-        n = len(job["preds"]) + (1 if job["gold"] is None else 0)
-        return n * cfg.timeout * (1 + 2 * job["ves_repeats"]) + 1.0
-
-    def killed(job: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "killed": True,
-            "gold": None,
-            "gold_ok": None,  # unknown: the worker was killed before it answered
-            "gold_error": None,
-            "gold_error_type": None,
-            "preds": [
-                {
-                    "ok": False,
-                    "error": "worker killed after the time limit",
-                    "error_type": "timeout",
-                    "correct": False,
-                    "soft_f1": 0.0,
-                }
-                for _ in job["preds"]
-            ],
-            "vote": 0,
-            "ves": None,
-        }
-
-    pool = WorkerPool(score_item, workers=cfg.workers)
-    fresh: dict[str, Any] = {}
-    gold_executed = 0
     progress = _progress(len(jobs))
-    for j, res in pool.run(jobs, allowed, killed, on_error=lambda job, msg: {"db_error": msg}):
-        i = job_items[j]
-        if res.get("gold") is not None:
-            gold_executed += 1
-            if cache is not None and j in cache_keys and res.get("gold_error_type") != "timeout":
-                fresh[cache_keys[j]] = res["gold"]
-        results[i] = res
-        progress.advance()
-    progress.close()
-    if cache is not None:
-        cache.put_many(fresh)
-        cache.close()
+    judge = Judge(cfg.workers, cfg.timeout, cfg.max_rows, cache=cfg.cache, cache_path=cfg.cache_path)
+    with judge:
+        cache = judge.cache
 
-    records = [_record(it, res or {}, cfg) for it, res in zip(items, results, strict=False)]
+        def key(job: ScoreJob) -> str:
+            assert cache is not None
+            db = cache.db_hash(job.db_path)
+            return GoldCache.key(db, job.gold_text, cfg.max_rows, cfg.strip_distinct, cfg.analysis)
+
+        scored = judge.score(jobs, cache_key=key, on_result=lambda _: progress.advance())
+    progress.close()
+    for j, res in zip(job_items, scored, strict=True):
+        results[j] = res
+
+    records = [_record(it, results[i], cfg, missing=i in missing_db) for i, it in enumerate(items)]
     summary = summarize(records, cfg, mode, family)
     summary.update(
         {
-            "gold_executed": gold_executed,
-            "gold_cached": gold_cached,
-            "workers_killed": pool.killed,
+            "gold_executed": judge.gold_executed,
+            "gold_cached": judge.gold_cached,
+            "workers_killed": judge.workers_killed,
             "seconds": round(time.perf_counter() - t0, 3),
         }
     )
     return summary, records
 
 
-def _record(it: EvalItem, res: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
-    hardness = res["hardness"] if "hardness" in res else (spider_hardness(it.gold) if cfg.analysis else "")
+def run_eval(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    """The eval stage: load the input files, score them, write the outputs; (summary, file paths)."""
+    from sqltune.evaluate.inputs import detect_and_load
+    from sqltune.evaluate.report import write_outputs
+
+    cfg.validate()
+    if cfg.pred is None or cfg.out is None:
+        raise ConfigError("sqltune eval needs --pred and --out (and --gold with --db-root, or --dataset)")
+    items, family = detect_and_load(cfg.gold, cfg.pred, cfg.db_root, cfg.dataset, cfg.diff_json, cfg.allow_missing)
+    summary, records = evaluate(items, cfg, family)
+    return summary, write_outputs(cfg.out, summary, records)
+
+
+def _record(it: EvalItem, res: ScoreResult | None, cfg: EvalConfig, missing: bool = False) -> dict[str, Any]:
+    if res is not None and (res.hardness or not cfg.analysis):
+        hardness = res.hardness
+    else:
+        hardness = spider_hardness(it.gold) if cfg.analysis else ""
     rec: dict[str, Any] = {
         "id": it.id,
         "db_id": it.db_id,
@@ -197,21 +175,19 @@ def _record(it: EvalItem, res: dict[str, Any], cfg: EvalConfig) -> dict[str, Any
         "gold_sql": it.gold,
         "pred_sql": it.pred,
     }
-    if res.get("gold_status") == "missing_database" or res.get("db_error"):
-        gold_status, gold_error = (
-            ("missing_database", res.get("gold_error"))
-            if res.get("gold_status")
-            else ("unreadable_database", res["db_error"])
-        )
-    elif res.get("gold_ok") is False:
-        gold_status = "timeout" if res.get("gold_error_type") == "timeout" else "failed"
-        gold_error = res.get("gold_error")
+    if missing or res is None:
+        gold_status, gold_error = "missing_database", f"database not found: {it.db_path}"
+    elif res.db_error:
+        gold_status, gold_error = "unreadable_database", res.db_error
+    elif res.gold_ok is False:
+        gold_status = "timeout" if res.gold_error_type == "timeout" else "failed"
+        gold_error = res.gold_error
     else:
         gold_status, gold_error = "ok", None
     rec["gold_status"] = gold_status
     rec["gold_error"] = gold_error
-    preds = res.get("preds") or []
-    first = preds[0] if preds else None
+    verdicts = res.verdicts if res is not None else []
+    first = verdicts[0] if verdicts else None
     counted = gold_status == "ok" or (cfg.count_gold_errors and gold_status in ("failed", "timeout"))
     rec["counted"] = counted
     if first is None:
@@ -219,23 +195,24 @@ def _record(it: EvalItem, res: dict[str, Any], cfg: EvalConfig) -> dict[str, Any
         rec["error_type"] = "gold_error" if gold_status != "ok" else "missing_prediction"
         rec["error"] = gold_error
     else:
-        rec["correct"] = bool(first["correct"])
-        rec["error_type"] = first["error_type"] if not first["correct"] else None
-        rec["error"] = first["error"]
+        rec["correct"] = first.correct
+        rec["error_type"] = first.error_type if not first.correct else None
+        rec["error"] = first.error
     if it.missing and rec["counted"]:
         rec["error_type"] = "missing_prediction"
         rec["error"] = "no prediction for this id"
-    em = res.get("exact_match", False)
+    em = res.exact_match if res is not None else None
     rec["exact_match"] = None if not cfg.analysis else bool(em)
-    rec["token_match"] = round(res.get("token_match", 0.0), 4)
-    rec["soft_f1"] = round(first["soft_f1"], 4) if first else 0.0
-    if res.get("ves") is not None:
-        rec["ves"] = round(res["ves"], 4)
-    if len(preds) > 1:
-        rec["candidates"] = len(preds)
-        rec["candidates_correct"] = sum(1 for p in preds if p["correct"])
-        rec["vote_index"] = res.get("vote", 0)
-        rec["vote_correct"] = bool(preds[res.get("vote", 0)]["correct"])
+    rec["token_match"] = round(token_match(it.gold, it.pred), 4) if it.pred and res is not None else 0.0
+    rec["soft_f1"] = round(first.soft_f1, 4) if first else 0.0
+    if res is not None and res.ves is not None:
+        rec["ves"] = round(res.ves, 4)
+    if len(verdicts) > 1:
+        vote = res.vote if res is not None else 0
+        rec["candidates"] = len(verdicts)
+        rec["candidates_correct"] = sum(1 for v in verdicts if v.correct)
+        rec["vote_index"] = vote
+        rec["vote_correct"] = bool(verdicts[vote].correct)
     return rec
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from sqltune.errors import ConfigError, ModelError
 
 BACKENDS = ("hf", "openai", "vllm")
-DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 @dataclass(frozen=True)
@@ -42,12 +41,6 @@ class Completion:
     error: str = ""
 
 
-@dataclass
-class Prompt:
-    messages: list[dict[str, str]]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
 class Backend(Protocol):
     name: str
 
@@ -59,55 +52,6 @@ class Backend(Protocol):
 # --------------------------------------------------------------------------- hf
 
 
-def cpu_supports_bf16() -> bool:
-    import torch
-
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # older torch
-        return False
-
-
-def pick_device(device: str = "auto") -> str:
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def pick_dtype(dtype: str, device: str) -> str:
-    """``auto``: bfloat16 where the hardware computes it natively (CUDA with bf16, CPUs with
-    AVX512-BF16 or AMX), float16 on older GPUs and MPS, float32 elsewhere."""
-    import torch
-
-    if dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
-    if dtype != "auto":
-        return dtype
-    if device.startswith("cuda"):
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    if device == "mps":
-        return "float16"
-    return "bfloat16" if cpu_supports_bf16() else "float32"
-
-
-def encode_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """Token ids of a prompt, through the model's own chat template, ending where the answer starts.
-
-    Training (:mod:`sqltune.train.data`) uses this same function for the prompt part of each
-    example, so inference sees exactly the tokens training conditioned on.
-    """
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    if isinstance(ids, dict) or hasattr(ids, "keys"):  # BatchEncoding in recent transformers
-        ids = ids["input_ids"]
-    return list(ids)
-
-
 class HFBackend:
     """Batched generation with transformers: left padding, length-sorted batches, static KV cache."""
 
@@ -117,71 +61,53 @@ class HFBackend:
         self,
         model: str,
         device: str = "auto",
-        dtype: str = "auto",
+        precision: str = "auto",
         load_in_4bit: bool = False,
         batch_size: int = 16,
         static_cache: bool = True,
         model_obj: Any = None,
         tokenizer: Any = None,
     ):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from sqltune.models import resolve_model
+        from sqltune.models.load import (
+            context_length,
+            eos_token_ids,
+            load_causal_lm,
+            load_tokenizer,
+            pick_device,
+            pick_precision,
+        )
+        from sqltune.models.registry import resolve_model
 
         self.model_name = model
         self.device = pick_device(device)
-        self.dtype = pick_dtype(dtype, self.device)
+        self.precision = pick_precision(precision, self.device)
         self.batch_size = batch_size
         self.static_cache = static_cache
         self.load_in_4bit = load_in_4bit
-        where = resolve_model(model) if model_obj is None else model
-        self.where = where
         if load_in_4bit and not self.device.startswith("cuda"):
             raise ConfigError(
                 "--load-in-4bit (NF4 via bitsandbytes) needs a CUDA GPU; this machine has none. "
                 "Drop the option to run in bf16/fp32."
             )
-        try:
-            self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(where)
-        except OSError as e:
-            raise ModelError(f"cannot load a tokenizer from {where!r}: {e}") from None
+        where = resolve_model(model) if model_obj is None else model
+        self.where = where
+        self.tokenizer = tokenizer or load_tokenizer(where, chat_template=True, resolve=False)
         if not getattr(self.tokenizer, "chat_template", None):
             raise ModelError(f"{where}: the tokenizer has no chat template; sqltune prompts need one")
         self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         if model_obj is not None:
             self.model = model_obj
         else:
-            kwargs: dict[str, Any] = {"dtype": getattr(torch, self.dtype)}
-            if load_in_4bit:
-                from transformers import BitsAndBytesConfig
-
-                kwargs["quantization_config"] = BitsAndBytesConfig(
-                    load_in_4bit=True,
-                    bnb_4bit_quant_type="nf4",
-                    bnb_4bit_use_double_quant=True,
-                    bnb_4bit_compute_dtype=torch.bfloat16,
-                )
-                kwargs["device_map"] = {"": 0}
-            try:
-                self.model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
-            except Exception as e:
-                raise ModelError(f"cannot load model weights from {where!r}: {type(e).__name__}: {e}") from None
-            if not load_in_4bit:
-                self.model.to(self.device)
+            self.model = load_causal_lm(
+                where,
+                precision="bf16" if load_in_4bit else self.precision,
+                load_in_4bit=load_in_4bit,
+                device=self.device,
+                resolve=False,
+            )
         self.model.eval()
-        self.max_context = int(
-            getattr(self.model.config, "max_position_embeddings", 0) or getattr(self.tokenizer, "model_max_length", 0)
-        )
-        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
-        eos = {self.tokenizer.eos_token_id}
-        if isinstance(gen_eos, int):
-            eos.add(gen_eos)
-        elif gen_eos:
-            eos.update(gen_eos)
-        self.eos_ids = sorted(e for e in eos if e is not None)
+        self.max_context = context_length(self.model, self.tokenizer)
+        self.eos_ids = eos_token_ids(self.model, self.tokenizer)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -189,7 +115,7 @@ class HFBackend:
             "model": self.model_name,
             "path": self.where,
             "device": self.device,
-            "dtype": "nf4" if self.load_in_4bit else self.dtype,
+            "precision": "nf4" if self.load_in_4bit else self.precision,
             "batch_size": self.batch_size,
             "static_cache": self.static_cache,
             "eos_token_ids": self.eos_ids,
@@ -235,6 +161,8 @@ class HFBackend:
 
     def generate(self, prompts: list[list[dict[str, str]]], params: GenParams) -> list[list[Completion]]:
         import torch
+
+        from sqltune.models.load import encode_prompt
 
         encoded = [encode_prompt(self.tokenizer, m) for m in prompts]
         results: list[list[Completion]] = [[] for _ in prompts]
@@ -385,7 +313,7 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, model: str, dtype: str = "auto", **engine_kwargs: Any):
+    def __init__(self, model: str, precision: str = "auto", **engine_kwargs: Any):
         try:
             import vllm
         except ImportError:
@@ -393,11 +321,13 @@ class VLLMBackend:
                 "the vllm backend needs vLLM (pip install vllm, on a CUDA machine); use --backend hf or "
                 "--backend openai with a running 'vllm serve' instead"
             ) from None
-        from sqltune.models import resolve_model
+        from sqltune.models.load import _TORCH_NAMES, normalize_precision
+        from sqltune.models.registry import resolve_model
 
         self.model_name = model
         self.where = resolve_model(model)
-        self.llm = vllm.LLM(model=self.where, dtype=dtype, **engine_kwargs)
+        p = normalize_precision(precision)
+        self.llm = vllm.LLM(model=self.where, dtype=_TORCH_NAMES.get(p, "auto"), **engine_kwargs)
         self.version = vllm.__version__
 
     def info(self) -> dict[str, Any]:
@@ -433,11 +363,11 @@ class VLLMBackend:
 
 def make_backend(name: str, model: str, **kwargs: Any) -> Backend:
     if name == "hf":
-        keys = ("device", "dtype", "load_in_4bit", "batch_size", "static_cache")
+        keys = ("device", "precision", "load_in_4bit", "batch_size", "static_cache")
         return HFBackend(model, **{k: v for k, v in kwargs.items() if k in keys})
     if name == "openai":
         keys = ("base_url", "api_key", "concurrency", "retries")
         return OpenAIBackend(model, **{k: v for k, v in kwargs.items() if k in keys})
     if name == "vllm":
-        return VLLMBackend(model, dtype=kwargs.get("dtype", "auto"))
+        return VLLMBackend(model, precision=kwargs.get("precision", "auto"))
     raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")

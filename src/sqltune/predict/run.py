@@ -20,38 +20,66 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqltune.config import to_dict as config_dict
 from sqltune.errors import ConfigError, DataError, ModelError
 from sqltune.io import package_versions, read_json, read_jsonl, sha256_file, sha256_text, weights_sha256, write_json
+from sqltune.judge import Judge
+from sqltune.models.load import normalize_precision
 from sqltune.predict.backends import BACKENDS, Backend, GenParams, make_backend
 from sqltune.predict.extract import extract_sql
 from sqltune.prompts import messages_from_record
 
 
-@dataclass
+@dataclass(frozen=True)
 class PredictConfig:
+    """Settings of ``sqltune predict`` (each is also a ``--option`` and a YAML key)."""
+
     dataset: str
+    """Dataset JSONL from 'sqltune data build' (chat or alpaca records)."""
     out: str
+    """Predictions JSONL (appended; rerun the same command to resume)."""
     model: str = "smollm2-135m"
+    """Registry name, model folder, .gguf file, hub id, or the server's model name (openai backend)."""
     backend: str = "hf"
+    """hf (transformers) | openai (any OpenAI-compatible server) | vllm."""
     batch_size: int = 16
+    """hf: questions per generate() call."""
     max_new_tokens: int = 256
+    """Most tokens generated per answer."""
     temperature: float = 0.0
+    """0 = greedy."""
     top_p: float = 1.0
+    """Nucleus sampling."""
     top_k: int = 0
+    """Top-k sampling (0 = off)."""
     num_samples: int = 1
+    """Candidates per question: the first greedy, the others sampled; > 1 votes by execution result."""
     sample_temperature: float = 0.7
+    """Temperature of the extra candidates."""
     seed: int = 0
+    """Sampling seed."""
     device: str = "auto"
-    dtype: str = "auto"
+    """hf: auto | cpu | cuda | cuda:N | mps."""
+    precision: str = "auto"
+    """hf: auto (bf16 where the hardware computes it natively, fp16 on older GPUs and MPS, else fp32) | bf16 | fp16 | fp32."""
     load_in_4bit: bool = False
+    """hf: NF4 weights via bitsandbytes (CUDA only)."""
     static_cache: bool = True
+    """hf: static KV cache."""
     base_url: str | None = None
+    """openai: server URL, e.g. http://localhost:8000/v1 (default $OPENAI_BASE_URL)."""
     api_key: str | None = field(default=None, repr=False)
+    """openai: API key (default $OPENAI_API_KEY); never written to the manifest."""
     concurrency: int = 8
+    """openai: requests in flight."""
     retries: int = 4
+    """openai: retries per request, with exponential backoff."""
     cot: bool = False
+    """Outputs reason first: take the last SQL block."""
     limit: int | None = None
+    """Only the first N records."""
     vote_timeout: float = 10.0
+    """Seconds per candidate when voting by execution result."""
 
     def validate(self) -> None:
         problems = []
@@ -69,6 +97,10 @@ class PredictConfig:
             problems.append("num_samples > 1 needs sample_temperature > 0, or every candidate is the same")
         if not 0 < self.top_p <= 1:
             problems.append(f"top_p={self.top_p}: must be in (0, 1]")
+        try:
+            normalize_precision(self.precision)
+        except ConfigError as e:
+            problems.append(f"precision: {e}")
         if problems:
             raise ConfigError("invalid predict settings: " + "; ".join(problems))
 
@@ -168,27 +200,8 @@ def build_manifest(cfg: PredictConfig, backend: Backend, records: list[dict[str,
         "decoding": cfg.gen_params().as_dict(),
         "extraction": {"cot": cfg.cot},
         "versions": package_versions(("sqltune", "torch", "transformers", "peft", "trl", "openai", "vllm")),
-        "config": {k: v for k, v in asdict(cfg).items() if k != "api_key"},
+        "config": config_dict(cfg),
     }
-
-
-def _vote(record: dict[str, Any], sqls: list[str], timeout: float) -> tuple[int, int]:
-    """Majority over execution results with the eval stage's executor; returns (index, votes)."""
-    from sqltune.db.execute import execute
-    from sqltune.evaluate.engine import majority_vote, result_key
-
-    db = record.get("db_path")
-    if not db or not Path(db).exists():
-        return 0, 0
-    keys: list[str | None] = []
-    for s in sqls:
-        if not s:
-            keys.append(None)
-            continue
-        r = execute(db, s, timeout=timeout)
-        keys.append(result_key(r.rows) if r.ok else None)
-    best = majority_vote(keys)
-    return best, sum(1 for k in keys if k is not None and k == keys[best])
 
 
 def _progress(total: int, initial: int) -> Any:
@@ -213,6 +226,7 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     manifest["runs"] = previous.get("runs", []) if isinstance(previous, dict) else []
     write_json(manifest_path(out), manifest)
     params = cfg.gen_params()
+    judge = Judge(workers=1, timeout=cfg.vote_timeout) if cfg.num_samples > 1 else None
     # Length-sorted chunks: similar prompt lengths share a batch (less padding); each chunk is
     # written as soon as it is done, so at most one chunk is lost to a kill.
     chunk = max(cfg.batch_size, 1) if cfg.backend == "hf" else max(cfg.concurrency, 1) * 2
@@ -228,8 +242,10 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
                 t0 = time.perf_counter()
                 outs = backend.generate([messages_from_record(r) for r in batch], params)
                 per = (time.perf_counter() - t0) / len(batch)
-                for r, comps in zip(batch, outs, strict=False):
-                    rec = _record(r, comps, per, cfg)
+                recs = [_record(r, comps, per, cfg) for r, comps in zip(batch, outs, strict=False)]
+                if judge is not None:
+                    _vote(judge, batch, recs)
+                for rec in recs:
                     statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
                     fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 fh.flush()
@@ -242,6 +258,8 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     finally:
         if bar is not None:
             bar.close()
+        if judge is not None:
+            judge.close()
     seconds = time.perf_counter() - started
     final = recover_done(out)
     summary = {
@@ -277,14 +295,29 @@ def _record(r: dict[str, Any], comps: list[Any], seconds: float, cfg: PredictCon
     if first.error:
         rec["error"] = first.error
     if len(comps) > 1:
-        best, votes = _vote(r, sqls, cfg.vote_timeout)
-        rec["pred_sql"] = sqls[best]
         rec["candidates"] = sqls
-        rec["chosen"] = best
-        rec["votes"] = votes
+        rec["chosen"] = 0
+        rec["votes"] = 0
     if first.status == "ok" and not rec["pred_sql"]:
         rec["status"] = "no_sql"
     return rec
+
+
+def _vote(judge: Judge, batch: list[dict[str, Any]], recs: list[dict[str, Any]]) -> None:
+    """Self-consistency through the judge: majority over execution results (read-only, killable)."""
+    todo = [
+        (k, str(r["db_path"]))
+        for k, r in enumerate(batch)
+        if "candidates" in recs[k] and r.get("db_path") and Path(str(r["db_path"])).is_file()
+    ]
+    chosen = judge.vote([(db, recs[k]["candidates"]) for k, db in todo])
+    for (k, _), (best, votes) in zip(todo, chosen, strict=True):
+        rec = recs[k]
+        rec["pred_sql"] = rec["candidates"][best]
+        rec["chosen"] = best
+        rec["votes"] = votes
+        if rec["status"] == "no_sql" and rec["pred_sql"]:
+            rec["status"] = "ok"
 
 
 __all__ = ["PredictConfig", "predict", "recover_done", "manifest_path", "load_dataset_records", "ModelError"]

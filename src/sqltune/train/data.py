@@ -1,6 +1,6 @@
 """Training examples as token ids with labels: the loss is on the answer only.
 
-The prompt part is tokenized by :func:`sqltune.predict.backends.encode_prompt`, the very function
+The prompt part is tokenized by :func:`sqltune.models.load.encode_prompt`, the very function
 inference uses, so training conditions on exactly the tokens the model will see when asked. The
 answer is the rest of the model's own chat template rendering of the full conversation (which
 ends with the template's end-of-turn token, the model's EOS): no new tokens are added and no
@@ -15,7 +15,7 @@ from typing import Any
 
 from sqltune.errors import DataError
 from sqltune.io import read_jsonl
-from sqltune.predict.backends import encode_prompt
+from sqltune.models.load import encode_prompt
 from sqltune.prompts import answer_from_record, messages_from_record
 
 IGNORE = -100

@@ -17,10 +17,11 @@ from sqltune.errors import ConfigError, ModelError
 from sqltune.io import read_json
 
 
-def merge(run_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> dict[str, Any]:
+def merge(run_dir: str | Path, out_dir: str | Path, precision: str = "fp32") -> dict[str, Any]:
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sqltune.models.load import load_causal_lm, load_tokenizer
 
     run = Path(run_dir)
     manifest_file = run / "manifest.json"
@@ -37,7 +38,7 @@ def merge(run_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> d
     if not (adapter / "adapter_config.json").exists():
         raise ModelError(f"{adapter}: no adapter_config.json; the run did not finish (rerun 'sqltune train' to resume)")
     base_path = manifest["model_path"]
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype))
+    base = load_causal_lm(base_path, precision=precision, resolve=False)
     before = {k: v.detach().clone() for k, v in base.state_dict().items()}
     model = PeftModel.from_pretrained(base, str(adapter))
     adapted = [n for n, _ in model.named_modules() if hasattr(_, "lora_A") and n]
@@ -52,7 +53,7 @@ def merge(run_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> d
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)
-    tok = AutoTokenizer.from_pretrained(str(adapter) if (adapter / "tokenizer_config.json").exists() else base_path)
+    tok = load_tokenizer(str(adapter) if (adapter / "tokenizer_config.json").exists() else base_path, resolve=False)
     tok.save_pretrained(tmp)
     info = {
         "kind": "sqltune.merge",

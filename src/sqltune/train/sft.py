@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from pathlib import Path
 from typing import Any
 
 from sqltune.errors import ConfigError, ModelError
 from sqltune.io import package_versions, read_jsonl, sha256_file, weights_sha256, write_json
+from sqltune.splits import holdout
 from sqltune.train.config import TrainConfig, save_config
 from sqltune.train.data import tokenize_file
 
@@ -28,18 +28,10 @@ from sqltune.train.data import tokenize_file
 def _device_precision(cfg: TrainConfig) -> tuple[str, str]:
     import torch
 
-    from sqltune.predict.backends import cpu_supports_bf16
+    from sqltune.models.load import pick_precision
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    p = cfg.precision
-    if p == "auto":
-        if device == "cuda":
-            p = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            p = "bf16" if cpu_supports_bf16() else "fp32"
-    if p == "fp16" and device == "cpu":
-        raise ConfigError("precision: fp16 training needs a GPU; use bf16 or fp32 on a CPU")
-    return device, p
+    return device, pick_precision(cfg.precision, device, training=True)
 
 
 def check_method(cfg: TrainConfig) -> None:
@@ -63,22 +55,6 @@ def check_method(cfg: TrainConfig) -> None:
             raise ConfigError("deepspeed: the config names a DeepSpeed file but deepspeed is not installed") from None
 
 
-def _split(records: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    dbs = sorted({str(r.get("db_id", "")) for r in records})
-    rng = random.Random(seed)
-    if len(dbs) >= 5:  # hold out whole databases, as the benchmarks do
-        rng.shuffle(dbs)
-        held = set(dbs[: max(1, round(len(dbs) * fraction))])
-        return [r for r in records if str(r.get("db_id", "")) not in held], [
-            r for r in records if str(r.get("db_id", "")) in held
-        ]
-    idx = list(range(len(records)))
-    rng.shuffle(idx)
-    k = max(1, round(len(records) * fraction))
-    held_idx = set(idx[:k])
-    return [r for i, r in enumerate(records) if i not in held_idx], [r for i, r in enumerate(records) if i in held_idx]
-
-
 def last_checkpoint(run_dir: str | Path) -> str | None:
     cks = [p for p in Path(run_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
     if not cks:
@@ -87,30 +63,16 @@ def last_checkpoint(run_dir: str | Path) -> str | None:
 
 
 def load_model(cfg: TrainConfig, where: str, precision: str) -> Any:
+    """The base model: NF4 for qlora; a bf16 frozen base for lora on GPUs (PEFT keeps the adapters
+    in fp32); otherwise fp32 master weights, with bf16 compute through autocast."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {}
+    from sqltune.models.load import load_causal_lm
+
     if cfg.method == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
-        kwargs["dtype"] = torch.bfloat16
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
-    elif precision == "bf16" and cfg.method == "lora" and torch.cuda.is_available():
-        kwargs["dtype"] = torch.bfloat16  # frozen base in bf16 on GPUs; adapters are kept in fp32 by PEFT
-    else:
-        kwargs["dtype"] = torch.float32  # master weights in fp32; bf16 compute through autocast
-    try:
-        model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
-    except Exception as e:
-        raise ModelError(f"cannot load model weights from {where!r}: {type(e).__name__}: {e}") from None
-    return model
+        return load_causal_lm(where, precision="bf16", load_in_4bit=True, resolve=False)
+    base = "bf16" if precision == "bf16" and cfg.method == "lora" and torch.cuda.is_available() else "fp32"
+    return load_causal_lm(where, precision=base, resolve=False)
 
 
 def peft_config(cfg: TrainConfig) -> Any:
@@ -211,6 +173,19 @@ def _trainer_class(labelled_head: bool) -> Any:
         return SFTTrainer
 
     class LabelledHeadSFTTrainer(SFTTrainer):
+        # TRL's private token and metric counters, written below so that TRL's logs stay whole.
+        # Tested with TRL 1.16 (pyproject bounds it); a TRL that moves them fails here, clearly.
+        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            missing = [f for f in ("_metrics", "_total_train_tokens") if not hasattr(self, f)]
+            if missing:
+                import trl
+
+                raise ModelError(
+                    f"TRL {trl.__version__} has no SFTTrainer.{', .'.join(missing)}, which sqltune's CPU loss "
+                    "path updates; install the TRL version pyproject.toml names, or set lm_head_on_labels_only: false"
+                )
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
             mode = "train" if self.model.training else "eval"
             loss, stats = labelled_head_loss(model, inputs, num_items_in_batch)
@@ -247,7 +222,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     import torch
     from trl import SFTConfig
 
-    from sqltune.models import resolve_model
+    from sqltune.models.load import load_tokenizer
+    from sqltune.models.registry import resolve_model
 
     cfg.validate()
     check_method(cfg)
@@ -257,22 +233,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     save_config(cfg, run / "config.yaml")
 
     where = resolve_model(cfg.model)
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(where)
-    except OSError as e:
-        raise ModelError(f"cannot load a tokenizer from {where!r}: {e}") from None
-    if not getattr(tok, "chat_template", None):
-        raise ModelError(f"{where}: the tokenizer has no chat template; sqltune trains with the model's own")
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token  # an existing token: no new tokens, no embedding resize
+    tok = load_tokenizer(where, chat_template=True, resolve=False)
     vocab_before = len(tok)
 
     train_records = read_jsonl(cfg.train_file)
     eval_records = read_jsonl(cfg.eval_file) if cfg.eval_file else []
     if not eval_records and cfg.val_fraction > 0:
-        train_records, eval_records = _split(train_records, cfg.val_fraction, cfg.seed)
+        train_records, eval_records, _ = holdout(train_records, cfg.val_fraction, cfg.seed)
     train_ex, train_rep = tokenize_file(cfg.train_file, tok, cfg.max_length, cfg.overlong, train_records)
     eval_ex, eval_rep = (
         tokenize_file(cfg.eval_file or cfg.train_file, tok, cfg.max_length, cfg.overlong, eval_records)
@@ -343,7 +310,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    trainer = _trainer_class(labelled_head=device != "cuda")(
+    # On CUDA, TRL's own fused head already scores only labelled positions.
+    trainer = _trainer_class(labelled_head=cfg.lm_head_on_labels_only and device != "cuda")(
         model=model,
         args=args,
         train_dataset=train_ds,

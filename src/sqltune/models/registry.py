@@ -1,5 +1,7 @@
 """Model sources: named offline models, local Hugging Face folders, GGUF files, hub ids.
 
+The loading itself (tokenizer, weights, precision) is :mod:`sqltune.models.load`.
+
 ``resolve_model(name)`` turns any of these into something ``from_pretrained`` loads:
 
 * a registry name (``smollm2-135m``): a folder in the cache, made by ``pull_model``;
@@ -110,16 +112,18 @@ def dequantize_gguf(gguf_path: Path, out_dir: Path) -> None:
     """Load a GGUF file with transformers and save it as a plain safetensors folder."""
     try:
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM
     except ImportError as e:
         raise ModelError(f"converting a GGUF model needs torch and transformers ({e})") from None
     try:
         import gguf  # noqa: F401
     except ImportError:
         raise ModelError("converting a GGUF model needs the 'gguf' package: pip install gguf") from None
+    from sqltune.models.load import causal_lm_from, tokenizer_from
+
     folder, fname = str(gguf_path.parent), gguf_path.name
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
-    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+    tok = tokenizer_from(folder, gguf_file=fname)
+    quantized = causal_lm_from(folder, gguf_file=fname, dtype=torch.float32)
     config = AutoConfig.from_pretrained(folder, gguf_file=fname)
     cfg = config.to_dict()
     cfg.pop("quantization_config", None)
@@ -211,16 +215,6 @@ def resolve_model(name_or_path: str) -> str:
         f"unknown model {name_or_path!r}; use one of {', '.join(REGISTRY)}, a model folder, a .gguf file "
         f"or a hub id like HuggingFaceTB/SmolLM2-135M-Instruct"
     )
-
-
-def load_tokenizer(name_or_path: str) -> Any:
-    from transformers import AutoTokenizer
-
-    where = resolve_model(name_or_path)
-    try:
-        return AutoTokenizer.from_pretrained(where)
-    except OSError as e:
-        raise ModelError(f"cannot load a tokenizer from {where!r}: {e}") from None
 
 
 def list_models() -> list[dict[str, Any]]:

@@ -1,0 +1,36 @@
+"""Exact match: equality of sqlglot-normalized SQL (only ever asked of predictions right by execution)."""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from sqltune.sqlutil import parse
+
+
+def normalize_sql(sql: str, tree: exp.Expression | None = None) -> str | None:
+    """A canonical text of the query: sqlglot-parsed (SQLite), identifiers and keywords lower-cased,
+    whitespace and quoting normalized. None when it does not parse. A given ``tree`` is modified."""
+    if tree is None:
+        tree = parse(sql)
+    if tree is None:
+        return None
+    try:
+        # SQLite identifiers are case-insensitive, quoted or not: lower-case them all, in place.
+        for ident in tree.find_all(exp.Identifier):
+            ident.set("this", ident.this.lower())
+        # copy=False: the tree is ours to change, and sqlglot's defensive deep copy costs as much as the parse
+        return tree.sql(dialect="sqlite", identify=False, copy=False).rstrip(";").strip()
+    except Exception:
+        return None
+
+
+def exact_match(gold: str, pred: str, gold_tree: exp.Expression | None = None) -> bool:
+    """Equal after sqlglot normalization (falls back to whitespace/case-normalized text).
+
+    ``gold_tree``, an already parsed gold query, saves a parse (it is modified)."""
+    if " ".join(gold.split()).rstrip(";") == " ".join(pred.split()).rstrip(";"):
+        return True
+    g, p = normalize_sql(gold, gold_tree), normalize_sql(pred)
+    if g is None or p is None:
+        return " ".join(gold.lower().split()).rstrip(";") == " ".join(pred.lower().split()).rstrip(";")
+    return g == p
