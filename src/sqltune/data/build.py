@@ -270,6 +270,7 @@ def build_records(
         if id(ex) in facts:
             rec["gold_hardness"] = facts[id(ex)]["hardness"]
             rec["gold_ordered"] = facts[id(ex)]["order_by"]
+            rec["gold_normalized"] = facts[id(ex)]["normalized"]
         rec.update(prompts.make_record(cfg.format, txt, ex.question, ex.evidence, ex.sql))
         records.append(rec)
     stats = {

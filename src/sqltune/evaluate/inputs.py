@@ -221,7 +221,11 @@ def load_sqltune_files(
                 difficulty=str(d.get("difficulty", "")),
                 candidates=[str(c) for c in cands],
                 facts=(
-                    {"hardness": d["gold_hardness"], "order_by": bool(d["gold_ordered"])}
+                    {
+                        "hardness": d["gold_hardness"],
+                        "order_by": bool(d["gold_ordered"]),
+                        "normalized": d.get("gold_normalized"),
+                    }
                     if "gold_hardness" in d and "gold_ordered" in d
                     else None
                 ),

@@ -24,13 +24,17 @@ def normalize_sql(sql: str, tree: exp.Expression | None = None) -> str | None:
         return None
 
 
-def exact_match(gold: str, pred: str, gold_tree: exp.Expression | None = None) -> bool:
+def exact_match(
+    gold: str, pred: str, gold_tree: exp.Expression | None = None, gold_normalized: str | None = None
+) -> bool:
     """Equal after sqlglot normalization (falls back to whitespace/case-normalized text).
 
-    ``gold_tree``, an already parsed gold query, saves a parse (it is modified)."""
+    ``gold_tree``, an already parsed gold query, saves a parse (it is modified);
+    ``gold_normalized``, the gold's :func:`normalize_sql` text written by the data stage, saves both."""
     if " ".join(gold.split()).rstrip(";") == " ".join(pred.split()).rstrip(";"):
         return True
-    g, p = normalize_sql(gold, gold_tree), normalize_sql(pred)
+    g = gold_normalized if gold_normalized is not None else normalize_sql(gold, gold_tree)
+    p = normalize_sql(pred)
     if g is None or p is None:
         return " ".join(gold.lower().split()).rstrip(";") == " ".join(pred.lower().split()).rstrip(";")
     return g == p

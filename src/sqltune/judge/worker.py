@@ -24,7 +24,7 @@ from sqltune.db.execute import ROW_CAP, QueryResult, open_readonly, run_query
 from sqltune.errors import ExecutionError
 from sqltune.judge.compare import outer_order_by
 from sqltune.judge.hardness import hardness_of
-from sqltune.judge.match import exact_match
+from sqltune.judge.match import exact_match, normalize_sql
 from sqltune.judge.score import Verdict, failed, majority_vote, result_key, score_candidate
 from sqltune.sqlutil import parse
 
@@ -134,9 +134,12 @@ def _time_query(conn: sqlite3.Connection, sql: str, repeats: int, timeout: float
 
 
 def gold_facts(sql: str) -> dict[str, Any]:
-    """The gold's Spider hardness and whether its outermost query orders the result."""
+    """What the judge needs from the gold's parse: its Spider hardness, whether its outermost
+    query orders the result, and its normalized text (for exact match); one parse, once."""
     tree = parse(sql)
-    return {"hardness": hardness_of(tree), "order_by": outer_order_by(tree, sql)}
+    facts = {"hardness": hardness_of(tree), "order_by": outer_order_by(tree, sql)}
+    facts["normalized"] = normalize_sql(sql, tree) if tree is not None else None
+    return facts
 
 
 def score(job: ScoreJob) -> ScoreResult:
@@ -190,7 +193,8 @@ def score(job: ScoreJob) -> ScoreResult:
     # Equal normalized SQL means equal results, so only a prediction that is right by execution
     # (or right up to row order) can be an exact match: the others are not parsed at all.
     if job.analysis and first and (first.correct or first.error_type == "wrong_order"):
-        out.exact_match = exact_match(job.gold_text, first_sql, tree)
+        known = job.facts.get("normalized") if job.facts else None
+        out.exact_match = exact_match(job.gold_text, first_sql, tree, gold_normalized=known)
     if job.ves_repeats and first and first.correct:
         g_t = _time_query(conn, job.gold_sql, job.ves_repeats, job.timeout)
         p_t = _time_query(conn, first_sql, job.ves_repeats, job.timeout)
