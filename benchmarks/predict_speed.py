@@ -22,9 +22,9 @@ import torch
 from sqltune.data.build import BuildConfig, build
 from sqltune.evaluate.inputs import load_sqltune_files
 from sqltune.evaluate.run import EvalConfig, evaluate
+from sqltune.extract import extract_sql
 from sqltune.models import DEFAULT_MODEL, pull_model, resolve_model
 from sqltune.models.load import encode_prompt
-from sqltune.predict.extract import extract_sql
 from sqltune.predict.run import PredictConfig, predict
 from sqltune.prompts import messages_from_record
 

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sqltune.predict.extract import extract_sql
+from sqltune.extract import extract_sql
 
 CASES = yaml.safe_load((Path(__file__).parent / "fixtures" / "extraction_cases.yaml").read_text())
 

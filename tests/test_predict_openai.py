@@ -12,7 +12,7 @@ import pytest
 
 from conftest import make_school_dataset
 from sqltune.errors import ModelError
-from sqltune.predict.backends import HFBackend
+from sqltune.models.backends import HFBackend
 from sqltune.predict.run import PredictConfig, predict
 
 

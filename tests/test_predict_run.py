@@ -15,7 +15,7 @@ import pytest
 
 from conftest import make_school_dataset
 from sqltune.errors import ConfigError, DataError, ModelError
-from sqltune.predict.backends import Completion, GenParams, HFBackend
+from sqltune.models.backends import Completion, GenParams, HFBackend
 from sqltune.predict.run import PredictConfig, manifest_path, predict, recover_done
 
 FIELDS = {"id", "db_id", "pred_sql", "raw", "prompt_tokens", "completion_tokens", "seconds", "status"}

@@ -287,7 +287,7 @@ def serve_openai(
     """Serve a model behind an OpenAI-compatible API (/v1/chat/completions) for any OpenAI client."""
     import uvicorn
 
-    from sqltune.predict.backends import HFBackend
+    from sqltune.models.backends import HFBackend
     from sqltune.serve.openai_api import create_app
 
     backend = HFBackend(model, dtype=dtype, batch_size=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -32,13 +32,6 @@ class Example:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Example:
-        return cls(**{f.name: str(d.get(f.name) or "") for f in fields(cls)})
-
-
-EXAMPLE_FIELDS = tuple(f.name for f in fields(Example))
 
 
 @dataclass

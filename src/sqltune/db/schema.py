@@ -11,7 +11,7 @@ import csv
 import io
 import os
 import sqlite3
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,6 @@ class Schema:
     foreign_keys: tuple[ForeignKey, ...] = ()
     dialect: str = "sqlite"
     has_descriptions: bool = False
-    extras: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def table(self, name: str) -> Table | None:
         low = name.lower()

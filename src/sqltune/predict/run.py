@@ -22,11 +22,11 @@ from typing import Any
 
 from sqltune.config import to_dict as config_dict
 from sqltune.errors import ConfigError, DataError, ModelError
+from sqltune.extract import extract_sql
 from sqltune.io import package_versions, read_json, read_jsonl, sha256_file, sha256_text, weights_sha256, write_json
 from sqltune.judge import Judge
+from sqltune.models.backends import BACKENDS, Backend, GenParams, make_backend
 from sqltune.models.load import normalize_precision
-from sqltune.predict.backends import BACKENDS, Backend, GenParams, make_backend
-from sqltune.predict.extract import extract_sql
 from sqltune.prompts import messages_from_record
 
 

@@ -2,7 +2,7 @@
 
 ``GET /v1/models`` and ``POST /v1/chat/completions`` (non-streaming), enough for the ``openai``
 client, LangChain's ``ChatOpenAI`` and ``sqltune predict --backend openai``. Generation goes
-through :class:`sqltune.predict.backends.HFBackend`, so prompts are rendered by the model's
+through :class:`sqltune.models.backends.HFBackend`, so prompts are rendered by the model's
 own chat template exactly as in ``sqltune predict --backend hf``. Requests are served one at a
 time (a lock around the model).
 
@@ -11,6 +11,7 @@ Run it with ``sqltune serve-openai --model smollm2-135m --port 8000``.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sqltune.predict.backends import GenParams, HFBackend
+from sqltune.models.backends import GenParams, HFBackend
 
 
 class Message(BaseModel):
@@ -52,17 +53,22 @@ def create_app(backend: HFBackend, model_name: str) -> Any:
         if not req.messages:
             raise HTTPException(status_code=400, detail="messages must not be empty")
         temperature = req.temperature or 0.0
-        params = GenParams(
-            max_new_tokens=req.max_completion_tokens or req.max_tokens or 256,
-            temperature=temperature,
-            top_p=req.top_p or 1.0,
-            num_samples=1,
-            seed=req.seed or 0,
-        )
         n = max(1, req.n or 1)
+        seed = req.seed if req.seed is not None else int.from_bytes(os.urandom(4), "little")
+
+        def params(i: int) -> GenParams:
+            # one seed per choice: n samples at temperature > 0 are n draws, not one draw n times
+            return GenParams(
+                max_new_tokens=req.max_completion_tokens or req.max_tokens or 256,
+                temperature=temperature,
+                top_p=req.top_p or 1.0,
+                num_samples=1,
+                seed=seed + 7919 * i,
+            )
+
         msgs = [m.model_dump() for m in req.messages]
         with lock:
-            comps = [backend.generate([msgs], params)[0][0] for _ in range(n)]
+            comps = [backend.generate([msgs], params(i))[0][0] for i in range(n)]
         if comps[0].status == "prompt_too_long":
             raise HTTPException(status_code=400, detail=comps[0].error)
         return {
