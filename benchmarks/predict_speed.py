@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 
 from sqltune.data.build import BuildConfig, build
-from sqltune.evaluate.inputs import load_sqltune_files
-from sqltune.evaluate.run import EvalConfig, evaluate
+from sqltune.evaluate.run import EvalConfig, run_eval
 from sqltune.extract import extract_sql
 from sqltune.models import DEFAULT_MODEL, pull_model, resolve_model
 from sqltune.models.load import encode_prompt
@@ -56,7 +55,8 @@ def baseline_loop(dataset: Path, out: Path, max_new_tokens: int) -> float:
 
 
 def ex(dataset: Path, pred: Path) -> tuple[float, int, int]:
-    s, _ = evaluate(load_sqltune_files(dataset, pred), EvalConfig(timeout=10.0, workers=2), "sqltune")
+    out = pred.with_name(pred.stem + ".eval")
+    s, _ = run_eval(EvalConfig(dataset=str(dataset), pred=str(pred), out=str(out), timeout=10.0, workers=2))
     return s["ex"], s["correct"], s["n"]
 
 

@@ -21,9 +21,7 @@ import time
 from pathlib import Path
 
 from sqltune.data.build import BuildConfig, build
-from sqltune.evaluate.inputs import load_sqltune_files
-from sqltune.evaluate.report import write_outputs
-from sqltune.evaluate.run import EvalConfig, evaluate
+from sqltune.evaluate.run import EvalConfig, run_eval
 from sqltune.models import DEFAULT_MODEL, pull_model
 from sqltune.predict.run import PredictConfig, predict
 from sqltune.train.config import load_config
@@ -31,8 +29,7 @@ from sqltune.train.sft import train
 
 
 def score(dataset: Path, pred: Path, out: Path) -> dict:
-    s, recs = evaluate(load_sqltune_files(dataset, pred), EvalConfig(timeout=30.0, workers=2), "sqltune")
-    write_outputs(out, s, recs)
+    s, _ = run_eval(EvalConfig(dataset=str(dataset), pred=str(pred), out=str(out), timeout=30.0, workers=2))
     return s
 
 

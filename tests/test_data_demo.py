@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,37 @@ def test_card_and_reports(demo):
     rep = json.loads((d / "train.report.json").read_text())
     assert rep["written"] == len(train) and rep["skipped"] == {}
     assert train[0]["messages"][0]["content"].startswith("You are a text to SQL query translator.")
+
+
+# The demo as generated before its literals moved into data files (schema.sql, world.yaml,
+# templates.yaml): same database rows, same 367 + 91 records (db_path and the gold facts aside).
+DEMO_SHA256 = {
+    "train": "3cf061789ed0a5cc8f01e659d588b45ed4dee2eb47d99de4e194dda9a7cd1a0f",
+    "test": "ca1699e3435facd46d4d77858d94e1c84e25ba48f67c66e9793775a280bd61c2",
+    "rows": "468997785dcd504e4d7f24d3dabc998eca5e9a10cbbd3707b1c76b8a804c3af8",
+}
+
+
+def test_same_demo_as_before_by_hash(demo):
+    d, _, train, test = demo
+    for name, recs in (("train", train), ("test", test)):
+        stripped = [
+            {k: v for k, v in r.items() if k not in ("db_path", "gold_hardness", "gold_ordered", "gold_normalized")}
+            for r in recs
+        ]
+        digest = hashlib.sha256(json.dumps(stripped, sort_keys=True).encode()).hexdigest()
+        assert digest == DEMO_SHA256[name], name
+    conn = sqlite3.connect(d / "shop.sqlite")
+    rows = [
+        conn.execute(f"SELECT * FROM {name} ORDER BY 1").fetchall()
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
+    ]
+    assert hashlib.sha256(repr(rows).encode()).hexdigest() == DEMO_SHA256["rows"]
+
+
+def test_the_demo_is_data_files_and_a_small_generator():
+    from sqltune.data import demo as demo_mod
+
+    assert {p.name for p in demo_mod.FILES.iterdir()} >= {"schema.sql", "world.yaml", "templates.yaml"}
+    assert len(TEMPLATES) == 56
+    assert len(Path(demo_mod.__file__).read_text().splitlines()) < 400

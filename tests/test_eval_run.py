@@ -238,6 +238,27 @@ def test_outputs_and_compare(school_db, tmp_path):
     assert c["broken"][0]["error_b"] == "unknown_column"
 
 
+def test_compare_reports_ex_on_the_common_questions(school_db, tmp_path):
+    from typer.testing import CliRunner
+
+    from sqltune.cli import app
+
+    right, wrong = "SELECT name FROM teacher", "SELECT age FROM teacher"
+    a = [
+        EvalItem(i, "s", str(school_db), right, p) for i, p in (("a", right), ("b", wrong), ("c", right), ("d", right))
+    ]
+    write_outputs(tmp_path / "A", *evaluate(a, EvalConfig(cache=False)))  # EX 3/4
+    write_outputs(tmp_path / "B", *evaluate(a[:2], EvalConfig(cache=False)))  # EX 1/2, on a and b only
+    c = compare_runs(tmp_path / "A", tmp_path / "B")
+    assert (c["ex_a"], c["ex_b"], c["common"]) == (0.75, 0.5, 2)
+    assert (c["ex_a_common"], c["ex_b_common"]) == (0.5, 0.5)
+    r = CliRunner().invoke(app, ["eval", "compare", str(tmp_path / "A"), str(tmp_path / "B")], terminal_width=300)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "on the 2 questions in both runs: EX 50.00% -> 50.00%" in text
+    assert "EX 75.00% on 4" in text and "2 questions only in the first" in text
+
+
 def test_a_hanging_job_inside_a_chunk_is_found_and_the_rest_rerun():
     with WorkerPool(_sleepy, workers=1, chunk_size=4) as pool:
         t0 = time.monotonic()

@@ -101,3 +101,17 @@ def test_unreachable_server_is_a_clear_error_and_keeps_what_was_written(server, 
         predict(oa(dataset, out, dead, retries=1, concurrency=1, max_new_tokens=3), progress=False)
     assert time.time() - t0 < 30
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_n_sampled_choices_are_n_draws(server):
+    import openai
+
+    client = openai.OpenAI(base_url=server, api_key="x")
+    msgs = [{"role": "user", "content": "how many teacher are there"}]
+    r = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=12, temperature=1.5, n=4, seed=3)
+    texts = [c.message.content for c in r.choices]
+    assert len(texts) == 4 and len(set(texts)) > 1  # the random tiny model at T=1.5 never repeats 4 times
+    again = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=12, temperature=1.5, n=4, seed=3)
+    assert [c.message.content for c in again.choices] == texts  # a seed still makes it reproducible
+    greedy = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=12, temperature=0, n=3)
+    assert len({c.message.content for c in greedy.choices}) == 1

@@ -64,3 +64,16 @@ def test_default_model_prompt_tokens_match(tmp_path, school_db):
     assert text.startswith("<|im_start|>system\nYou are a text to SQL query translator.")
     assert text.endswith("<|im_start|>assistant\nSELECT COUNT(*) FROM teacher<|im_end|>\n")
     assert tok.decode(encode_prompt(tok, messages_from_record(rec))).endswith("<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("template", ["own", "llama3_1"])
+def test_token_counts_are_encode_prompt_lengths(template, tiny_model, tmp_path, school_db):
+    from sqltune.models.load import TokenCounter
+
+    recs = read_jsonl(make_school_dataset(tmp_path / "d.jsonl", school_db, n=4))
+    for base in _tokenizers(tiny_model).values():
+        tok = copy.deepcopy(base)
+        if template != "own":
+            tok.chat_template = _trl_template(template)
+        msgs = [messages_from_record(r) for r in recs]
+        assert TokenCounter(tok).count_many(msgs) == [len(encode_prompt(tok, m)) for m in msgs]

@@ -277,3 +277,29 @@ def test_two_process_cpu_run_via_accelerate(data, tiny_model, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((run / "manifest.json").read_text())["global_steps"] == 2
     assert read_jsonl(data)
+
+
+def test_lm_head_on_labels_only_switches_the_trainer_and_trl_fields_are_checked(
+    data, tiny_model, tmp_path, monkeypatch
+):
+    import trl
+
+    from sqltune.errors import ModelError
+    from sqltune.train import sft
+
+    assert sft._trainer_class(False) is trl.SFTTrainer
+    labelled = sft._trainer_class(True)
+    assert labelled is not trl.SFTTrainer and issubclass(labelled, trl.SFTTrainer)
+    run = tmp_path / "off"
+    m = sft.train(load_config(None, base_overrides(data, tiny_model, run, method="full", lm_head_on_labels_only=False)))
+    assert m["global_steps"] == 3
+    # a TRL that no longer has the private fields the CPU loss updates fails up front, clearly
+    original = trl.SFTTrainer.__init__
+
+    def init_without_fields(self, *a, **k):
+        original(self, *a, **k)
+        del self._total_train_tokens
+
+    monkeypatch.setattr(trl.SFTTrainer, "__init__", init_without_fields)
+    with pytest.raises(ModelError, match=r"has no SFTTrainer\._total_train_tokens.*lm_head_on_labels_only: false"):
+        sft.train(load_config(None, base_overrides(data, tiny_model, tmp_path / "moved", method="full")))

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlglot import exp
 
 from sqltune.sqlutil import parse
+
+_CLAUSE = re.compile(r"(?i)\b(distinct|where|group|having|order|limit|join|union|intersect|except)\b")
+
+
+def _clauses(sql: str) -> list[str]:
+    """The clause keywords of a query, in order (a necessary condition for equal normalized SQL)."""
+    return [m.lower() for m in _CLAUSE.findall(sql)]
 
 
 def normalize_sql(sql: str, tree: exp.Expression | None = None) -> str | None:
@@ -33,6 +42,8 @@ def exact_match(
     ``gold_normalized``, the gold's :func:`normalize_sql` text written by the data stage, saves both."""
     if " ".join(gold.split()).rstrip(";") == " ".join(pred.split()).rstrip(";"):
         return True
+    if _clauses(gold) != _clauses(pred):
+        return False  # normalization never adds or drops a clause keyword, so these cannot be equal
     g = gold_normalized if gold_normalized is not None else normalize_sql(gold, gold_tree)
     p = normalize_sql(pred)
     if g is None or p is None:

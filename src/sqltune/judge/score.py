@@ -117,6 +117,10 @@ def _row_match(pred_row: tuple[Any, ...], gold_row: tuple[Any, ...]) -> tuple[fl
     return matches / total, pred_only / total, gold_only / total
 
 
+def _same_row(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    return len(a) == len(b) and all(x == y for x, y in zip(a, b, strict=True))
+
+
 def soft_f1(gold: Sequence[Sequence[Any]], pred: Sequence[Sequence[Any]]) -> float:
     """BIRD mini-dev's soft-F1: rows de-duplicated and paired by position, cell overlap per row.
 
@@ -125,6 +129,8 @@ def soft_f1(gold: Sequence[Sequence[Any]], pred: Sequence[Sequence[Any]]) -> flo
     """
     if not gold and not pred:
         return 1.0
+    if len(gold) == len(pred) and all(map(_same_row, gold, pred)):
+        return 1.0  # identical rows pair with themselves: every cell matches
     g = list(dict.fromkeys(map(tuple, gold)))
     p = list(dict.fromkeys(map(tuple, pred)))
     tp = fp = fn = 0.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 import sqlite3
 import time
 from collections import OrderedDict
@@ -29,6 +30,11 @@ from sqltune.judge.score import Verdict, failed, majority_vote, result_key, scor
 from sqltune.sqlutil import parse
 
 _CONNS: OrderedDict[str, sqlite3.Connection] = OrderedDict()
+# SQLite functions whose result changes from one run to the next: such a query is always run
+_VOLATILE = re.compile(
+    r"(?i)\b(random|randomblob|changes|total_changes|last_insert_rowid|date|time|datetime|julianday|strftime|"
+    r"unixepoch|timediff|current_date|current_time|current_timestamp)\b"
+)
 _MAX_CONNS = 16
 
 
@@ -181,11 +187,16 @@ def score(job: ScoreJob) -> ScoreResult:
         if not sql or not sql.strip():
             out.verdicts.append(failed("empty or unextractable output", "empty_prediction"))
             continue
-        r = run_query(conn, sql, timeout=job.timeout, max_rows=job.max_rows)
-        if not r.ok:
-            out.verdicts.append(failed(r.error, r.error_type))
-            continue
-        out.verdicts.append(score_candidate(gold, r.rows, r.columns, job.mode, order_matters, r.truncated, several))
+        if sql == job.gold_sql and not _VOLATILE.search(sql):
+            # the very query the gold is, on the same read-only database: its result is the gold's
+            rows, columns, truncated = gold["rows"], gold["columns"], gold["truncated"]
+        else:
+            r = run_query(conn, sql, timeout=job.timeout, max_rows=job.max_rows)
+            if not r.ok:
+                out.verdicts.append(failed(r.error, r.error_type))
+                continue
+            rows, columns, truncated = r.rows, r.columns, r.truncated
+        out.verdicts.append(score_candidate(gold, rows, columns, job.mode, order_matters, truncated, several))
     if several:
         out.vote = majority_vote([v.key for v in out.verdicts])
     first = out.verdicts[0] if out.verdicts else None

@@ -1,0 +1,83 @@
+"""The shape of the code: no stage imports another stage, and each shared job exists once."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "sqltune"
+STAGES = ("data", "train", "predict", "evaluate", "serve")
+SHARED = ("models", "db", "judge", "prompts", "io", "errors", "config", "splits", "sqlutil", "extract")
+TOP = ("cli", "quickstart", "__main__", "__init__")  # may import everything
+
+
+def _module_of(path: Path) -> str:
+    return path.relative_to(SRC).parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> set[str]:
+    """The sqltune top-level parts a module imports (at module level or inside functions)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names if node.module == "sqltune"]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for n in names:
+            parts = n.split(".")
+            if parts[0] == "sqltune" and len(parts) > 1:
+                out.add(parts[1])
+    return out
+
+
+SOURCES = sorted(p for p in SRC.rglob("*.py"))
+
+
+def test_every_module_belongs_to_a_known_part():
+    unknown = {_module_of(p) for p in SOURCES} - set(STAGES) - set(SHARED) - set(TOP)
+    assert not unknown, f"add {unknown} to STAGES or SHARED in this test, deliberately"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(SRC)))
+def test_import_rule(path):
+    me = _module_of(path)
+    if me in TOP:
+        assert "cli" not in _imports(path) or me == "__main__"
+        return
+    imported = _imports(path) - {me}
+    assert "cli" not in imported, f"{path}: nothing imports the CLI"
+    assert "quickstart" not in imported, f"{path}: nothing imports the quickstart"
+    if me in STAGES:
+        others = imported & set(STAGES)
+        assert not others, f"{path}: the {me} stage imports the {sorted(others)} stage(s); move what they share below"
+    else:
+        stages = imported & set(STAGES)
+        assert not stages, f"{path}: the shared layer imports the {sorted(stages)} stage(s)"
+
+
+def _grep(pattern: str) -> list[str]:
+    rx = re.compile(pattern, re.M)
+    return sorted(str(p.relative_to(SRC)) for p in SOURCES if rx.search(p.read_text(encoding="utf-8")))
+
+
+def test_one_tokenizer_loader_one_model_loader():
+    assert _grep(r"AutoTokenizer\.from_pretrained") == ["models/load.py"]
+    assert _grep(r"AutoModelForCausalLM\.from_pretrained") == ["models/load.py"]
+    assert _grep(r"apply_chat_template\(") == ["models/load.py", "train/data.py"]  # data.py: the answer's text
+
+
+def test_one_path_executes_sql_for_judging():
+    # run_query is called by the judge's worker and by the VES timer there, nowhere else
+    assert _grep(r"\brun_query\(") == ["db/execute.py", "judge/worker.py"]
+    # the one-shot execute() is for callers outside the judge (scripts, tests); no module uses it
+    assert [p for p in _grep(r"(?<![.\w])execute\(") if p != "db/execute.py"] == []
+    assert _grep(r"^def (majority_vote|result_key)\(") == ["judge/score.py"]
+
+
+def test_one_list_of_error_types():
+    assert _grep(r"^ERROR_TYPES\s*=") == ["judge/score.py"]

@@ -1,0 +1,110 @@
+"""Stage configs written once: the CLI's options are the dataclass fields, their help the docstrings;
+every stage reads YAML + key=value; the quickstart reads its recipe from a shipped YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from conftest import make_school_dataset
+from sqltune import config as stage_config
+from sqltune.cli import app
+from sqltune.data.build import BuildConfig
+from sqltune.errors import ConfigError
+from sqltune.evaluate.run import EvalConfig
+from sqltune.predict.run import PredictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def _command(*path: str):
+    cmd = get_command(app)
+    for p in path:
+        cmd = cmd.commands[p]  # type: ignore[attr-defined]
+    return cmd
+
+
+@pytest.mark.parametrize(
+    "path,cls", [(("data", "build"), BuildConfig), (("predict",), PredictConfig), (("eval", "run"), EvalConfig)]
+)
+def test_cli_options_are_the_config_fields_with_their_docstrings(path, cls):
+    cmd = _command(*path)
+    options = {p.name: p for p in cmd.params if type(p).__name__ == "TyperOption"}
+    assert {p.name for p in cmd.params} - set(options) == {"config", "overrides"}
+    fields = [f.name for f in dataclasses.fields(cls)]
+    assert sorted(options) == sorted(fields)
+    docs = stage_config.field_docs(cls)
+    assert set(docs) == set(fields), f"fields without a docstring: {set(fields) - set(docs)}"
+    for name, opt in options.items():
+        assert opt.help == docs[name]
+        assert opt.default is None  # an option left out never overrides the YAML
+
+
+def test_every_stage_config_is_frozen():
+    from sqltune.train.config import TrainConfig
+
+    for cls in (BuildConfig, PredictConfig, EvalConfig, TrainConfig):
+        assert cls.__dataclass_params__.frozen, cls
+
+
+def test_unknown_and_mistyped_keys_are_named_at_once():
+    with pytest.raises(ConfigError) as e:
+        stage_config.load(EvalConfig, None, ["wrokers=2", "timeout=soon"])
+    msg = str(e.value)
+    assert "unknown key 'wrokers' (did you mean 'workers'?)" in msg
+    assert "timeout: 'soon' should be a float" in msg and "valid keys: pred, out" in msg
+
+
+def test_yaml_then_overrides_then_options(tmp_path):
+    f = tmp_path / "eval.yaml"
+    f.write_text("workers: 3\ntimeout: 5\nmatch: set\n")
+    cfg = stage_config.load(EvalConfig, f, ["timeout=7"], {"match": "ordered", "workers": None})
+    assert (cfg.workers, cfg.timeout, cfg.match) == (3, 7.0, "ordered")
+
+
+def test_sqltune_eval_config_yaml_key_value(tmp_path, school_db):
+    ds = make_school_dataset(tmp_path / "d.jsonl", school_db, n=4)
+    pred = tmp_path / "p.jsonl"
+    pred.write_text(
+        "".join(json.dumps({"id": f"s-{i}", "pred_sql": "SELECT COUNT(*) FROM teacher"}) + "\n" for i in range(4))
+    )
+    cfgf = tmp_path / "eval.yaml"
+    cfgf.write_text(
+        yaml.safe_dump({"dataset": str(ds), "pred": str(pred), "out": str(tmp_path / "wrong"), "workers": 1})
+    )
+    r = runner.invoke(app, ["eval", str(cfgf), f"out={tmp_path / 'ev'}", "cache=false"], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert (s["n"], s["correct"]) == (4, 1) and s["config"]["workers"] == 1 and s["config"]["cache"] is False
+    assert not (tmp_path / "wrong").exists()
+    r = runner.invoke(app, ["eval", str(cfgf), "wrokers=2"])
+    assert r.exit_code != 0 and "did you mean 'workers'" in str(r.exception)
+
+
+def test_sqltune_predict_config_yaml_key_value(tmp_path, school_db, tiny_model):
+    ds = make_school_dataset(tmp_path / "d.jsonl", school_db, n=3)
+    cfgf = tmp_path / "predict.yaml"
+    cfgf.write_text(yaml.safe_dump({"dataset": str(ds), "out": str(tmp_path / "p.jsonl"), "model": str(tiny_model)}))
+    r = runner.invoke(app, ["predict", str(cfgf), "max_new_tokens=3", "precision=float32", "--batch-size", "2"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "p.manifest.json").read_text())
+    assert m["config"]["max_new_tokens"] == 3 and m["config"]["batch_size"] == 2
+    assert m["backend"]["precision"] == "fp32"  # one precision vocabulary; float32 is a spelling of fp32
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 3
+
+
+def test_the_quickstart_recipe_is_the_shipped_config():
+    from sqltune.quickstart import RECIPE
+
+    recipe = yaml.safe_load(RECIPE.read_text())
+    shipped = yaml.safe_load((ROOT / "configs" / "smollm2-135m" / "full.yaml").read_text())
+    paths = {"train_file", "output_dir"}
+    assert {k: v for k, v in shipped.items() if k not in paths} == recipe
+    assert not paths & set(recipe)  # the quickstart fills in its own paths
