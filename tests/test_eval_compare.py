@@ -12,12 +12,13 @@ import pytest
 import yaml
 
 from sqltune.evaluate.inputs import EvalItem
-from sqltune.evaluate.metrics import pass_at_k, token_match
+from sqltune.evaluate.metrics import pass_at_k
 from sqltune.evaluate.run import EvalConfig, evaluate
 from sqltune.judge.compare import has_outer_order_by, results_equal, strip_distinct
 from sqltune.judge.hardness import spider_hardness
-from sqltune.judge.match import exact_match
+from sqltune.judge.match import normalized_match
 from sqltune.judge.score import soft_f1
+from sqltune.judge.text import token_match
 
 CASES = yaml.safe_load((Path(__file__).parent / "fixtures" / "compare_cases.yaml").read_text())
 
@@ -113,8 +114,8 @@ def test_hardness_parses_what_spider_cannot():
 
 
 def test_metrics():
-    assert exact_match("SELECT  Name FROM T", "select name from t;")
-    assert not exact_match("SELECT name FROM t", "SELECT name FROM t WHERE 1")
+    assert normalized_match("SELECT  Name FROM T", "select name from t;")
+    assert not normalized_match("SELECT name FROM t", "SELECT name FROM t WHERE 1")
     assert token_match("SELECT name FROM t", "SELECT name FROM u") == 0.75
     assert soft_f1([(1, "a")], [(1, "a")]) == 1.0
     assert soft_f1([], []) == 1.0

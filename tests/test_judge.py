@@ -125,10 +125,10 @@ def test_the_pool_outlives_a_run(school_db, n):
     assert multiprocessing.active_children() == []
 
 
-def test_exact_match_prefilter_never_changes_a_verdict(spider_dir, bird_dir):
+def test_normalized_match_prefilter_never_changes_a_verdict(spider_dir, bird_dir):
     """Exact match skips normalizing a pair whose clause keywords differ; that is sound only if
     normalization keeps every query's clause keywords, which holds on every real gold query here."""
-    from sqltune.judge.match import _clauses, exact_match, normalize_sql
+    from sqltune.judge.match import _clauses, normalize_sql, normalized_match
 
     queries = [line.rsplit("\t", 1)[0] for line in (spider_dir / "dev_gold.sql").read_text().splitlines() if line]
     queries += [x["SQL"] for x in json.loads(next(bird_dir.rglob("dev.json")).read_text())]
@@ -139,5 +139,5 @@ def test_exact_match_prefilter_never_changes_a_verdict(spider_dir, bird_dir):
             assert _clauses(q) == _clauses(norm), q
             checked += 1
     assert checked > 2000
-    assert exact_match("SELECT a FROM t WHERE b = 1", "select A from T where b=1")
-    assert not exact_match("SELECT a FROM t", "SELECT DISTINCT a FROM t")
+    assert normalized_match("SELECT a FROM t WHERE b = 1", "select A from T where b=1")
+    assert not normalized_match("SELECT a FROM t", "SELECT DISTINCT a FROM t")

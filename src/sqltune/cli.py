@@ -175,7 +175,12 @@ def _run_eval(cfg: Any) -> None:
     summary, files = run_eval(cfg)
     out.print(
         f"[bold]EX {100 * summary['ex']:.2f}%[/bold] ({summary['correct']}/{summary['n']}, mode {summary['mode']})"
-        f"  exact match {_pct(summary['exact_match'])}  soft-F1 {100 * summary['soft_f1']:.1f}%"
+        + "".join(
+            f"  {name.replace('_', ' ')} {_pct(summary.get(name))}"
+            for name in ("normalized_match", "spider_em", "exact_match", "token_match")
+            if summary.get(name) is not None
+        )
+        + f"  soft-F1 {100 * summary['soft_f1']:.1f}%"
     )
     if summary["excluded"]:
         out.print("excluded (gold problems): " + ", ".join(f"{k}: {v}" for k, v in summary["excluded"].items()))

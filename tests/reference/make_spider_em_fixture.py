@@ -37,7 +37,9 @@ from pathlib import Path
 def perturbations(sql: str, tables: list[str], rng: random.Random) -> list[tuple[str, str]]:
     """(kind, changed sql) for every change that applies to this query."""
     out = [("identity", sql)]
-    low = re.sub(r"\b(SELECT|FROM|WHERE|GROUP BY|ORDER BY|JOIN|AS|ON|AND|OR|LIMIT|DESC|ASC)\b", lambda m: m.group(0).lower(), sql)
+    low = re.sub(
+        r"\b(SELECT|FROM|WHERE|GROUP BY|ORDER BY|JOIN|AS|ON|AND|OR|LIMIT|DESC|ASC)\b", lambda m: m.group(0).lower(), sql
+    )
     out.append(("formatting", re.sub(r"\s+", "  ", low).replace(" ,", ",")))
     if re.search(r"\bT1\b", sql):
         out.append(("alias_rename", re.sub(r"\bT(\d)\b", lambda m: f"alias{m.group(1)}x", sql)))
@@ -54,11 +56,15 @@ def perturbations(sql: str, tables: list[str], rng: random.Random) -> list[tuple
     if re.search(r"'[^']*'|\b\d+\b", sql.split("FROM", 1)[-1]):
         out.append(("value_changed", re.sub(r"'[^']*'", "'zzz'", sql, count=1)))
     if " > " in sql or " < " in sql:
-        out.append(("operator_flipped", sql.replace(" > ", " >= ", 1) if " > " in sql else sql.replace(" < ", " <= ", 1)))
+        out.append(
+            ("operator_flipped", sql.replace(" > ", " >= ", 1) if " > " in sql else sql.replace(" < ", " <= ", 1))
+        )
     if " != " in sql:
         out.append(("neq_angle", sql.replace(" != ", " <> ")))
     if re.search(r"(?i)\swhere\s.*\sand\s", sql):
-        out.append(("condition_dropped", re.sub(r"(?i)\s+and\s+[^()]*?(?=(\s+(group|order|limit)\b|$))", "", sql, count=1)))
+        out.append(
+            ("condition_dropped", re.sub(r"(?i)\s+and\s+[^()]*?(?=(\s+(group|order|limit)\b|$))", "", sql, count=1))
+        )
     if re.search(r"(?i)\bdesc\b", sql):
         out.append(("order_flipped", re.sub(r"(?i)\bdesc\b", "ASC", sql, count=1)))
     if re.search(r"(?i)\bcount\(", sql):
@@ -67,7 +73,9 @@ def perturbations(sql: str, tables: list[str], rng: random.Random) -> list[tuple
     others = [t for t in tables if t not in used]
     if used and others:
         t = used[0]
-        out.append(("table_changed", re.sub(rf"(?i)\bfrom\s+{re.escape(t)}\b", f"FROM {rng.choice(others)}", sql, count=1)))
+        out.append(
+            ("table_changed", re.sub(rf"(?i)\bfrom\s+{re.escape(t)}\b", f"FROM {rng.choice(others)}", sql, count=1))
+        )
     return out
 
 
@@ -131,11 +139,30 @@ def main() -> None:
     }
     out = Path(args.out)
     with open(out, "w") as fh:
-        fh.write(json.dumps({"meta": {"official_commit": commit, "script": "evaluation.py --etype match", "tokenizer": "nltk word_tokenize, preserve_line=True", "seed": args.seed}}) + "\n")
+        fh.write(
+            json.dumps(
+                {
+                    "meta": {
+                        "official_commit": commit,
+                        "script": "evaluation.py --etype match",
+                        "tokenizer": "nltk word_tokenize, preserve_line=True",
+                        "seed": args.seed,
+                    }
+                }
+            )
+            + "\n"
+        )
         for db_id, db, gold, pred, kind in pairs:
             schema = process_sql.Schema(process_sql.get_schema(db))
             g_sql, p_sql = official(schema, gold), official(schema, pred)
-            rec = {"db_id": db_id, "kind": kind, "gold": gold, "pred": pred, "official_gold_parsed": g_sql is not None, "official_pred_parsed": p_sql is not None}
+            rec = {
+                "db_id": db_id,
+                "kind": kind,
+                "gold": gold,
+                "pred": pred,
+                "official_gold_parsed": g_sql is not None,
+                "official_pred_parsed": p_sql is not None,
+            }
             if g_sql is not None:
                 p_sql = p_sql if p_sql is not None else json.loads(json.dumps(empty))
                 kmap = kmaps[db_id]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltune.errors import DataError
+from sqltune.evaluate.run import METRICS
 from sqltune.io import read_json, read_jsonl, write_json, write_jsonl
 
 
@@ -40,9 +41,22 @@ def markdown_report(summary: dict[str, Any], records: list[dict[str, Any]], max_
         "# Evaluation report",
         "",
         f"**EX {100 * s['ex']:.2f}%** ({s['correct']} / {s['n']}), comparison mode `{s['mode']}`.",
-        (f"Exact match {100 * s['exact_match']:.1f}%, " if s["exact_match"] is not None else "")
-        + f"token match {100 * s['token_match']:.1f}%, soft-F1 {100 * s['soft_f1']:.1f}%.",
+        ", ".join(
+            f"{name} {100 * s[name]:.1f}%"
+            for name in ("normalized_match", "spider_em", "exact_match", "token_match", "soft_f1")
+            if s.get(name) is not None
+        )
+        + ".",
+        "",
+        "What each metric means:",
+        "",
+        *[f"- `{name}`: {METRICS[name]}" for name in s.get("metrics", []) if name in METRICS],
     ]
+    if s.get("spider_em_n") is not None:
+        lines.append(
+            f"- Spider EM scored {s['spider_em_n']} pairs; the official script could score "
+            f"{s['spider_em_official']} of them the same way (it cannot parse `<>`, aliases without AS, IN lists, ...)."
+        )
     if "ves" in s:
         lines.append(f"VES {s['ves']:.2f}.")
     if "pass_at_k" in s:

@@ -11,11 +11,34 @@ from typing import Any
 from sqltune.db.execute import ROW_CAP
 from sqltune.errors import ConfigError
 from sqltune.evaluate.inputs import EvalItem
-from sqltune.evaluate.metrics import pass_at_k, token_match
+from sqltune.evaluate.metrics import pass_at_k
 from sqltune.judge import ERROR_TYPES, Judge, ScoreJob, ScoreResult
 from sqltune.judge.cache import GoldCache
 from sqltune.judge.compare import MODES, strip_distinct
 from sqltune.judge.hardness import spider_hardness
+
+METRICS = {
+    "ex": "execution accuracy: the prediction's result equals the gold's (comparison mode above)",
+    "soft_f1": "BIRD mini-dev's soft-F1 of the two results, cell overlap per row (rows in first-appearance order)",
+    "normalized_match": "sqltune's: equal sqlglot-normalized SQL (identifiers unquoted and lower-cased, literals kept); "
+    "stricter than Spider's EM",
+    "spider_em": "Spider's exact-set match (the official evaluation.py --etype match): components compared as sets, "
+    "values, DISTINCT, LIMIT values and JOIN conditions ignored",
+    "token_match": "the LitGPT article's: share of the gold's distinct \\w+ tokens (after sqlparse.format, "
+    "keywords upper-cased) found in the prediction",
+    "exact_match": "the LitGPT article's: equal after that same sqlparse formatting",
+}
+"""Every metric sqltune reports, with the one-line meaning report.md prints."""
+DEFAULT_METRICS = "ex,soft_f1,normalized_match"
+
+
+def parse_metrics(value: str) -> tuple[str, ...]:
+    """``all``, or a comma list of METRICS names (``ex`` is always computed)."""
+    names = list(METRICS) if value.strip() == "all" else [m.strip() for m in value.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        raise ConfigError(f"metrics: unknown {', '.join(unknown)}; choose from {', '.join(METRICS)} (or all)")
+    return tuple(dict.fromkeys(["ex", *names]))
 
 
 @dataclass(frozen=True)
@@ -55,7 +78,15 @@ class EvalConfig:
     ves_repeats: int = 0
     """Time correct predictions and their gold this many times each to compute VES (0: off)."""
     analysis: bool = True
+    """Parse with sqlglot for Spider hardness and normalized match (off: execution metrics only)."""
+    metrics: str = DEFAULT_METRICS
+    """Metrics to compute, a comma list or 'all': ex, soft_f1, normalized_match, spider_em, token_match, exact_match."""
     """Parse with sqlglot for exact match and Spider hardness (off: execution metrics only, about 2x faster)."""
+
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics to compute; without the sqlglot analysis, normalized match is off."""
+        names = parse_metrics(self.metrics)
+        return tuple(m for m in names if self.analysis or m != "normalized_match")
 
     def validate(self) -> None:
         problems = []
@@ -67,6 +98,10 @@ class EvalConfig:
             problems.append(f"workers={self.workers}: must be at least 1")
         if self.max_rows < 1:
             problems.append(f"max_rows={self.max_rows}: must be at least 1")
+        try:
+            parse_metrics(self.metrics)
+        except ConfigError as e:
+            problems.append(str(e))
         if self.out is not None and self.pred is None:
             problems.append("pred: required (the predictions file)")
         if problems:
@@ -91,6 +126,7 @@ def evaluate(
     cfg.validate()
     t0 = time.perf_counter()
     mode = cfg.match or ("set" if family == "bird" else "multiset")
+    metrics = cfg.metric_names()
     results: list[ScoreResult | None] = [None] * len(items)
     missing_db: set[int] = set()
     jobs: list[ScoreJob] = []
@@ -116,6 +152,7 @@ def evaluate(
                 analysis=cfg.analysis,
                 ves_repeats=cfg.ves_repeats,
                 facts=it.facts if cfg.analysis else None,
+                metrics=metrics,
             )
         )
         job_items.append(i)
@@ -137,6 +174,16 @@ def evaluate(
 
     records = [_record(it, results[i], cfg, missing=i in missing_db) for i, it in enumerate(items)]
     summary = summarize(records, cfg, mode, family)
+    if "spider_em" in metrics:
+        summary["spider_em_partial"] = _spider_partial(
+            [r.pop("_spider_partial", None) for r in records if r["counted"]]
+        )
+        scored = [r for r in records if r["counted"] and r["spider_em"] is not None]
+        summary["spider_em"] = round(_ratio(sum(bool(r["spider_em"]) for r in scored), len(scored)), 4)
+        summary["spider_em_n"] = len(scored)
+        summary["spider_em_official"] = sum(1 for r in scored if r["spider_em_official"])
+    for r in records:
+        r.pop("_spider_partial", None)
     summary.update(
         {
             "gold_executed": judge.gold_executed,
@@ -201,10 +248,17 @@ def _record(it: EvalItem, res: ScoreResult | None, cfg: EvalConfig, missing: boo
     if it.missing and rec["counted"]:
         rec["error_type"] = "missing_prediction"
         rec["error"] = "no prediction for this id"
-    em = res.exact_match if res is not None else None
-    rec["exact_match"] = None if not cfg.analysis else bool(em)
-    rec["token_match"] = round(token_match(it.gold, it.pred), 4) if it.pred and res is not None else 0.0
+    metrics = cfg.metric_names()
     rec["soft_f1"] = round(first.soft_f1, 4) if first else 0.0
+    rec["normalized_match"] = bool(res.normalized_match) if "normalized_match" in metrics and res else None
+    for name in ("spider_em", "token_match", "exact_match"):
+        value = getattr(res, name, None) if res is not None else None
+        rec[name] = None if name not in metrics else (round(value, 4) if isinstance(value, float) else value)
+    if "spider_em" in metrics:
+        rec["spider_em_official"] = bool(res and res.spider_official)  # the official script scores it the same
+        if res is not None and res.spider_partial is not None:
+            rec["spider_partial"] = {k: v["f1"] for k, v in res.spider_partial.items()}
+            rec["_spider_partial"] = res.spider_partial
     if res is not None and res.ves is not None:
         rec["ves"] = round(res.ves, 4)
     if len(verdicts) > 1:
@@ -214,6 +268,22 @@ def _record(it: EvalItem, res: ScoreResult | None, cfg: EvalConfig, missing: boo
         rec["vote_index"] = vote
         rec["vote_correct"] = bool(verdicts[vote].correct)
     return rec
+
+
+def _spider_partial(parts: list[dict[str, dict[str, int]] | None]) -> dict[str, dict[str, float]]:
+    """Per-component accuracy, recall and F1 averaged as the official Spider script prints them."""
+    out = {}
+    from sqltune.judge.spider_em import PARTS
+
+    for name in PARTS:
+        rows = [p[name] for p in parts if p]
+        accs = [x["acc"] for x in rows if x["pred_total"] > 0]
+        recs = [x["rec"] for x in rows if x["label_total"] > 0]
+        acc = sum(accs) / len(accs) if accs else 0.0
+        rec = sum(recs) / len(recs) if recs else 0.0
+        f1 = 1.0 if acc == 0 and rec == 0 else 2 * acc * rec / (acc + rec)
+        out[name] = {"acc": round(acc, 4), "rec": round(rec, 4), "f1": round(f1, 4)}
+    return out
 
 
 def summarize(records: list[dict[str, Any]], cfg: EvalConfig, mode: str, family: str) -> dict[str, Any]:
@@ -243,8 +313,11 @@ def summarize(records: list[dict[str, Any]], cfg: EvalConfig, mode: str, family:
         "excluded": dict(sorted(excluded.items())),
         "mode": mode,
         "family": family,
-        "exact_match": round(_ratio(sum(bool(r["exact_match"]) for r in counted), n), 4) if cfg.analysis else None,
-        "token_match": round(_ratio(sum(r["token_match"] for r in counted), n), 4),
+        "metrics": list(cfg.metric_names()),
+        **{
+            name: round(_ratio(sum(float(r[name] or 0) for r in counted), n), 4) if name in cfg.metric_names() else None
+            for name in ("normalized_match", "spider_em", "token_match", "exact_match")
+        },
         "soft_f1": round(_ratio(sum(r["soft_f1"] for r in counted), n), 4),
         "by_difficulty": by["difficulty"],
         "by_hardness": by["hardness"],

@@ -531,10 +531,11 @@ _PAREN_OK = "max|min|count|sum|avg|in|exists|not|and|or|from|join|on|where|selec
 _FUNC = re.compile(rf"(?i)\b(?!(?:{_PAREN_OK})\b)\w+\s*\(")
 
 
-def official_can_parse(sql: str, schema: SpiderSchema) -> bool:
+def official_can_parse(sql: str, schema: SpiderSchema, quoted: bool | None = None) -> bool:
     """Whether the official parser reads this query (it fails on ``<>``, table aliases without
     ``AS``, SELECT column aliases, IN lists, IS NULL, EXISTS, other functions, parenthesised
     conditions, WITH, and table or column names it does not find)."""
+    """``quoted``: what :func:`_tree` said of the query, when it was already built."""
     if "<>" in sql or re.search(r"(?i)\bis\s+(not\s+)?null\b|\bexists\b|\bwith\b|\bcast\b|\bcase\b", sql):
         return False
     if _FUNC.search(re.sub(r"'[^']*'|\"[^\"]*\"", "''", sql)):
@@ -562,10 +563,11 @@ def official_can_parse(sql: str, schema: SpiderSchema) -> bool:
     for cond in tree.find_all(exp.Where, exp.Having):
         if any(isinstance(p.this, exp.And | exp.Or) for p in cond.find_all(exp.Paren)):
             return False
-    try:
-        _, quoted = _tree(sql, schema)
-    except Unsupported:
-        return False
+    if quoted is None:
+        try:
+            _, quoted = _tree(sql, schema)
+        except Unsupported:
+            return False
     return not quoted
 
 
@@ -575,13 +577,16 @@ def score(gold: str, pred: str, db_path: str) -> dict[str, Any]:
     this pair the same way: False when it cannot parse one of the two)."""
     schema = schema_of(str(db_path))
     try:
-        g = spider_tree(gold, schema)
+        g, g_quoted = _tree(gold, schema)
     except Unsupported as e:
         return {"spider_em": None, "partial": None, "official": False, "error": f"gold: {e}"}
     try:
-        p = spider_tree(pred, schema)
+        p, p_quoted = _tree(pred, schema)
+        pred_ok = True
     except Unsupported:
-        p = EMPTY
+        p, p_quoted, pred_ok = EMPTY, False, False
     em, parts = exact_set_match(p, g)
-    official = official_can_parse(gold, schema) and official_can_parse(pred, schema)
+    official = (
+        pred_ok and official_can_parse(gold, schema, g_quoted) and official_can_parse(pred, schema, p_quoted)
+    )
     return {"spider_em": bool(em), "partial": parts, "official": official}

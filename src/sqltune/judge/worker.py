@@ -25,7 +25,7 @@ from sqltune.db.execute import ROW_CAP, QueryResult, open_readonly, run_query
 from sqltune.errors import ExecutionError
 from sqltune.judge.compare import outer_order_by
 from sqltune.judge.hardness import hardness_of
-from sqltune.judge.match import exact_match, normalize_sql
+from sqltune.judge.match import normalize_sql, normalized_match
 from sqltune.judge.score import Verdict, failed, majority_vote, result_key, score_candidate
 from sqltune.sqlutil import parse
 
@@ -81,6 +81,8 @@ class ScoreJob:
     """A cached gold entry (result, order_matters, hardness): the gold query is not run again."""
     facts: dict[str, Any] | None = None
     """The gold's ``hardness`` and ``order_by``, when the data stage wrote them: no parse needed."""
+    metrics: tuple[str, ...] = ("ex", "soft_f1", "normalized_match")
+    """Which match metrics to compute besides EX (see sqltune.evaluate.run.METRICS)."""
 
 
 @dataclass
@@ -96,6 +98,12 @@ class ScoreResult:
     hardness: str = ""
     vote: int = 0
     ves: float | None = None
+    normalized_match: bool | None = None
+    spider_em: bool | None = None
+    spider_official: bool | None = None
+    """Whether the official Spider script could score this pair the same way."""
+    spider_partial: dict[str, dict[str, int]] | None = None
+    token_match: float | None = None
     exact_match: bool | None = None
     db_error: str | None = None
     """The database could not be opened."""
@@ -178,8 +186,9 @@ def score(job: ScoreJob) -> ScoreResult:
         gold_rows=len(gold["rows"]),
         gold_truncated=gold["truncated"],
         hardness=entry["hardness"],
-        exact_match=False if job.analysis else None,
+        normalized_match=False if job.analysis and "normalized_match" in job.metrics else None,
     )
+    _text_metrics(job, out)
     if not gold["ok"]:
         return out
     several = len(job.preds) > 1
@@ -203,15 +212,32 @@ def score(job: ScoreJob) -> ScoreResult:
     first_sql = job.preds[0] if job.preds else ""
     # Equal normalized SQL means equal results, so only a prediction that is right by execution
     # (or right up to row order) can be an exact match: the others are not parsed at all.
-    if job.analysis and first and (first.correct or first.error_type == "wrong_order"):
+    if out.normalized_match is not None and first and (first.correct or first.error_type == "wrong_order"):
         known = job.facts.get("normalized") if job.facts else None
-        out.exact_match = exact_match(job.gold_text, first_sql, tree, gold_normalized=known)
+        out.normalized_match = normalized_match(job.gold_text, first_sql, tree, gold_normalized=known)
     if job.ves_repeats and first and first.correct:
         g_t = _time_query(conn, job.gold_sql, job.ves_repeats, job.timeout)
         p_t = _time_query(conn, first_sql, job.ves_repeats, job.timeout)
         if g_t and p_t:
             out.ves = math.sqrt(g_t / p_t)
     return out
+
+
+def _text_metrics(job: ScoreJob, out: ScoreResult) -> None:
+    """The metrics that read only the SQL text (and, for Spider's EM, the schema)."""
+    pred = job.preds[0] if job.preds else ""
+    if "spider_em" in job.metrics:
+        from sqltune.judge.spider_em import score as spider_score
+
+        s = spider_score(job.gold_text, pred or "", job.db_path)
+        out.spider_em, out.spider_official, out.spider_partial = s["spider_em"], s["official"], s["partial"]
+    if "token_match" in job.metrics or "exact_match" in job.metrics:
+        from sqltune.judge.text import exact_match, token_match
+
+        if "token_match" in job.metrics:
+            out.token_match = token_match(job.gold_text, pred) if pred else 0.0
+        if "exact_match" in job.metrics:
+            out.exact_match = exact_match(job.gold_text, pred) if pred else False
 
 
 def run(job: RunJob) -> RunResult:
