@@ -586,7 +586,5 @@ def score(gold: str, pred: str, db_path: str) -> dict[str, Any]:
     except Unsupported:
         p, p_quoted, pred_ok = EMPTY, False, False
     em, parts = exact_set_match(p, g)
-    official = (
-        pred_ok and official_can_parse(gold, schema, g_quoted) and official_can_parse(pred, schema, p_quoted)
-    )
+    official = pred_ok and official_can_parse(gold, schema, g_quoted) and official_can_parse(pred, schema, p_quoted)
     return {"spider_em": bool(em), "partial": parts, "official": official}
