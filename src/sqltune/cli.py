@@ -282,20 +282,124 @@ def merge_cmd(
     )
 
 
+def _backend(model: str, backend: str, base_url: str | None, api_key: str | None) -> tuple[Any, str]:
+    from sqltune.models.backends import make_backend
+    from sqltune.serve.ask import served_model
+
+    where, style = served_model(model) if backend == "hf" else (model, None)
+    with err.status(f"loading {model} ({backend})"):
+        b = make_backend(backend, where, base_url=base_url, api_key=api_key, batch_size=16)
+    return b, style or "ddl"
+
+
+@app.command("ask", epilog='Example: sqltune ask "How many customers are from Germany?" --db runs/demo/shop.sqlite')
+def ask_cmd(
+    question: Annotated[str, typer.Argument(help="The question, in plain words")],
+    db: Annotated[Path, typer.Option(help="The SQLite database to ask")],
+    model: Annotated[str, typer.Option(help="Model: registry name, folder, .gguf, hub id or a 'sqltune train' run")] = (
+        "smollm2-135m"
+    ),
+    evidence: Annotated[str, typer.Option(help="External knowledge to give the model (BIRD's evidence)")] = "",
+    backend: Annotated[str, typer.Option(help="hf | openai | vllm")] = "hf",
+    base_url: Annotated[str | None, typer.Option(help="openai backend: the server URL")] = None,
+    samples: Annotated[int, typer.Option(help="Candidates; > 1 votes by execution result")] = 1,
+    repairs: Annotated[int, typer.Option(help="Retries with the error message when no candidate runs")] = 2,
+    min_vote_share: Annotated[float, typer.Option(help="Abstain under this share of the votes")] = 0.0,
+    timeout: Annotated[float, typer.Option(help="Seconds a query may run")] = 10.0,
+    max_rows: Annotated[int, typer.Option(help="Rows shown at most")] = 1000,
+    cot: Annotated[bool, typer.Option(help="The model reasons first (last SQL block, reasoning returned)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole answer as JSON")] = False,
+) -> None:
+    """Ask a database a question: prints the SQL and the rows, or "I don't know" and why (exit 3)."""
+    import json
+
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    from sqltune.judge import Judge
+    from sqltune.serve.ask import AskConfig, Database, ask
+
+    cfg = AskConfig(
+        samples=samples, repairs=repairs, min_vote_share=min_vote_share, timeout=timeout, max_rows=max_rows, cot=cot
+    )
+    cfg.validate()
+    database = Database(db)
+    b, style = _backend(model, backend, base_url, None)
+    with Judge(workers=1, timeout=timeout) as judge:
+        a = ask(question, database, b, judge, cfg, evidence, style)
+    if as_json:
+        typer.echo(json.dumps(a.to_dict(), ensure_ascii=False, default=str))
+    else:
+        if a.sql:
+            out.print(Syntax(a.sql, "sql", word_wrap=True))
+        if a.answered:
+            t = Table(*a.columns)
+            for row in a.rows:
+                t.add_row(*("NULL" if v is None else str(v) for v in row))
+            out.print(t)
+            out.print(
+                f"{len(a.rows)} row(s){' (cut)' if a.truncated else ''}; vote share {a.vote_share:.0%}; {a.timings['total_s']} s"
+            )
+        else:
+            out.print(f"[bold yellow]I don't know[/bold yellow]: {a.abstain_reason}", highlight=False)
+    if not a.answered:
+        raise typer.Exit(3)
+
+
+@app.command(
+    "serve", epilog="Example: sqltune serve --db runs/demo/shop.sqlite --model runs/quickstart/train --port 8000"
+)
+def serve_cmd(
+    db: Annotated[list[Path], typer.Option(help="A SQLite database to serve (repeat for several)")],
+    model: Annotated[str, typer.Option(help="Model: registry name, folder, .gguf, hub id or a 'sqltune train' run")] = (
+        "smollm2-135m"
+    ),
+    host: Annotated[str, typer.Option(help="Address; anything but loopback needs --api-key")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(help="Required as 'Authorization: Bearer KEY'", envvar="SQLTUNE_API_KEY")
+    ] = None,
+    cors: Annotated[str | None, typer.Option(help="Comma-separated origins allowed by CORS (default none)")] = None,
+    backend: Annotated[str, typer.Option(help="hf | openai | vllm")] = "hf",
+    base_url: Annotated[str | None, typer.Option(help="openai backend: the server URL")] = None,
+    samples: Annotated[int, typer.Option(help="Candidates per question; > 1 votes by execution result")] = 1,
+    repairs: Annotated[int, typer.Option(help="Retries with the error message when no candidate runs")] = 2,
+    min_vote_share: Annotated[float, typer.Option(help="Abstain under this share of the votes")] = 0.0,
+    timeout: Annotated[float, typer.Option(help="Seconds a query may run")] = 10.0,
+    log_dir: Annotated[str | None, typer.Option(help="Where the request, answer and feedback logs go")] = None,
+) -> None:
+    """Serve databases and a model: the ask API, user SQL, feedback, a web page, and OpenAI-compatible chat."""
+    import uvicorn
+
+    from sqltune.serve.app import ServeConfig, create_app
+    from sqltune.serve.ask import AskConfig, Database
+
+    scfg = ServeConfig(host=host, port=port, api_key=api_key, cors=cors, log_dir=log_dir)
+    scfg.validate()
+    acfg = AskConfig(samples=samples, repairs=repairs, min_vote_share=min_vote_share, timeout=timeout)
+    databases = [Database(p) for p in db]
+    b, style = _backend(model, backend, base_url, None)
+    application = create_app(b, model, databases, acfg, style, scfg)
+    err.print(
+        f"serving {', '.join(d.name for d in databases)} with {model} on http://{host}:{port}/ (logs: {application.state.log_dir})"
+    )
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 @app.command("serve-openai", epilog="Example: sqltune serve-openai --model smollm2-135m --port 8000")
 def serve_openai(
     model: Annotated[str, typer.Option(help="Registry name, model folder, .gguf file or hub id")] = "smollm2-135m",
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
-    dtype: Annotated[str, typer.Option(help="auto | bfloat16 | float16 | float32")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32")] = "auto",
 ) -> None:
-    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions) for any OpenAI client."""
+    """Serve a model behind an OpenAI-compatible API only (the same routes 'sqltune serve' has)."""
     import uvicorn
 
     from sqltune.models.backends import HFBackend
     from sqltune.serve.openai_api import create_app
 
-    backend = HFBackend(model, dtype=dtype, batch_size=1)
+    backend = HFBackend(model, precision=precision, batch_size=1)
     uvicorn.run(create_app(backend, model), host=host, port=port, log_level="warning")
 
 

@@ -111,7 +111,7 @@ def classify_error(message: str) -> str:
         return "unknown_table"
     if "no such column" in m:
         return "unknown_column"
-    if "readonly" in m or "not authorized" in m or "read-only" in m:
+    if "readonly" in m or "not authorized" in m or "read-only" in m or "authorization denied" in m:
         return "write_attempt"
     return "runtime_error"
 

@@ -97,9 +97,19 @@ class Judge:
         return [r if r is not None else ScoreResult(db_error="not scored") for r in results]
 
     # ------------------------------------------------------------------ queries without a gold
-    def run(self, queries: Sequence[tuple[str, Sequence[str]]], analysis: bool = False) -> list[RunResult]:
-        """Run each ``(db_path, [sql, ...])`` group read-only; results in input order."""
-        jobs = [RunJob(db, list(sqls), self.timeout, self.max_rows, analysis) for db, sqls in queries]
+    def run(
+        self,
+        queries: Sequence[tuple[str, Sequence[str]]],
+        analysis: bool = False,
+        keep_rows: int = 0,
+        max_bytes: int = 1_000_000,
+    ) -> list[RunResult]:
+        """Run each ``(db_path, [sql, ...])`` group read-only; results in input order.
+
+        ``keep_rows``: also return up to that many rows of each result (within ``max_bytes``)."""
+        jobs = [
+            RunJob(db, list(sqls), self.timeout, self.max_rows, analysis, keep_rows, max_bytes) for db, sqls in queries
+        ]
 
         def allowed(job: RunJob) -> float:
             return len(job.sqls) * job.timeout + 1.0
@@ -107,7 +117,10 @@ class Judge:
         def killed(job: RunJob) -> RunResult:
             n = len(job.sqls)
             msg = f"stopped: the query ran past the {job.timeout:g} s limit"
-            return RunResult([False] * n, [msg] * n, ["timeout"] * n, [None] * n, [0] * n, [False] * n, killed=True)
+            empty = [([], [])] * n if job.keep_rows else []
+            return RunResult(
+                [False] * n, [msg] * n, ["timeout"] * n, [None] * n, [0] * n, [False] * n, killed=True, results=empty
+            )
 
         out: list[RunResult | None] = [None] * len(jobs)
         for j, res in self.pool.run(jobs, allowed, killed, on_error=lambda job, msg: RunResult(db_error=msg)):

@@ -121,6 +121,10 @@ class RunJob:
     max_rows: int = ROW_CAP
     analysis: bool = False
     """Also give the first query's Spider hardness and outer ORDER BY (for the data stage)."""
+    keep_rows: int = 0
+    """Return up to this many rows of each result (and its columns), within ``max_bytes``."""
+    max_bytes: int = 1_000_000
+    """Bytes of returned rows at most (their JSON-ish text size); more is cut and flagged truncated."""
 
 
 @dataclass
@@ -134,6 +138,18 @@ class RunResult:
     facts: dict[str, Any] | None = None
     db_error: str | None = None
     killed: bool = False
+    results: list[tuple[list[str], list[tuple[Any, ...]]]] = field(default_factory=list)
+    """With keep_rows: (columns, rows) per query, cut to keep_rows rows and max_bytes."""
+
+
+def _cut(rows: list[tuple[Any, ...]], keep: int, max_bytes: int) -> tuple[list[tuple[Any, ...]], bool]:
+    out, size = [], 0
+    for r in rows[:keep]:
+        size += sum(len(v) if isinstance(v, str | bytes) else 8 for v in r) + 2 * len(r)
+        if size > max_bytes:
+            return out, True
+        out.append(r)
+    return out, len(rows) > keep
 
 
 def _time_query(conn: sqlite3.Connection, sql: str, repeats: int, timeout: float) -> float | None:
@@ -256,7 +272,12 @@ def run(job: RunJob) -> RunResult:
         out.error_types.append(r.error_type)
         out.keys.append(result_key(r.rows) if r.ok else None)
         out.rows.append(len(r.rows))
-        out.truncated.append(r.truncated)
+        truncated = r.truncated
+        if job.keep_rows:
+            kept, cut = _cut(r.rows, job.keep_rows, job.max_bytes)
+            truncated = truncated or cut
+            out.results.append((r.columns, kept))
+        out.truncated.append(truncated)
     if job.analysis and job.sqls:
         out.facts = gold_facts(job.sqls[0])
     return out

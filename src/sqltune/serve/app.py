@@ -1,0 +1,410 @@
+"""``sqltune serve``: one FastAPI app that puts a model to work on your databases.
+
+Routes:
+
+* ``POST /v1/ask`` ``{"question", "db"?, "evidence"?}``: the ask engine (:mod:`sqltune.serve.ask`):
+  SQL, columns, rows, ``truncated``, vote share, every attempt, timings, or an abstention with
+  its reason; ``db`` (a database file's stem) may be left out when one database is served;
+* ``POST /v1/sql`` ``{"sql", "db"?}``: run user-edited SQL through the same read-only guard;
+* ``POST /v1/feedback`` ``{"id", "verdict": "right"|"wrong", "corrected_sql"?}``;
+* ``GET /v1/databases``, ``GET /v1/schema?db=``, ``GET /health``;
+* ``GET /v1/models``, ``POST /v1/chat/completions`` (OpenAI-compatible, streaming too);
+* ``GET /``: the web page (static files shipped in the package: no build step, no CDN).
+
+What protects the databases and the server, by default:
+
+* **read-only by the engine**: every query runs in the judge's worker processes on a connection
+  opened ``mode=ro`` with ``PRAGMA query_only`` and an authorizer (no ATTACH, no pragma writes,
+  no VACUUM); SQL text is never inspected for this. A hard timeout stops the query inside SQLite
+  (and a worker that still overruns is killed); rows and bytes returned are capped;
+* **a runaway query never blocks other users**: queries run on a pool of judges, one query
+  per judge at a time;
+* **binds 127.0.0.1**; any other address needs an API key (``Authorization: Bearer KEY``);
+  CORS is off unless origins are given; request bodies over ``max_body`` bytes get 413, and a
+  client over ``rate_limit`` requests a minute gets 429.
+
+Concurrent ``/v1/ask`` requests are gathered into one batched ``generate`` call (a queue in
+front of the model). Each request is logged as one JSON line (``requests.jsonl``); every answer
+and feedback goes to ``answers.jsonl``, and the confirmed and corrected answers to
+``feedback.jsonl`` in the pairs format that ``sqltune data build --benchmark pairs`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from collections import defaultdict, deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqltune.errors import ConfigError
+from sqltune.judge import Judge
+from sqltune.serve.ask import AskConfig, Database, ask_many
+
+STATIC = Path(__file__).parent / "static"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Settings of ``sqltune serve`` besides the model and the databases."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on; anything but loopback needs an API key."""
+    port: int = 8000
+    """Port."""
+    api_key: str | None = None
+    """Required as 'Authorization: Bearer KEY' on every /v1 route when set."""
+    cors: str | None = None
+    """Comma-separated origins allowed by CORS (default: none)."""
+    max_body: int = 65536
+    """Largest request body in bytes."""
+    rate_limit: int = 120
+    """Requests a minute per client address (0: no limit)."""
+    judges: int = 4
+    """Queries that may run at once (each on its own killable worker)."""
+    batch_size: int = 8
+    """Questions gathered into one generate call at most."""
+    batch_wait: float = 0.02
+    """Seconds the batcher waits for more questions before generating."""
+    log_dir: str | None = None
+    """Where requests.jsonl, answers.jsonl and feedback.jsonl go (default: sqltune-logs beside the first database)."""
+
+    def validate(self) -> None:
+        if self.host not in LOOPBACK and not self.api_key:
+            raise ConfigError(
+                f"--host {self.host}: serving beyond this machine needs an API key; pass --api-key KEY "
+                "(clients send 'Authorization: Bearer KEY'), or bind 127.0.0.1"
+            )
+        if self.judges < 1 or self.batch_size < 1 or self.max_body < 1024:
+            raise ConfigError("judges and batch_size must be at least 1, max_body at least 1024")
+
+
+class JudgePool:
+    """Several one-worker judges: a query holds one, so one runaway query blocks no one else."""
+
+    def __init__(self, n: int, timeout: float, max_rows: int):
+        self.free: queue.Queue[Judge] = queue.Queue()
+        self.all = [Judge(workers=1, timeout=timeout) for _ in range(n)]
+        for j in self.all:
+            self.free.put(j)
+
+    def run(self, db: str, sqls: list[str], keep_rows: int, max_bytes: int) -> Any:
+        judge = self.free.get()
+        try:
+            return judge.run([(db, sqls)], keep_rows=keep_rows, max_bytes=max_bytes)[0]
+        finally:
+            self.free.put(judge)
+
+    def close(self) -> None:
+        for j in self.all:
+            j.close()
+
+
+class _PoolJudge:
+    """The judge interface ask_many uses, spread over a JudgePool (one group per judge)."""
+
+    def __init__(self, pool: JudgePool):
+        self.pool = pool
+
+    def run(self, groups: list[tuple[str, list[str]]], keep_rows: int = 0, max_bytes: int = 1_000_000) -> list[Any]:
+        futures: list[Future] = []
+        for db, sqls in groups:
+            f: Future = Future()
+            futures.append(f)
+
+            def work(f: Future = f, db: str = db, sqls: list[str] = sqls) -> None:
+                try:
+                    f.set_result(self.pool.run(db, sqls, keep_rows, max_bytes))
+                except Exception as e:  # reported to the request, never lost
+                    f.set_exception(e)
+
+            threading.Thread(target=work, daemon=True).start()
+        return [f.result() for f in futures]
+
+
+class Batcher:
+    """A queue in front of the model: questions that arrive together are generated together."""
+
+    def __init__(self, backend: Any, judge: Any, cfg: AskConfig, style: str, batch_size: int, wait: float):
+        self.backend, self.judge, self.cfg, self.style = backend, judge, cfg, style
+        self.batch_size, self.wait = batch_size, wait
+        self.q: queue.Queue[tuple[tuple[str, Database, str], Future]] = queue.Queue()
+        self.lock = threading.Lock()  # the model, shared with the OpenAI routes
+        self.batches: list[int] = []
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def submit(self, question: str, db: Database, evidence: str) -> Future:
+        f: Future = Future()
+        self.q.put(((question, db, evidence), f))
+        return f
+
+    def _loop(self) -> None:
+        while True:
+            first = self.q.get()
+            batch = [first]
+            deadline = time.monotonic() + self.wait
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(self.q.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+            self.batches.append(len(batch))
+            try:
+                with self.lock:
+                    answers = ask_many([b[0] for b in batch], self.backend, self.judge, self.cfg, self.style)
+                for (_, f), a in zip(batch, answers, strict=True):
+                    f.set_result(a)
+            except Exception as e:
+                for _, f in batch:
+                    if not f.done():
+                        f.set_exception(e)
+
+
+class RateLimit:
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self.hits: dict[str, deque[float]] = defaultdict(deque)
+        self.lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        if self.per_minute <= 0:
+            return True
+        now = time.monotonic()
+        with self.lock:
+            h = self.hits[client]
+            while h and now - h[0] > 60:
+                h.popleft()
+            if len(h) >= self.per_minute:
+                return False
+            h.append(now)
+            return True
+
+
+class JsonlLog:
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, rec: dict[str, Any]) -> None:
+        line = json.dumps(rec, ensure_ascii=False, default=str) + "\n"
+        with self.lock, open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+
+
+from fastapi import Request  # noqa: E402  (module level: route signatures are resolved by name)
+from pydantic import BaseModel, Field  # noqa: E402
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=2000)
+    db: str | None = None
+    evidence: str = Field(default="", max_length=4000)
+
+
+class SqlRequest(BaseModel):
+    sql: str = Field(min_length=1, max_length=20000)
+    db: str | None = None
+
+
+class FeedbackRequest(BaseModel):
+    id: str
+    verdict: str = Field(pattern="^(right|wrong)$")
+    corrected_sql: str | None = Field(default=None, max_length=20000)
+
+
+def create_app(
+    backend: Any,
+    model_name: str,
+    databases: list[Database],
+    ask_cfg: AskConfig,
+    style: str,
+    cfg: ServeConfig,
+) -> Any:
+    """The FastAPI app; see the module docstring."""
+    from fastapi import FastAPI, HTTPException
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from sqltune.serve.openai_api import add_openai_routes
+
+    cfg.validate()
+    ask_cfg.validate()
+    if not databases:
+        raise ConfigError("sqltune serve needs at least one --db FILE")
+    by_name: dict[str, Database] = {}
+    for d in databases:
+        if d.name in by_name:
+            raise ConfigError(f"two databases are named {d.name!r} ({by_name[d.name].path}, {d.path}); rename one")
+        by_name[d.name] = d
+    log_dir = Path(cfg.log_dir) if cfg.log_dir else Path(databases[0].path).parent / "sqltune-logs"
+    requests_log, answers_log = JsonlLog(log_dir / "requests.jsonl"), JsonlLog(log_dir / "answers.jsonl")
+    feedback_log = JsonlLog(log_dir / "feedback.jsonl")
+    pool = JudgePool(cfg.judges, ask_cfg.timeout, ask_cfg.max_rows)
+    for j in pool.all:  # start every worker now, before requests arrive
+        j.run([(databases[0].path, ["SELECT 1"])])
+    batcher = Batcher(backend, _PoolJudge(pool), ask_cfg, style, cfg.batch_size, cfg.batch_wait)
+    limiter = RateLimit(cfg.rate_limit)
+    answers: dict[str, dict[str, Any]] = {}
+
+    app = FastAPI(title="sqltune serve", docs_url=None, redoc_url=None)
+    app.state.batcher, app.state.pool, app.state.log_dir = batcher, pool, log_dir
+    if cfg.cors:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=[o.strip() for o in cfg.cors.split(",")], allow_methods=["GET", "POST"]
+        )
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        t0 = time.perf_counter()
+        client = request.client.host if request.client else "?"
+        path = request.url.path
+        wrong_key = request.headers.get("authorization", "") != f"Bearer {cfg.api_key}"
+        if cfg.api_key and path.startswith("/v1/") and wrong_key:
+            return JSONResponse({"error": "missing or wrong API key: send 'Authorization: Bearer KEY'"}, 401)
+        if not limiter.allow(client):
+            return JSONResponse({"error": f"rate limit: at most {cfg.rate_limit} requests a minute"}, 429)
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > cfg.max_body:
+            return JSONResponse({"error": f"request body over {cfg.max_body} bytes"}, 413)
+        if request.method == "POST":
+            body = await request.body()
+            if len(body) > cfg.max_body:
+                return JSONResponse({"error": f"request body over {cfg.max_body} bytes"}, 413)
+        response = await call_next(request)
+        if path.startswith("/v1/"):
+            requests_log.write(
+                {
+                    "time": time.time(),
+                    "path": path,
+                    "client": client,
+                    "status": response.status_code,
+                    "latency_s": round(time.perf_counter() - t0, 4),
+                    **getattr(request.state, "log", {}),
+                }
+            )
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Any:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": f"bad request: {problems}"}, 422)
+
+    def database(name: str | None) -> Database:
+        if name is None:
+            if len(by_name) == 1:
+                return databases[0]
+            raise HTTPException(400, f"several databases are served; name one in 'db': {', '.join(by_name)}")
+        if name not in by_name:
+            raise HTTPException(404, f"unknown database {name!r}; served: {', '.join(by_name)}")
+        return by_name[name]
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model": model_name, "databases": list(by_name)}
+
+    @app.get("/v1/databases")
+    def list_databases() -> dict[str, Any]:
+        return {
+            "databases": [
+                {"name": d.name, "tables": [t.name for t in d.schema.tables], "path": Path(d.path).name}
+                for d in databases
+            ]
+        }
+
+    @app.get("/v1/schema")
+    def schema(db: str | None = None, style: str | None = None) -> dict[str, Any]:
+        d = database(db)
+        st = style or ask_cfg.schema_style or batcher.style
+        if st not in ("ddl", "text", "compact"):
+            raise HTTPException(400, f"style {st!r}: choose ddl, text or compact")
+        return {
+            "db": d.name,
+            "style": st,
+            "schema": d.schema_text(st),
+            "tables": [{"name": t.name, "columns": [c.name for c in t.columns]} for t in d.schema.tables],
+        }
+
+    @app.post("/v1/ask")
+    def ask_route(req: AskRequest, request: Request) -> dict[str, Any]:
+        d = database(req.db)
+        answer = batcher.submit(req.question, d, req.evidence).result()
+        out = answer.to_dict()
+        out["id"] = uuid.uuid4().hex
+        answers[out["id"]] = {"question": req.question, "db": d, "evidence": req.evidence, "sql": answer.sql}
+        request.state.log = {
+            "question": req.question,
+            "db": d.name,
+            "sql": answer.sql,
+            "answered": answer.answered,
+            "attempts": len(answer.attempts),
+        }
+        answers_log.write({"kind": "answer", "time": time.time(), **{k: v for k, v in out.items() if k != "rows"}})
+        return out
+
+    @app.post("/v1/sql")
+    def sql_route(req: SqlRequest, request: Request) -> dict[str, Any]:
+        d = database(req.db)
+        t0 = time.perf_counter()
+        res = pool.run(d.path, [req.sql], ask_cfg.max_rows, ask_cfg.max_bytes)
+        ok = bool(res.ok and res.ok[0])
+        cols, rows = res.results[0] if res.results else ([], [])
+        request.state.log = {"sql": req.sql, "db": d.name, "ok": ok}
+        return {
+            "db": d.name,
+            "sql": req.sql,
+            "ok": ok,
+            "columns": list(cols),
+            "rows": [list(r) for r in rows],
+            "truncated": bool(res.truncated[0]) if res.truncated else False,
+            "error": res.db_error or (res.errors[0] if res.errors else None),
+            "error_type": res.error_types[0] if res.error_types else None,
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+
+    @app.post("/v1/feedback")
+    def feedback(req: FeedbackRequest) -> dict[str, Any]:
+        a = answers.get(req.id)
+        if a is None:
+            raise HTTPException(404, f"no answer with id {req.id!r} in this server's session")
+        d: Database = a["db"]
+        sql = req.corrected_sql if req.corrected_sql else (a["sql"] if req.verdict == "right" else "")
+        event = {"kind": "feedback", "time": time.time(), "answer_id": req.id, "verdict": req.verdict}
+        event.update(
+            {"question": a["question"], "db": d.name, "answer_sql": a["sql"], "corrected_sql": req.corrected_sql}
+        )
+        answers_log.write(event)
+        if sql:  # a confirmed or corrected answer: a training pair
+            feedback_log.write(
+                {
+                    "id": req.id,
+                    "question": a["question"],
+                    "sql": sql,
+                    "db_id": d.name,
+                    "db_path": d.path,
+                    "evidence": a["evidence"],
+                    "verdict": "confirmed" if not req.corrected_sql else "corrected",
+                }
+            )
+        return {"ok": True, "pair": bool(sql), "log": str(log_dir / "feedback.jsonl")}
+
+    add_openai_routes(app, backend, model_name, batcher.lock)
+
+    @app.get("/")
+    def index() -> Any:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    app.state.close = pool.close  # the CLI's server stops the judges' workers on exit
+    return app

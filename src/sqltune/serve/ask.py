@@ -1,0 +1,255 @@
+"""The ask engine: a question about a database in, SQL and rows (or an honest "I don't know") out.
+
+A pipeline, not an agent (a small model cannot drive tool calls):
+
+1. read the schema from the live database and render it with :mod:`sqltune.prompts` in the style
+   the model was trained with (read from its run folder; a base model gets ``ddl``);
+2. generate ``samples`` candidates (the first greedy) with any backend (hf, openai, vllm);
+3. extract the SQL and run every candidate through the judge: read-only (engine-enforced),
+   a hard timeout, a row cap and a byte cap;
+4. when no candidate runs, **repair**: ask again with the failing SQL and the engine's error
+   message, up to ``repairs`` times;
+5. vote among the candidates that ran by their results; **abstain** when none ran, or when the
+   winning result's share of the votes is under ``min_vote_share``.
+
+The result always carries the SQL, columns, rows, whether they were cut, the vote share, every
+attempt with its error, the reasoning (for chain-of-thought models) and timings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sqltune import prompts
+from sqltune.db.execute import check_sqlite_file
+from sqltune.db.schema import introspect
+from sqltune.errors import ConfigError, DataError
+from sqltune.extract import extract_sql
+from sqltune.judge import Judge, majority_vote
+from sqltune.models.backends import Backend, GenParams
+
+REPAIR_PROMPT = (
+    "The previous SQL query failed.\n-- Previous SQL: {sql}\n-- Error: {error}\n"
+    "Write a corrected SQLite SQL select statement for the same question."
+)
+
+
+@dataclass(frozen=True)
+class AskConfig:
+    """Settings of the ask engine (``sqltune ask``, ``sqltune serve``)."""
+
+    samples: int = 1
+    """Candidates per question (the first greedy, the others sampled); > 1 votes by execution result."""
+    temperature: float = 0.7
+    """Temperature of the sampled candidates."""
+    repairs: int = 2
+    """Times to ask again with the error message when no candidate runs."""
+    min_vote_share: float = 0.0
+    """Abstain when the winning result has less than this share of the candidates' votes."""
+    max_new_tokens: int = 256
+    """Most tokens generated per candidate."""
+    timeout: float = 10.0
+    """Seconds a query may run before it is stopped."""
+    max_rows: int = 1000
+    """Rows returned at most (the result says when it was cut)."""
+    max_bytes: int = 1_000_000
+    """Bytes of returned rows at most."""
+    schema_style: str | None = None
+    """ddl | text | compact; default: the style the model was trained with, else ddl."""
+    cot: bool = False
+    """The model reasons first: take the last SQL block and return the reasoning beside it."""
+
+    def validate(self) -> None:
+        problems = []
+        if self.samples < 1:
+            problems.append(f"samples={self.samples}: must be at least 1")
+        if self.repairs < 0:
+            problems.append(f"repairs={self.repairs}: must be 0 or more")
+        if not 0 <= self.min_vote_share <= 1:
+            problems.append(f"min_vote_share={self.min_vote_share}: must be in [0, 1]")
+        if self.timeout <= 0 or self.max_rows < 1 or self.max_bytes < 1:
+            problems.append("timeout, max_rows and max_bytes must be positive")
+        if self.schema_style is not None and self.schema_style not in prompts.SCHEMA_STYLES:
+            problems.append(f"schema_style={self.schema_style!r}: choose one of {', '.join(prompts.SCHEMA_STYLES)}")
+        if problems:
+            raise ConfigError("invalid ask settings: " + "; ".join(problems))
+
+
+@dataclass
+class Attempt:
+    sql: str
+    ok: bool
+    error: str | None = None
+    error_type: str | None = None
+    raw: str = ""
+    round: int = 0
+    """0 for the first round of candidates, k for the k-th repair."""
+
+
+@dataclass
+class Answer:
+    question: str
+    db: str
+    answered: bool
+    sql: str = ""
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    truncated: bool = False
+    vote_share: float = 0.0
+    abstain_reason: str | None = None
+    reasoning: str = ""
+    attempts: list[Attempt] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def trained_schema_style(model: str) -> str | None:
+    """The schema style a sqltune run trained with: ``RUN/config.yaml`` -> its train_file's records."""
+    p = Path(model)
+    for run in (p, p.parent):
+        cfg = run / "config.yaml"
+        if cfg.is_file():
+            try:
+                train_file = (yaml.safe_load(cfg.read_text()) or {}).get("train_file")
+                with open(train_file, encoding="utf-8") as fh:
+                    import json
+
+                    return json.loads(fh.readline()).get("schema_style")
+            except (OSError, ValueError, TypeError, AttributeError):
+                return None
+    return None
+
+
+def served_model(model: str) -> tuple[str, str | None]:
+    """(what to load, the schema style it was trained with) for a model name, folder or sqltune run.
+
+    A run folder from ``sqltune train`` gives its ``model/``; a LoRA run must be merged first."""
+    p = Path(model)
+    if p.is_dir() and (p / "manifest.json").is_file() and not (p / "config.json").is_file():
+        if (p / "model" / "config.json").is_file():
+            return str(p / "model"), trained_schema_style(str(p))
+        if (p / "adapter").is_dir():
+            raise ConfigError(f"{p} is a LoRA run; merge it first: sqltune merge {p} --out {p}-merged")
+        raise ConfigError(f"{p}: the run has no model/ folder yet; finish it with 'sqltune train' (it resumes)")
+    return model, trained_schema_style(model) if p.is_dir() else None
+
+
+class Database:
+    """A served database: its path, its name (the file's stem) and its rendered schema (cached)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(Path(path).resolve())
+        check_sqlite_file(self.path)
+        self.name = Path(path).stem
+        self._schemas: dict[str, str] = {}
+        self.schema = introspect(self.path, db_id=self.name)
+        if not self.schema.tables:
+            raise DataError(f"{path}: the database has no tables")
+
+    def schema_text(self, style: str) -> str:
+        if style not in self._schemas:
+            self._schemas[style] = prompts.render_schema(self.schema, style)
+        return self._schemas[style]
+
+
+def _reasoning(text: str, sql: str) -> str:
+    """The text before the last SQL block of a chain-of-thought answer."""
+    cut = text.rfind("```sql")
+    return text[:cut].strip() if cut > 0 else ""
+
+
+def ask_many(
+    questions: list[tuple[str, Database, str]],
+    backend: Backend,
+    judge: Judge,
+    cfg: AskConfig,
+    style: str = "ddl",
+) -> list[Answer]:
+    """Answer several ``(question, database, evidence)`` at once: one batched generate per round."""
+    cfg.validate()
+    style = cfg.schema_style or style
+    t0 = time.perf_counter()
+    base = [prompts.prompt_messages(db.schema_text(style), q, ev) for q, db, ev in questions]
+    answers = [Answer(question=q, db=db.name, answered=False) for q, db, _ in questions]
+    pending = list(range(len(questions)))
+    messages = {i: list(base[i]) for i in pending}
+    params = GenParams(
+        max_new_tokens=cfg.max_new_tokens,
+        num_samples=cfg.samples,
+        sample_temperature=cfg.temperature,
+    )
+    gen_s = exec_s = 0.0
+    for rnd in range(cfg.repairs + 1):
+        if not pending:
+            break
+        g0 = time.perf_counter()
+        outs = backend.generate([messages[i] for i in pending], params)
+        gen_s += time.perf_counter() - g0
+        sqls = {i: [extract_sql(c.text, cot=cfg.cot) for c in comps] for i, comps in zip(pending, outs, strict=True)}
+        raws = {i: [c.text for c in comps] for i, comps in zip(pending, outs, strict=True)}
+        e0 = time.perf_counter()
+        results = judge.run(
+            [(questions[i][1].path, sqls[i]) for i in pending], keep_rows=cfg.max_rows, max_bytes=cfg.max_bytes
+        )
+        exec_s += time.perf_counter() - e0
+        still = []
+        for i, res in zip(pending, results, strict=True):
+            a = answers[i]
+            for k, sql in enumerate(sqls[i]):
+                ok = bool(res.ok[k]) if k < len(res.ok) else False
+                err = res.db_error or (res.errors[k] if k < len(res.errors) else None)
+                etype = res.error_types[k] if k < len(res.error_types) else None
+                a.attempts.append(Attempt(sql, ok, err, etype, raws[i][k], rnd))
+            if any(res.ok):
+                best = majority_vote(res.keys)
+                votes = sum(1 for x in res.keys if x is not None and x == res.keys[best])
+                a.vote_share = votes / len(res.keys)
+                a.sql = sqls[i][best]
+                cols, rows = res.results[best]
+                a.columns, a.rows, a.truncated = list(cols), [list(r) for r in rows], bool(res.truncated[best])
+                a.reasoning = _reasoning(raws[i][best], a.sql) if cfg.cot else ""
+                if a.vote_share < cfg.min_vote_share:
+                    a.abstain_reason = (
+                        f"the candidates disagree: the most common result has {votes} of {len(res.keys)} votes "
+                        f"({a.vote_share:.0%} < {cfg.min_vote_share:.0%})"
+                    )
+                else:
+                    a.answered = True
+            else:
+                failed = a.attempts[-1]
+                messages[i] = [
+                    *base[i],
+                    {"role": "assistant", "content": failed.sql or raws[i][0]},
+                    {"role": "user", "content": REPAIR_PROMPT.format(sql=failed.sql, error=failed.error)},
+                ]
+                still.append(i)
+        pending = still
+    for i in pending:
+        a = answers[i]
+        last = a.attempts[-1] if a.attempts else None
+        why = (
+            "no SQL in the model's answer"
+            if last is not None and not last.sql
+            else f"{last.error_type}: {last.error}"
+            if last
+            else "no attempt"
+        )
+        a.abstain_reason = f"no candidate ran after {cfg.repairs} repair(s); last error: {why}"
+    total = time.perf_counter() - t0
+    for a in answers:
+        a.timings = {"generate_s": round(gen_s, 3), "execute_s": round(exec_s, 3), "total_s": round(total, 3)}
+    return answers
+
+
+def ask(
+    question: str, db: Database, backend: Backend, judge: Judge, cfg: AskConfig, evidence: str = "", style: str = "ddl"
+) -> Answer:
+    """Answer one question (see the module docstring)."""
+    return ask_many([(question, db, evidence)], backend, judge, cfg, style)[0]
