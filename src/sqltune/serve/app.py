@@ -44,7 +44,7 @@ from typing import Any
 
 from sqltune.errors import ConfigError
 from sqltune.judge import Judge
-from sqltune.serve.ask import AskConfig, Database, ask_many
+from sqltune.serve.ask import AskConfig, Database, Pending, start, step
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -68,7 +68,7 @@ class ServeConfig:
     """Requests a minute per client address (0: no limit)."""
     judges: int = 4
     """Queries that may run at once (each on its own killable worker)."""
-    batch_size: int = 8
+    batch_size: int = 16
     """Questions gathered into one generate call at most."""
     batch_wait: float = 0.02
     """Seconds the batcher waits for more questions before generating."""
@@ -129,25 +129,28 @@ class _PoolJudge:
 
 
 class Batcher:
-    """A queue in front of the model: questions that arrive together are generated together."""
+    """A queue in front of the model, batching by round: questions that wait together are generated
+    together, whether they are new or back for a repair round (continuous batching)."""
 
     def __init__(self, backend: Any, judge: Any, cfg: AskConfig, style: str, batch_size: int, wait: float):
         self.backend, self.judge, self.cfg, self.style = backend, judge, cfg, style
         self.batch_size, self.wait = batch_size, wait
-        self.q: queue.Queue[tuple[tuple[str, Database, str], Future]] = queue.Queue()
+        self.q: queue.Queue[tuple[Pending, Future]] = queue.Queue()
         self.lock = threading.Lock()  # the model, shared with the OpenAI routes
         self.batches: list[int] = []
         threading.Thread(target=self._loop, daemon=True).start()
 
     def submit(self, question: str, db: Database, evidence: str) -> Future:
         f: Future = Future()
-        self.q.put(((question, db, evidence), f))
+        self.q.put((start(question, db, evidence, self.cfg, self.style), f))
         return f
 
     def _loop(self) -> None:
+        again: list[tuple[Pending, Future]] = []
         while True:
-            first = self.q.get()
-            batch = [first]
+            batch, again = again[: self.batch_size], again[self.batch_size :]
+            if not batch:
+                batch.append(self.q.get())
             deadline = time.monotonic() + self.wait
             while len(batch) < self.batch_size:
                 try:
@@ -157,13 +160,16 @@ class Batcher:
             self.batches.append(len(batch))
             try:
                 with self.lock:
-                    answers = ask_many([b[0] for b in batch], self.backend, self.judge, self.cfg, self.style)
-                for (_, f), a in zip(batch, answers, strict=True):
-                    f.set_result(a)
-            except Exception as e:
+                    step([p for p, _ in batch], self.backend, self.judge, self.cfg)
+            except Exception as e:  # reported to every request of the batch, never lost
                 for _, f in batch:
-                    if not f.done():
-                        f.set_exception(e)
+                    f.set_exception(e)
+                continue
+            for p, f in batch:
+                if p.done:
+                    f.set_result(p.answer)
+                else:
+                    again.append((p, f))  # a repair round, batched with whatever arrives meanwhile
 
 
 class RateLimit:

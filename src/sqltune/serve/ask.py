@@ -165,87 +165,100 @@ def _reasoning(text: str, sql: str) -> str:
     return text[:cut].strip() if cut > 0 else ""
 
 
+@dataclass
+class Pending:
+    """A question between rounds: the prompt so far, its answer so far, its round."""
+
+    question: str
+    db: Database
+    evidence: str
+    base: list[dict[str, str]]
+    messages: list[dict[str, str]]
+    answer: Answer
+    round: int = 0
+    started: float = 0.0
+    done: bool = False
+
+
+def start(question: str, db: Database, evidence: str, cfg: AskConfig, style: str) -> Pending:
+    """A question's first round: the prompt in the trained schema style."""
+    base = prompts.prompt_messages(db.schema_text(cfg.schema_style or style), question, evidence)
+    answer = Answer(question=question, db=db.name, answered=False)
+    answer.timings = {"generate_s": 0.0, "execute_s": 0.0, "total_s": 0.0}
+    return Pending(question, db, evidence, base, list(base), answer, started=time.perf_counter())
+
+
+def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> None:
+    """One round for a batch of questions, from any rounds: one generate call, then every
+    candidate through the judge. A question is ``done`` when it is answered, abstained on, or out
+    of repairs; otherwise its next prompt carries the failing SQL and the engine's error."""
+    params = GenParams(max_new_tokens=cfg.max_new_tokens, num_samples=cfg.samples, sample_temperature=cfg.temperature)
+    g0 = time.perf_counter()
+    outs = backend.generate([p.messages for p in batch], params)
+    gen_s = time.perf_counter() - g0
+    sqls = [[extract_sql(c.text, cot=cfg.cot) for c in comps] for comps in outs]
+    raws = [[c.text for c in comps] for comps in outs]
+    e0 = time.perf_counter()
+    groups = [(p.db.path, s) for p, s in zip(batch, sqls, strict=True)]
+    results = judge.run(groups, keep_rows=cfg.max_rows, max_bytes=cfg.max_bytes)
+    exec_s = time.perf_counter() - e0
+    for p, res, cand, raw in zip(batch, results, sqls, raws, strict=True):
+        a = p.answer
+        a.timings["generate_s"] = round(a.timings["generate_s"] + gen_s, 3)
+        a.timings["execute_s"] = round(a.timings["execute_s"] + exec_s, 3)
+        for k, sql in enumerate(cand):
+            ok = bool(res.ok[k]) if k < len(res.ok) else False
+            err = res.db_error or (res.errors[k] if k < len(res.errors) else None)
+            etype = res.error_types[k] if k < len(res.error_types) else None
+            a.attempts.append(Attempt(sql, ok, err, etype, raw[k], p.round))
+        if any(res.ok):
+            best = majority_vote(res.keys)
+            votes = sum(1 for x in res.keys if x is not None and x == res.keys[best])
+            a.vote_share = votes / len(res.keys)
+            a.sql = cand[best]
+            cols, rows = res.results[best]
+            a.columns, a.rows, a.truncated = list(cols), [list(r) for r in rows], bool(res.truncated[best])
+            a.reasoning = _reasoning(raw[best], a.sql) if cfg.cot else ""
+            if a.vote_share < cfg.min_vote_share:
+                a.abstain_reason = (
+                    f"the candidates disagree: the most common result has {votes} of {len(res.keys)} votes "
+                    f"({a.vote_share:.0%} < {cfg.min_vote_share:.0%})"
+                )
+            else:
+                a.answered = True
+            p.done = True
+        elif p.round >= cfg.repairs:
+            last = a.attempts[-1]
+            why = "no SQL in the model's answer" if not last.sql else f"{last.error_type}: {last.error}"
+            a.abstain_reason = f"no candidate ran after {cfg.repairs} repair(s); last error: {why}"
+            p.done = True
+        else:
+            failed = a.attempts[-1]
+            p.messages = [
+                *p.base,
+                {"role": "assistant", "content": failed.sql or raw[0]},
+                {"role": "user", "content": REPAIR_PROMPT.format(sql=failed.sql, error=failed.error)},
+            ]
+            p.round += 1
+        if p.done:
+            a.timings["total_s"] = round(time.perf_counter() - p.started, 3)
+
+
 def ask_many(
     questions: list[tuple[str, Database, str]],
     backend: Backend,
-    judge: Judge,
+    judge: Any,
     cfg: AskConfig,
     style: str = "ddl",
 ) -> list[Answer]:
     """Answer several ``(question, database, evidence)`` at once: one batched generate per round."""
     cfg.validate()
-    style = cfg.schema_style or style
-    t0 = time.perf_counter()
-    base = [prompts.prompt_messages(db.schema_text(style), q, ev) for q, db, ev in questions]
-    answers = [Answer(question=q, db=db.name, answered=False) for q, db, _ in questions]
-    pending = list(range(len(questions)))
-    messages = {i: list(base[i]) for i in pending}
-    params = GenParams(
-        max_new_tokens=cfg.max_new_tokens,
-        num_samples=cfg.samples,
-        sample_temperature=cfg.temperature,
-    )
-    gen_s = exec_s = 0.0
-    for rnd in range(cfg.repairs + 1):
-        if not pending:
-            break
-        g0 = time.perf_counter()
-        outs = backend.generate([messages[i] for i in pending], params)
-        gen_s += time.perf_counter() - g0
-        sqls = {i: [extract_sql(c.text, cot=cfg.cot) for c in comps] for i, comps in zip(pending, outs, strict=True)}
-        raws = {i: [c.text for c in comps] for i, comps in zip(pending, outs, strict=True)}
-        e0 = time.perf_counter()
-        results = judge.run(
-            [(questions[i][1].path, sqls[i]) for i in pending], keep_rows=cfg.max_rows, max_bytes=cfg.max_bytes
-        )
-        exec_s += time.perf_counter() - e0
-        still = []
-        for i, res in zip(pending, results, strict=True):
-            a = answers[i]
-            for k, sql in enumerate(sqls[i]):
-                ok = bool(res.ok[k]) if k < len(res.ok) else False
-                err = res.db_error or (res.errors[k] if k < len(res.errors) else None)
-                etype = res.error_types[k] if k < len(res.error_types) else None
-                a.attempts.append(Attempt(sql, ok, err, etype, raws[i][k], rnd))
-            if any(res.ok):
-                best = majority_vote(res.keys)
-                votes = sum(1 for x in res.keys if x is not None and x == res.keys[best])
-                a.vote_share = votes / len(res.keys)
-                a.sql = sqls[i][best]
-                cols, rows = res.results[best]
-                a.columns, a.rows, a.truncated = list(cols), [list(r) for r in rows], bool(res.truncated[best])
-                a.reasoning = _reasoning(raws[i][best], a.sql) if cfg.cot else ""
-                if a.vote_share < cfg.min_vote_share:
-                    a.abstain_reason = (
-                        f"the candidates disagree: the most common result has {votes} of {len(res.keys)} votes "
-                        f"({a.vote_share:.0%} < {cfg.min_vote_share:.0%})"
-                    )
-                else:
-                    a.answered = True
-            else:
-                failed = a.attempts[-1]
-                messages[i] = [
-                    *base[i],
-                    {"role": "assistant", "content": failed.sql or raws[i][0]},
-                    {"role": "user", "content": REPAIR_PROMPT.format(sql=failed.sql, error=failed.error)},
-                ]
-                still.append(i)
-        pending = still
-    for i in pending:
-        a = answers[i]
-        last = a.attempts[-1] if a.attempts else None
-        why = (
-            "no SQL in the model's answer"
-            if last is not None and not last.sql
-            else f"{last.error_type}: {last.error}"
-            if last
-            else "no attempt"
-        )
-        a.abstain_reason = f"no candidate ran after {cfg.repairs} repair(s); last error: {why}"
-    total = time.perf_counter() - t0
-    for a in answers:
-        a.timings = {"generate_s": round(gen_s, 3), "execute_s": round(exec_s, 3), "total_s": round(total, 3)}
-    return answers
+    pending = [start(q, db, ev, cfg, style) for q, db, ev in questions]
+    todo = list(pending)
+    while todo:
+        step(todo, backend, judge, cfg)
+        todo = [p for p in todo if not p.done]
+    return [p.answer for p in pending]
 
 
 def ask(
