@@ -74,12 +74,13 @@ def main() -> int:
         seq = [one(q) for q in questions[: args.sequential]]
         seq_s = time.perf_counter() - t0
         qs = [questions[i % len(questions)] for i in range(args.total)]
+        first = len(app.state.batcher.batches)
         t0 = time.perf_counter()
         with cf.ThreadPoolExecutor(args.clients) as pool:
             conc = list(pool.map(one, qs))
         conc_s = time.perf_counter() - t0
         server.should_exit = True
-        batches = app.state.batcher.batches
+        batches = app.state.batcher.batches[first:]
         app.state.close()
 
     seq_rate, conc_rate = len(seq) / seq_s, len(conc) / conc_s
@@ -87,9 +88,15 @@ def main() -> int:
     lat = sorted(x[0] for x in conc)
     p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
     print(f"model {DEFAULT_MODEL} (base), demo database, max_new_tokens {args.max_new_tokens}, 2 CPU cores")
-    print(f"one at a time: {len(seq)} questions in {seq_s:.1f} s = {seq_rate:.3f} questions/s; median latency {statistics.median(x[0] for x in seq):.2f} s")
-    print(f"{args.clients} clients, {len(conc)} requests: {conc_s:.1f} s = {conc_rate:.3f} questions/s; p50 {statistics.median(lat):.2f} s, p95 {p95:.2f} s")
-    print(f"generate batches while concurrent: largest {max(batches)}, mean {statistics.fmean(batches):.1f}")
+    print(
+        f"one at a time: {len(seq)} questions in {seq_s:.1f} s = {seq_rate:.3f} questions/s; median latency {statistics.median(x[0] for x in seq):.2f} s"
+    )
+    print(
+        f"{args.clients} clients, {len(conc)} requests: {conc_s:.1f} s = {conc_rate:.3f} questions/s; p50 {statistics.median(lat):.2f} s, p95 {p95:.2f} s"
+    )
+    print(
+        f"generate batches while concurrent: largest {max(batches)}, mean {statistics.fmean(batches):.1f}; sizes {batches}"
+    )
     print(f"answered: {sum(a for *_, a in conc)} of {len(conc)} (the rest: an honest I don't know)")
     ratio = conc_rate / seq_rate
     ok = errors == 0 and ratio >= 4
