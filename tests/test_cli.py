@@ -24,6 +24,8 @@ COMMANDS = [
     ["train"],
     ["merge"],
     ["serve-openai"],
+    ["ask"],
+    ["serve"],
 ]
 
 

@@ -108,3 +108,25 @@ def test_the_quickstart_recipe_is_the_shipped_config():
     paths = {"train_file", "output_dir"}
     assert {k: v for k, v in shipped.items() if k not in paths} == recipe
     assert not paths & set(recipe)  # the quickstart fills in its own paths
+
+
+@pytest.mark.parametrize(
+    "name,classes,extra",
+    [
+        ("ask", ("AskConfig",), {"question", "db", "evidence", "as_json", "model", "backend", "base_url"}),
+        ("serve", ("AskConfig", "ServeConfig"), {"db", "model", "backend", "base_url"}),
+    ],
+)
+def test_ask_and_serve_options_are_their_configs_fields(name, classes, extra):
+    from sqltune.serve import app as serve_app
+    from sqltune.serve import ask as serve_ask
+
+    cmd = _command(name)
+    params = {p.name: p for p in cmd.params}
+    cls = [getattr(serve_ask, c, None) or getattr(serve_app, c) for c in classes]
+    fields = {f.name for c in cls for f in dataclasses.fields(c)}
+    assert set(params) == fields | extra
+    for c in cls:
+        for field, doc in stage_config.field_docs(c).items():
+            assert params[field].help == doc
+    assert set(stage_config.field_docs(cls[0])) == {f.name for f in dataclasses.fields(cls[0])}

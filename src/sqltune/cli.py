@@ -292,23 +292,47 @@ def _backend(model: str, backend: str, base_url: str | None, api_key: str | None
     return b, style or "ddl"
 
 
-@app.command("ask", epilog='Example: sqltune ask "How many customers are from Germany?" --db runs/demo/shop.sqlite')
-def ask_cmd(
-    question: Annotated[str, typer.Argument(help="The question, in plain words")],
-    db: Annotated[Path, typer.Option(help="The SQLite database to ask")],
-    model: Annotated[str, typer.Option(help="Model: registry name, folder, .gguf, hub id or a 'sqltune train' run")] = (
-        "smollm2-135m"
-    ),
-    evidence: Annotated[str, typer.Option(help="External knowledge to give the model (BIRD's evidence)")] = "",
-    backend: Annotated[str, typer.Option(help="hf | openai | vllm")] = "hf",
-    base_url: Annotated[str | None, typer.Option(help="openai backend: the server URL")] = None,
-    samples: Annotated[int, typer.Option(help="Candidates; > 1 votes by execution result")] = 1,
-    repairs: Annotated[int, typer.Option(help="Retries with the error message when no candidate runs")] = 2,
-    min_vote_share: Annotated[float, typer.Option(help="Abstain under this share of the votes")] = 0.0,
-    timeout: Annotated[float, typer.Option(help="Seconds a query may run")] = 10.0,
-    max_rows: Annotated[int, typer.Option(help="Rows shown at most")] = 1000,
-    cot: Annotated[bool, typer.Option(help="The model reasons first (last SQL block, reasoning returned)")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole answer as JSON")] = False,
+def _options(cls: type) -> list[inspect.Parameter]:
+    return [p for p in _config_args(cls) if p.name not in ("config", "overrides")]
+
+
+def _with_configs(
+    run: Callable[..., None], extra: list[inspect.Parameter], classes: tuple[type, ...]
+) -> Callable[..., None]:
+    """A Typer callback: ``extra`` parameters as written, plus one --option per field of each class
+    (help = the field's docstring); ``run(*extras, *configs)`` gets the validated configs."""
+    import dataclasses
+
+    from sqltune import config as stage_config
+
+    def callback(**kwargs: Any) -> None:
+        extras = [kwargs.pop(p.name) for p in extra]
+        configs = []
+        for cls in classes:
+            names = {f.name for f in dataclasses.fields(cls)}
+            configs.append(stage_config.load(cls, None, [], {k: v for k, v in kwargs.items() if k in names}))
+        run(*extras, *configs)
+
+    callback.__signature__ = inspect.Signature(extra + [p for cls in classes for p in _options(cls)])  # type: ignore[attr-defined]
+    callback.__annotations__ = {}
+    callback.__doc__ = run.__doc__
+    return callback
+
+
+def _param(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
+
+
+MODEL_HELP = "Model: registry name, folder, .gguf, hub id or a 'sqltune train' run"
+_MODEL = [
+    _param("model", Annotated[str, typer.Option(help=MODEL_HELP)], "smollm2-135m"),
+    _param("backend", Annotated[str, typer.Option(help="hf | openai | vllm")], "hf"),
+    _param("base_url", Annotated[str | None, typer.Option(help="openai backend: the server URL")], None),
+]
+
+
+def _ask(
+    question: str, db: Path, evidence: str, as_json: bool, model: str, backend: str, base_url: str | None, cfg: Any
 ) -> None:
     """Ask a database a question: prints the SQL and the rows, or "I don't know" and why (exit 3)."""
     import json
@@ -317,15 +341,11 @@ def ask_cmd(
     from rich.table import Table
 
     from sqltune.judge import Judge
-    from sqltune.serve.ask import AskConfig, Database, ask
+    from sqltune.serve.ask import Database, ask
 
-    cfg = AskConfig(
-        samples=samples, repairs=repairs, min_vote_share=min_vote_share, timeout=timeout, max_rows=max_rows, cot=cot
-    )
-    cfg.validate()
     database = Database(db)
     b, style = _backend(model, backend, base_url, None)
-    with Judge(workers=1, timeout=timeout) as judge:
+    with Judge(workers=1, timeout=cfg.timeout) as judge:
         a = ask(question, database, b, judge, cfg, evidence, style)
     if as_json:
         typer.echo(json.dumps(a.to_dict(), ensure_ascii=False, default=str))
@@ -337,53 +357,75 @@ def ask_cmd(
             for row in a.rows:
                 t.add_row(*("NULL" if v is None else str(v) for v in row))
             out.print(t)
-            out.print(
-                f"{len(a.rows)} row(s){' (cut)' if a.truncated else ''}; vote share {a.vote_share:.0%}; {a.timings['total_s']} s"
-            )
+            cut = " (cut)" if a.truncated else ""
+            out.print(f"{len(a.rows)} row(s){cut}; vote share {a.vote_share:.0%}; {a.timings['total_s']} s")
         else:
             out.print(f"[bold yellow]I don't know[/bold yellow]: {a.abstain_reason}", highlight=False)
     if not a.answered:
         raise typer.Exit(3)
 
 
-@app.command(
-    "serve", epilog="Example: sqltune serve --db runs/demo/shop.sqlite --model runs/quickstart/train --port 8000"
-)
-def serve_cmd(
-    db: Annotated[list[Path], typer.Option(help="A SQLite database to serve (repeat for several)")],
-    model: Annotated[str, typer.Option(help="Model: registry name, folder, .gguf, hub id or a 'sqltune train' run")] = (
-        "smollm2-135m"
-    ),
-    host: Annotated[str, typer.Option(help="Address; anything but loopback needs --api-key")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port")] = 8000,
-    api_key: Annotated[
-        str | None, typer.Option(help="Required as 'Authorization: Bearer KEY'", envvar="SQLTUNE_API_KEY")
-    ] = None,
-    cors: Annotated[str | None, typer.Option(help="Comma-separated origins allowed by CORS (default none)")] = None,
-    backend: Annotated[str, typer.Option(help="hf | openai | vllm")] = "hf",
-    base_url: Annotated[str | None, typer.Option(help="openai backend: the server URL")] = None,
-    samples: Annotated[int, typer.Option(help="Candidates per question; > 1 votes by execution result")] = 1,
-    repairs: Annotated[int, typer.Option(help="Retries with the error message when no candidate runs")] = 2,
-    min_vote_share: Annotated[float, typer.Option(help="Abstain under this share of the votes")] = 0.0,
-    timeout: Annotated[float, typer.Option(help="Seconds a query may run")] = 10.0,
-    log_dir: Annotated[str | None, typer.Option(help="Where the request, answer and feedback logs go")] = None,
-) -> None:
+def _serve(db: list[Path], model: str, backend: str, base_url: str | None, acfg: Any, scfg: Any) -> None:
     """Serve databases and a model: the ask API, user SQL, feedback, a web page, and OpenAI-compatible chat."""
+    import dataclasses
+    import os
+
     import uvicorn
 
-    from sqltune.serve.app import ServeConfig, create_app
-    from sqltune.serve.ask import AskConfig, Database
+    from sqltune.serve.app import create_app
+    from sqltune.serve.ask import Database
 
-    scfg = ServeConfig(host=host, port=port, api_key=api_key, cors=cors, log_dir=log_dir)
+    if scfg.api_key is None and os.environ.get("SQLTUNE_API_KEY"):
+        scfg = dataclasses.replace(scfg, api_key=os.environ["SQLTUNE_API_KEY"])
     scfg.validate()
-    acfg = AskConfig(samples=samples, repairs=repairs, min_vote_share=min_vote_share, timeout=timeout)
     databases = [Database(p) for p in db]
     b, style = _backend(model, backend, base_url, None)
     application = create_app(b, model, databases, acfg, style, scfg)
+    where = f"http://{scfg.host}:{scfg.port}/"
     err.print(
-        f"serving {', '.join(d.name for d in databases)} with {model} on http://{host}:{port}/ (logs: {application.state.log_dir})"
+        f"serving {', '.join(d.name for d in databases)} with {model} on {where} (logs: {application.state.log_dir})"
     )
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(application, host=scfg.host, port=scfg.port, log_level="warning")
+    finally:
+        application.state.close()
+
+
+def _register_serve() -> None:
+    from sqltune.serve.app import ServeConfig
+    from sqltune.serve.ask import AskConfig
+
+    app.command("ask", epilog='Example: sqltune ask "How many customers are from Germany?" --db runs/demo/shop.sqlite')(
+        _with_configs(
+            _ask,
+            [
+                _param("question", Annotated[str, typer.Argument(help="The question, in plain words")]),
+                _param("db", Annotated[Path, typer.Option(help="The SQLite database to ask")]),
+                _param(
+                    "evidence",
+                    Annotated[str, typer.Option(help="External knowledge for the model (BIRD's evidence)")],
+                    "",
+                ),
+                _param(
+                    "as_json", Annotated[bool, typer.Option("--json", help="Print the whole answer as JSON")], False
+                ),
+                *_MODEL,
+            ],
+            (AskConfig,),
+        )
+    )
+    app.command("serve", epilog="Example: sqltune serve --db runs/demo/shop.sqlite --model runs/quickstart/train")(
+        _with_configs(
+            _serve,
+            [
+                _param(
+                    "db", Annotated[list[Path], typer.Option(help="A SQLite database to serve (repeat for several)")]
+                ),
+                *_MODEL,
+            ],
+            (AskConfig, ServeConfig),
+        )
+    )
 
 
 @app.command("serve-openai", epilog="Example: sqltune serve-openai --model smollm2-135m --port 8000")
@@ -458,6 +500,7 @@ def _register_stages() -> None:
 
 
 _register_stages()
+_register_serve()
 
 
 def main() -> None:

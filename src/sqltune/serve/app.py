@@ -59,7 +59,7 @@ class ServeConfig:
     port: int = 8000
     """Port."""
     api_key: str | None = None
-    """Required as 'Authorization: Bearer KEY' on every /v1 route when set."""
+    """Required as 'Authorization: Bearer KEY' on every /v1 route when set (default: $SQLTUNE_API_KEY)."""
     cors: str | None = None
     """Comma-separated origins allowed by CORS (default: none)."""
     max_body: int = 65536
