@@ -398,3 +398,31 @@ def test_the_page_in_a_real_browser(served):
         assert len(b.find_elements(By.CSS_SELECTOR, "#history li")) == 2
     finally:
         b.quit()
+
+
+def test_chain_of_thought_answers_carry_their_reasoning(shop):
+    cot = "First count the German customers.\n```sql\nSELECT count(*) FROM customers WHERE country = 'Germany'\n```"
+    with Judge(workers=1) as judge:
+        a = ask("q", Database(shop), ScriptedModel({"q": cot}), judge, AskConfig(cot=True))
+    assert a.answered and a.rows == [[2]] and a.reasoning == "First count the German customers."
+
+
+def test_rate_limit_and_cors(tmp_path, shop):
+    app = create_app(
+        ScriptedModel(SCRIPT),
+        "scripted",
+        [Database(shop)],
+        AskConfig(),
+        "ddl",
+        ServeConfig(rate_limit=3, cors="http://localhost:3000", log_dir=str(tmp_path / "logs")),
+    )
+    srv = Server(app)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            origin = {"Origin": "http://localhost:3000"}
+            codes = [c.get("/v1/databases", headers=origin) for _ in range(4)]
+            assert [r.status_code for r in codes] == [200, 200, 200, 429]
+            assert codes[0].headers["access-control-allow-origin"] == "http://localhost:3000"
+            assert "rate limit" in codes[3].json()["error"]
+    finally:
+        srv.stop()
