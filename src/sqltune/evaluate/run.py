@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
@@ -32,6 +33,7 @@ METRICS = {
 DEFAULT_METRICS = "ex,soft_f1,normalized_match"
 
 
+@functools.lru_cache(maxsize=64)
 def parse_metrics(value: str) -> tuple[str, ...]:
     """``all``, or a comma list of METRICS names (``ex`` is always computed)."""
     names = list(METRICS) if value.strip() == "all" else [m.strip() for m in value.split(",") if m.strip()]
