@@ -143,7 +143,7 @@ def main() -> int:
     gold_lines = (d / "dev_gold.sql").read_text().splitlines()
     setups = {
         "noan": "EX and execution metrics (--no-analysis), official Spider files",
-        "files": "default (plus exact match and hardness), official Spider files: every gold parsed",
+        "files": "default (plus normalized match and hardness), official Spider files: every gold parsed",
         "dataset": "default, on the data stage's dataset (gold hardness, ORDER BY, normalized SQL in the records)",
         "all": "--metrics all (plus Spider EM, the article's token and exact match), on the same dataset",
     }
