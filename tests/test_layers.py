@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "sqltune"
-STAGES = ("data", "train", "predict", "evaluate", "serve")
+STAGES = ("data", "train", "predict", "evaluate", "serve", "export")
 SHARED = ("models", "db", "judge", "prompts", "io", "errors", "config", "splits", "sqlutil", "extract")
 TOP = ("cli", "quickstart", "__main__", "__init__")  # may import everything
 

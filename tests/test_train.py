@@ -194,7 +194,7 @@ def test_lora_run_merge_and_resume(data, tiny_model, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from sqltune.train.merge import merge
+    from sqltune.models.merge import merge
     from sqltune.train.sft import train
 
     run = tmp_path / "lora"
@@ -222,7 +222,7 @@ def test_lora_run_merge_and_resume(data, tiny_model, tmp_path):
 
 
 def test_merge_of_a_full_run_fails_clearly(data, tiny_model, tmp_path):
-    from sqltune.train.merge import merge
+    from sqltune.models.merge import merge
 
     run = tmp_path / "run"
     run.mkdir()

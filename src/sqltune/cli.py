@@ -29,8 +29,10 @@ data_app = typer.Typer(
     help="The data stage: benchmarks and your own databases -> fine-tuning datasets.", no_args_is_help=True
 )
 models_app = typer.Typer(help="Models: the offline default, local folders, GGUF files, hub ids.", no_args_is_help=True)
+export_app = typer.Typer(help="Export: a run or model -> a checked GGUF file for llama.cpp.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(export_app, name="export")
 
 out = Console()
 err = Console(stderr=True)
@@ -274,7 +276,7 @@ def merge_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the standalone merged model")],
 ) -> None:
     """Merge a LoRA adapter into its base model: a standalone folder with tokenizer and chat template."""
-    from sqltune.train.merge import merge
+    from sqltune.models.merge import merge
 
     info = merge(run_dir, out_dir)
     out.print(
@@ -286,7 +288,7 @@ def _backend(model: str, backend: str, base_url: str | None, api_key: str | None
     from sqltune.models.backends import make_backend
     from sqltune.serve.ask import served_model
 
-    where, style = served_model(model) if backend == "hf" else (model, None)
+    where, style = served_model(model) if backend in ("hf", "llamacpp") else (model, None)
     with err.status(f"loading {model} ({backend})"):
         b = make_backend(backend, where, base_url=base_url, api_key=api_key, batch_size=16)
     return b, style or "ddl"
@@ -326,7 +328,7 @@ def _param(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -
 MODEL_HELP = "Model: registry name, folder, .gguf, hub id or a 'sqltune train' run"
 _MODEL = [
     _param("model", Annotated[str, typer.Option(help=MODEL_HELP)], "smollm2-135m"),
-    _param("backend", Annotated[str, typer.Option(help="hf | openai | vllm")], "hf"),
+    _param("backend", Annotated[str, typer.Option(help="hf | openai | vllm | llamacpp (a .gguf file)")], "hf"),
     _param("base_url", Annotated[str | None, typer.Option(help="openai backend: the server URL")], None),
 ]
 
@@ -426,6 +428,68 @@ def _register_serve() -> None:
             (AskConfig, ServeConfig),
         )
     )
+
+
+@export_app.command(
+    "gguf", epilog="Example: sqltune export gguf runs/quickstart/train --out runs/smollm2-sql.q8_0.gguf --type q8_0"
+)
+def export_gguf_cmd(
+    model: Annotated[str, typer.Argument(help="A 'sqltune train' run (LoRA runs are merged first), a folder or a name")],
+    out_file: Annotated[Path, typer.Option("--out", help="The .gguf file to write")],
+    type_: Annotated[
+        str, typer.Option("--type", help="f32 | f16 | bf16 | q8_0; q4_0, q4_k_m, ... need llama.cpp's llama-quantize")
+    ] = "q8_0",
+    dataset: Annotated[
+        str | None, typer.Option(help="JSONL records whose prompts the tokenizer checks use (default: the run's)")
+    ] = None,
+    parity_prompts: Annotated[int, typer.Option(help="Prompts compared token by token")] = 100,
+    greedy_prompts: Annotated[int, typer.Option(help="Prompts answered greedily by both models")] = 5,
+    converter: Annotated[
+        str | None, typer.Option(help="A llama.cpp checkout to convert with (default: the pinned one)")
+    ] = None,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Check the written file")] = True,
+) -> None:
+    """Export a model to GGUF with llama.cpp's own converter, with provenance, and check the file."""
+    from sqltune.export.check import require_ok
+    from sqltune.export.gguf import ExportConfig, export_gguf, report_path
+
+    cfg = ExportConfig(
+        model=model,
+        out=str(out_file),
+        type=type_,
+        dataset=dataset,
+        parity_prompts=parity_prompts,
+        greedy_prompts=greedy_prompts,
+        converter=converter,
+        check=check,
+    )
+    r = export_gguf(cfg, progress=lambda m: err.print(m))
+    out.print(f"[bold]wrote[/bold] {r['file']} ({r['bytes'] / 1e6:.1f} MB, {r['type']}) in {r['convert_seconds']} s")
+    c = r.get("checks")
+    if c:
+        p, g = c["parity"], c["greedy"]
+        out.print(
+            f"checks: metadata {'ok' if c['metadata']['ok'] else 'MISSING ' + ', '.join(c['metadata']['missing'])}; "
+            f"template {p['template_identical']}/{p['prompts']} and tokens {p['tokens_identical']}/{p['prompts']} "
+            f"identical ({p['prompts_from']}); greedy answers: text {g['text_identical']}/{g['prompts']}, "
+            f"SQL {g['sql_identical']}/{g['prompts']} identical to the Hugging Face model's",
+            highlight=False,
+        )
+    out.print(f"report: {report_path(r['file'])}")
+    require_ok(r)
+
+
+@export_app.command("converter", epilog="Example: sqltune export converter")
+def export_converter_cmd(
+    sdist: Annotated[
+        Path | None, typer.Option("--from", help="The llama-cpp-python sdist, downloaded elsewhere")
+    ] = None,
+) -> None:
+    """Fetch llama.cpp's converter (pinned by SHA-256, from the package index) into the cache; print where."""
+    from sqltune.export import converter as conv
+
+    folder = conv.find_converter() or conv.fetch_converter(sdist)
+    out.print(f"{folder} ({conv.converter_info(folder)['source']})")
 
 
 @app.command("serve-openai", epilog="Example: sqltune serve-openai --model smollm2-135m --port 8000")

@@ -180,3 +180,32 @@ def make_record(fmt: str, schema_text: str, question: str, evidence: str, sql: s
     if fmt == "alpaca":
         return alpaca_record(schema_text, question, evidence, sql)
     raise ConfigError(f"unknown record format {fmt!r}; choose one of: {', '.join(RECORD_FORMATS)}")
+
+
+def trained_schema_style(model: str) -> str | None:
+    """The schema style a model was trained with, where sqltune can tell.
+
+    A sqltune run (or its ``model/`` folder): ``RUN/config.yaml`` -> its train_file's records.
+    A ``.gguf`` from ``sqltune export gguf``: the export's report beside the file."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    p = Path(model)
+    if p.suffix == ".gguf":
+        report = p.with_name(p.name + ".sqltune.json")
+        try:
+            return json.loads(report.read_text()).get("schema_style")
+        except (OSError, ValueError, AttributeError):
+            return None
+    for run in (p, p.parent):
+        cfg = run / "config.yaml"
+        if cfg.is_file():
+            try:
+                train_file = (yaml.safe_load(cfg.read_text()) or {}).get("train_file")
+                with open(train_file, encoding="utf-8") as fh:
+                    return json.loads(fh.readline()).get("schema_style")
+            except (OSError, ValueError, TypeError, AttributeError):
+                return None
+    return None

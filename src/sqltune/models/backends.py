@@ -1,5 +1,6 @@
 """Generation backends behind one interface: ``hf`` (transformers), ``openai`` (any
-OpenAI-compatible server) and ``vllm`` (the offline engine).
+OpenAI-compatible server), ``vllm`` (the offline engine) and ``llamacpp`` (a ``.gguf`` in-process,
+:mod:`sqltune.models.llamacpp`).
 
 Every backend takes chat prompts (lists of messages built by :mod:`sqltune.prompts`) and returns,
 per prompt, a list of :class:`Completion`: the first is greedy (or the requested temperature),
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 
 from sqltune.errors import ConfigError, ModelError
 
-BACKENDS = ("hf", "openai", "vllm")
+BACKENDS = ("hf", "openai", "vllm", "llamacpp")
 
 
 @dataclass(frozen=True)
@@ -370,4 +371,10 @@ def make_backend(name: str, model: str, **kwargs: Any) -> Backend:
         return OpenAIBackend(model, **{k: v for k, v in kwargs.items() if k in keys})
     if name == "vllm":
         return VLLMBackend(model, precision=kwargs.get("precision", "auto"))
+    if name == "llamacpp":
+        from sqltune.models.llamacpp import LlamaCppBackend
+
+        settings = {"slots": kwargs.get("batch_size", 8), "threads": kwargs.get("threads")}
+        settings.update({k: kwargs[k] for k in ("context", "grammar") if kwargs.get(k) is not None})
+        return LlamaCppBackend(model, **settings)
     raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")

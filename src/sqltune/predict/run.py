@@ -41,9 +41,9 @@ class PredictConfig:
     model: str = "smollm2-135m"
     """Registry name, model folder, .gguf file, hub id, or the server's model name (openai backend)."""
     backend: str = "hf"
-    """hf (transformers) | openai (any OpenAI-compatible server) | vllm."""
+    """hf (transformers) | openai (any OpenAI-compatible server) | vllm | llamacpp (a .gguf, in-process on CPU)."""
     batch_size: int = 16
-    """hf: questions per generate() call."""
+    """hf: questions per generate() call; llamacpp: parallel slots decoded together."""
     max_new_tokens: int = 256
     """Most tokens generated per answer."""
     temperature: float = 0.0
@@ -74,6 +74,12 @@ class PredictConfig:
     """openai: requests in flight."""
     retries: int = 4
     """openai: retries per request, with exponential backoff."""
+    threads: int | None = None
+    """llamacpp: CPU threads (default: the physical cores)."""
+    context: int = 2048
+    """llamacpp: tokens per slot (prompt + answer)."""
+    grammar: str | None = None
+    """llamacpp: 'sql' forces one SELECT/WITH statement per answer, or a GBNF grammar's text."""
     cot: bool = False
     """Outputs reason first: take the last SQL block."""
     limit: int | None = None
@@ -229,7 +235,7 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     judge = Judge(workers=1, timeout=cfg.vote_timeout) if cfg.num_samples > 1 else None
     # Length-sorted chunks: similar prompt lengths share a batch (less padding); each chunk is
     # written as soon as it is done, so at most one chunk is lost to a kill.
-    chunk = max(cfg.batch_size, 1) if cfg.backend == "hf" else max(cfg.concurrency, 1) * 2
+    chunk = {"hf": cfg.batch_size, "llamacpp": cfg.batch_size * 4}.get(cfg.backend, cfg.concurrency * 2)
     todo.sort(key=lambda r: -len(json.dumps(messages_from_record(r))))
     bar = _progress(len(records), len(records) - len(todo)) if progress else None
     started = time.perf_counter()

@@ -23,8 +23,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sqltune import prompts
 from sqltune.db.execute import check_sqlite_file
 from sqltune.db.schema import introspect
@@ -110,23 +108,6 @@ class Answer:
         return asdict(self)
 
 
-def trained_schema_style(model: str) -> str | None:
-    """The schema style a sqltune run trained with: ``RUN/config.yaml`` -> its train_file's records."""
-    p = Path(model)
-    for run in (p, p.parent):
-        cfg = run / "config.yaml"
-        if cfg.is_file():
-            try:
-                train_file = (yaml.safe_load(cfg.read_text()) or {}).get("train_file")
-                with open(train_file, encoding="utf-8") as fh:
-                    import json
-
-                    return json.loads(fh.readline()).get("schema_style")
-            except (OSError, ValueError, TypeError, AttributeError):
-                return None
-    return None
-
-
 def served_model(model: str) -> tuple[str, str | None]:
     """(what to load, the schema style it was trained with) for a model name, folder or sqltune run.
 
@@ -134,11 +115,11 @@ def served_model(model: str) -> tuple[str, str | None]:
     p = Path(model)
     if p.is_dir() and (p / "manifest.json").is_file() and not (p / "config.json").is_file():
         if (p / "model" / "config.json").is_file():
-            return str(p / "model"), trained_schema_style(str(p))
+            return str(p / "model"), prompts.trained_schema_style(str(p))
         if (p / "adapter").is_dir():
             raise ConfigError(f"{p} is a LoRA run; merge it first: sqltune merge {p} --out {p}-merged")
         raise ConfigError(f"{p}: the run has no model/ folder yet; finish it with 'sqltune train' (it resumes)")
-    return model, trained_schema_style(model) if p.is_dir() else None
+    return model, prompts.trained_schema_style(model) if p.is_dir() or p.suffix == ".gguf" else None
 
 
 class Database:

@@ -1,1 +1,1 @@
-"""The train stage: supervised fine-tuning (full | lora | qlora on one code path) and merging."""
+"""The train stage: supervised fine-tuning (full | lora | qlora on one code path); merging lives in models.merge."""

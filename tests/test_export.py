@@ -1,0 +1,140 @@
+"""GGUF export with llama.cpp's own converter, the checks, and the llamacpp backend on the result.
+
+The model is tiny and random but its tokenizer is SmolLM2's real one (llama.cpp's converter
+only takes known tokenizers); the converter is the pinned one ('sqltune export converter',
+which CI runs before the tests).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+
+import pytest
+from typer.testing import CliRunner
+
+import sqltune
+from conftest import make_school_dataset
+from sqltune.cli import app
+from sqltune.errors import ConfigError, ModelError
+from sqltune.export import converter
+from sqltune.export.check import read_metadata
+from sqltune.export.gguf import ExportConfig, export_gguf, report_path
+from sqltune.predict.run import PredictConfig, manifest_path, predict
+
+pytest.importorskip("xllamacpp")
+
+
+@pytest.fixture(scope="module")
+def f32_export(tmp_path_factory, gguf_test_model, gguf_converter):
+    out = tmp_path_factory.mktemp("export") / "tiny.f32.gguf"
+    report = export_gguf(ExportConfig(model=str(gguf_test_model), out=str(out), type="f32", greedy_prompts=4))
+    return out, report
+
+
+def test_f32_export_passes_every_check_with_provenance(f32_export):
+    out, report = f32_export
+    assert report["ok"] and json.loads(report_path(out).read_text())["ok"]
+    c = report["checks"]
+    assert c["metadata"]["architecture"] == "llama" and c["metadata"]["pre_tokenizer"] == "smollm"
+    assert (c["metadata"]["bos_token_id"], c["metadata"]["eos_token_id"]) == (1, 2)
+    p = c["parity"]
+    assert p["prompts"] == 24 and p["template_identical"] == 24 and p["tokens_identical"] == 24
+    # f32 computes what the Hugging Face model computes: every greedy answer is the same text
+    g = c["greedy"]
+    assert g["prompts"] == 4 and g["text_identical"] == 4 and g["common_prefix"] == 1.0
+    assert len(g["examples"][0]["hf"]) > 20  # a real answer, not an empty one that trivially agrees
+    meta = read_metadata(out)
+    assert meta["general.quantized_by"] == f"sqltune {sqltune.__version__}"
+    assert "sqltune" in meta["general.tags"] and meta["general.file_type"] == 0
+    assert report["converter"]["source"] == f"{converter.SDIST}=={converter.VERSION}"
+
+
+def test_llamacpp_backend_predicts_what_the_hf_backend_predicts(f32_export, tmp_path, school_db, gguf_test_model):
+    out, _ = f32_export
+    data = make_school_dataset(tmp_path / "school.jsonl", school_db, n=6)
+    base = dict(dataset=str(data), max_new_tokens=12, batch_size=3)
+    ll_cfg = PredictConfig(out=str(tmp_path / "ll.jsonl"), model=str(out), backend="llamacpp", **base)
+    s = predict(ll_cfg, progress=False)
+    hf_cfg = PredictConfig(out=str(tmp_path / "hf.jsonl"), model=str(gguf_test_model), precision="fp32", **base)
+    predict(hf_cfg, progress=False)
+    ll = {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "ll.jsonl").read_text().splitlines()}
+    hf = {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "hf.jsonl").read_text().splitlines()}
+    assert s["generated"] == 6 and set(ll) == set(hf)
+    assert all(r["status"] == "no_sql" and r["completion_tokens"] == 12 for r in ll.values())  # random text
+    assert [ll[i]["raw"].strip() for i in sorted(ll)] == [hf[i]["raw"].strip() for i in sorted(hf)]
+    manifest = json.loads(manifest_path(tmp_path / "ll.jsonl").read_text())
+    assert manifest["backend"]["backend"] == "llamacpp" and manifest["backend"]["slots"] == 3
+
+
+def test_sql_grammar_forces_a_select(f32_export):
+    from sqltune.models.backends import GenParams
+    from sqltune.models.llamacpp import LlamaCppBackend
+
+    out, _ = f32_export
+    msgs = [[{"role": "system", "content": "You write SQL."}, {"role": "user", "content": "How many singers?"}]]
+    free = LlamaCppBackend(str(out), slots=1).generate(msgs, GenParams(max_new_tokens=10))[0][0].text
+    forced = LlamaCppBackend(str(out), slots=1, grammar="sql").generate(msgs, GenParams(max_new_tokens=10))
+    text = forced[0][0].text
+    assert not free.lstrip().upper().startswith(("SELECT", "WITH"))  # the random model would not on its own
+    assert text.upper().startswith(("SELECT", "WITH")) and ";" not in text[:-1]
+
+
+def test_q8_0_by_the_cli_is_smaller_and_checked(tmp_path, gguf_test_model, gguf_converter, f32_export):
+    out = tmp_path / "tiny.q8_0.gguf"
+    r = CliRunner().invoke(app, ["export", "gguf", str(gguf_test_model), "--out", str(out), "--greedy-prompts", "2"])
+    assert r.exit_code == 0, r.output
+    assert "tokens 24/24" in r.output.replace("\n", " ")
+    assert read_metadata(out)["general.file_type"] == 7  # MOSTLY_Q8_0
+    assert out.stat().st_size < 0.5 * f32_export[0].stat().st_size
+
+
+def test_served_model_reads_the_schema_style_beside_the_gguf(tmp_path):
+    from sqltune.serve.ask import served_model
+
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"GGUF")
+    report_path(f).write_text(json.dumps({"schema_style": "compact"}))
+    assert served_model(str(f)) == (str(f), "compact")
+
+
+def test_bad_exports_are_clear_errors(tmp_path, gguf_test_model, gguf_converter, monkeypatch):
+    with pytest.raises(ConfigError, match="name the file .gguf"):
+        export_gguf(ExportConfig(model=str(gguf_test_model), out=str(tmp_path / "x.bin")))
+    with pytest.raises(ConfigError, match="type='q3'"):
+        export_gguf(ExportConfig(model=str(gguf_test_model), out=str(tmp_path / "x.gguf"), type="q3"))
+    monkeypatch.setattr("sqltune.export.gguf.shutil.which", lambda name: None)
+    with pytest.raises(ModelError, match="llama-quantize"):
+        export_gguf(ExportConfig(model=str(gguf_test_model), out=str(tmp_path / "x.gguf"), type="q4_0"))
+    with pytest.raises(ModelError, match="no convert_hf_to_gguf.py"):
+        export_gguf(ExportConfig(model=str(gguf_test_model), out=str(tmp_path / "x.gguf"), converter=str(tmp_path)))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelError, match="not a model folder"):
+        export_gguf(ExportConfig(model=str(empty), out=str(tmp_path / "y.gguf")))
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    (unknown / "config.json").write_text(json.dumps({"architectures": ["NoSuchForCausalLM"], "model_type": "x"}))
+    with pytest.raises(ModelError, match="converter failed.*its log"):
+        export_gguf(ExportConfig(model=str(unknown), out=str(tmp_path / "y.gguf")))
+    assert not (tmp_path / "y.gguf").exists()
+    cmd = [sys.executable, "-m", "sqltune", "export", "gguf", str(unknown), "--out", str(tmp_path / "y.gguf")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 2 and "error:" in r.stderr and "not supported" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_converter_download_is_checked_against_its_pin(tmp_path, monkeypatch):
+    monkeypatch.setattr(converter, "converter_home", lambda: tmp_path / "conv")
+    fake = tmp_path / "llama_cpp_python-0.3.36.tar.gz"
+    with tarfile.open(fake, "w:gz") as tar:
+        data = b"print('not the converter')"
+        info = tarfile.TarInfo(converter._ROOT + converter.SCRIPT)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ModelError, match="is not the pinned"):
+        converter.fetch_converter(fake)
+    assert not (tmp_path / "conv").exists()
+    assert converter.find_converter() is None
