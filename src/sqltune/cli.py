@@ -393,6 +393,37 @@ def _serve(db: list[Path], model: str, backend: str, base_url: str | None, acfg:
         application.state.close()
 
 
+def _mcp(
+    db: list[Path],
+    transport: str,
+    host: str,
+    port: int,
+    model: str,
+    backend: str,
+    base_url: str | None,
+    acfg: Any,
+) -> None:
+    """Serve databases to MCP clients: list_tables, describe_table, ask and run_sql, all read-only."""
+    try:
+        from sqltune.serve.mcp import Tools, create_server
+    except ImportError as e:
+        raise SqltuneError(str(e)) from None
+    from sqltune.serve.ask import Database
+
+    if transport not in ("stdio", "streamable-http"):
+        raise SqltuneError(f"--transport {transport!r}: choose stdio or streamable-http")
+    tools = Tools([Database(p) for p in db], lambda: _backend(model, backend, base_url, None), acfg)
+    server = create_server(tools)
+    try:
+        if transport == "stdio":
+            server.run("stdio")
+        else:
+            err.print(f"MCP (streamable HTTP) on http://{host}:{port}/mcp")
+            server.run("streamable-http", host=host, port=port)
+    finally:
+        tools.close()
+
+
 def _register_serve() -> None:
     from sqltune.serve.app import ServeConfig
     from sqltune.serve.ask import AskConfig
@@ -428,13 +459,30 @@ def _register_serve() -> None:
             (AskConfig, ServeConfig),
         )
     )
+    app.command("mcp", epilog="Example: sqltune mcp --db runs/demo/shop.sqlite --model runs/quickstart/train")(
+        _with_configs(
+            _mcp,
+            [
+                _param(
+                    "db", Annotated[list[Path], typer.Option(help="A SQLite database to serve (repeat for several)")]
+                ),
+                _param("transport", Annotated[str, typer.Option(help="stdio | streamable-http")], "stdio"),
+                _param("host", Annotated[str, typer.Option(help="streamable-http: address")], "127.0.0.1"),
+                _param("port", Annotated[int, typer.Option(help="streamable-http: port")], 8765),
+                *_MODEL,
+            ],
+            (AskConfig,),
+        )
+    )
 
 
 @export_app.command(
     "gguf", epilog="Example: sqltune export gguf runs/quickstart/train --out runs/smollm2-sql.q8_0.gguf --type q8_0"
 )
 def export_gguf_cmd(
-    model: Annotated[str, typer.Argument(help="A 'sqltune train' run (LoRA runs are merged first), a folder or a name")],
+    model: Annotated[
+        str, typer.Argument(help="A 'sqltune train' run (LoRA runs are merged first), a folder or a name")
+    ],
     out_file: Annotated[Path, typer.Option("--out", help="The .gguf file to write")],
     type_: Annotated[
         str, typer.Option("--type", help="f32 | f16 | bf16 | q8_0; q4_0, q4_k_m, ... need llama.cpp's llama-quantize")

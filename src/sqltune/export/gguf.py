@@ -183,7 +183,9 @@ def convert(folder: str, out: Path, outtype: str, meta: dict[str, Any], converte
         log = out.with_name(out.name + ".convert.log")
         first = Path(tmp) / "f16.gguf" if quantize else partial
         t0 = time.perf_counter()
-        proc = converter.run_converter(converter_dir, Path(folder), first, "f16" if quantize else outtype, meta_file, log)
+        proc = converter.run_converter(
+            converter_dir, Path(folder), first, "f16" if quantize else outtype, meta_file, log
+        )
         seconds = time.perf_counter() - t0
         if proc.returncode != 0 or not first.is_file():
             tail = log.read_text(errors="replace").strip().splitlines()[-8:]

@@ -44,7 +44,7 @@ from typing import Any
 
 from sqltune.errors import ConfigError
 from sqltune.judge import Judge
-from sqltune.serve.ask import AskConfig, Database, Pending, start, step
+from sqltune.serve.ask import AskConfig, Database, Pending, run_sql, start, step
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -361,22 +361,9 @@ def create_app(
     @app.post("/v1/sql")
     def sql_route(req: SqlRequest, request: Request) -> dict[str, Any]:
         d = database(req.db)
-        t0 = time.perf_counter()
-        res = pool.run(d.path, [req.sql], ask_cfg.max_rows, ask_cfg.max_bytes)
-        ok = bool(res.ok and res.ok[0])
-        cols, rows = res.results[0] if res.results else ([], [])
-        request.state.log = {"sql": req.sql, "db": d.name, "ok": ok}
-        return {
-            "db": d.name,
-            "sql": req.sql,
-            "ok": ok,
-            "columns": list(cols),
-            "rows": [list(r) for r in rows],
-            "truncated": bool(res.truncated[0]) if res.truncated else False,
-            "error": res.db_error or (res.errors[0] if res.errors else None),
-            "error_type": res.error_types[0] if res.error_types else None,
-            "seconds": round(time.perf_counter() - t0, 4),
-        }
+        out = run_sql(pool, d, req.sql, ask_cfg)
+        request.state.log = {"sql": req.sql, "db": d.name, "ok": out["ok"]}
+        return out
 
     @app.post("/v1/feedback")
     def feedback(req: FeedbackRequest) -> dict[str, Any]:

@@ -225,6 +225,31 @@ def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> 
             a.timings["total_s"] = round(time.perf_counter() - p.started, 3)
 
 
+def run_sql(judge: Any, db: Database, sql: str, cfg: AskConfig) -> dict[str, Any]:
+    """Run one user-written query through the judge's read-only guard (timeout, row and byte caps).
+
+    ``judge``: anything with ``run(db_path, [sql], keep_rows, max_bytes)`` (the server's pool of
+    judges) or a :class:`~sqltune.judge.Judge`."""
+    t0 = time.perf_counter()
+    if isinstance(judge, Judge):
+        res = judge.run([(db.path, [sql])], keep_rows=cfg.max_rows, max_bytes=cfg.max_bytes)[0]
+    else:
+        res = judge.run(db.path, [sql], cfg.max_rows, cfg.max_bytes)
+    ok = bool(res.ok and res.ok[0])
+    cols, rows = res.results[0] if res.results else ([], [])
+    return {
+        "db": db.name,
+        "sql": sql,
+        "ok": ok,
+        "columns": list(cols),
+        "rows": [list(r) for r in rows],
+        "truncated": bool(res.truncated[0]) if res.truncated else False,
+        "error": res.db_error or (res.errors[0] if res.errors else None),
+        "error_type": res.error_types[0] if res.error_types else None,
+        "seconds": round(time.perf_counter() - t0, 4),
+    }
+
+
 def ask_many(
     questions: list[tuple[str, Database, str]],
     backend: Backend,
