@@ -138,3 +138,34 @@ def test_the_converter_download_is_checked_against_its_pin(tmp_path, monkeypatch
         converter.fetch_converter(fake)
     assert not (tmp_path / "conv").exists()
     assert converter.find_converter() is None
+
+
+def test_ask_cli_on_the_llamacpp_backend(f32_export, school_db):
+    out, _ = f32_export
+    cmd = [sys.executable, "-m", "sqltune", "ask", "how many teacher are there", "--db", str(school_db)]
+    cmd += ["--model", str(out), "--backend", "llamacpp", "--json", "--max-new-tokens", "8", "--repairs", "0"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode in (0, 3), r.stderr[-2000:]  # an answer, or "I don't know" (a random model)
+    a = json.loads(r.stdout)
+    assert a["question"] == "how many teacher are there" and len(a["attempts"]) == 1
+    assert a["answered"] == (r.returncode == 0) and a["attempts"][0]["raw"]
+
+
+@pytest.mark.slow
+def test_the_default_model_exports_to_q8_0_and_predicts(tmp_path, school_db, gguf_converter):
+    """The real SmolLM2-135M-Instruct (pulled once: 'sqltune models pull smollm2-135m')."""
+    from sqltune.models.registry import is_pulled
+
+    if not is_pulled("smollm2-135m"):
+        pytest.skip("the default model is not pulled: sqltune models pull smollm2-135m")
+    out = tmp_path / "smollm2.q8_0.gguf"
+    r = export_gguf(ExportConfig(model="smollm2-135m", out=str(out), type="q8_0", greedy_prompts=8))
+    c = r["checks"]
+    assert r["ok"] and c["parity"]["tokens_identical"] == c["parity"]["prompts"] == 24
+    assert c["greedy"]["common_prefix"] > 0.5  # the real model, quantized: mostly the same answers
+    meta = read_metadata(out)
+    assert meta["llama.rope.freq_base"] == 100000.0 and meta["llama.block_count"] == 30
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in meta["general.description"]
+    data = make_school_dataset(tmp_path / "school.jsonl", school_db, n=8)
+    s = predict(PredictConfig(dataset=str(data), out=str(tmp_path / "p.jsonl"), model=str(out), backend="llamacpp"))
+    assert s["generated"] == 8

@@ -68,3 +68,42 @@ def test_four_read_only_tools_over_stdio(tmp_path, tiny_model):
     assert a["question"] == "How many customers are there?" and a["attempts"]
     assert a["answered"] or a["abstain_reason"]
     assert sha(shop) == before  # byte-identical after every write attempt
+
+
+def test_streamable_http_transport(tmp_path, tiny_model):
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    shop = make_shop(tmp_path / "shop.sqlite")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "sqltune", "mcp", "--db", str(shop), "--model", str(tiny_model)]
+    cmd += ["--transport", "streamable-http", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+
+        async def session() -> dict:
+            async with Client(f"http://127.0.0.1:{port}/mcp") as c:
+                names = {t.name for t in (await c.list_tools()).tools}
+                r = _payload(await c.call_tool("run_sql", {"sql": "SELECT name FROM customers ORDER BY id LIMIT 2"}))
+                w = _payload(await c.call_tool("run_sql", {"sql": "DROP TABLE customers"}))
+            return {"names": names, "r": r, "w": w}
+
+        got = anyio.run(session)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert got["names"] == {"list_tables", "describe_table", "ask", "run_sql"}
+    assert got["r"]["rows"] == [["Ann"], ["Bob"]]
+    assert not got["w"]["ok"] and got["w"]["error_type"] == "write_attempt"
