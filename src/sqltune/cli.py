@@ -587,8 +587,27 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _run_cot(cfg: Any) -> None:
+    """Chain-of-thought answers from a teacher, each kept only when its SQL returns the gold result."""
+    from tqdm import tqdm
+
+    from sqltune.data.cot import build_cot, report_path
+
+    r = build_cot(cfg, progress=lambda n: tqdm(total=n, desc="reasoning", unit="record", file=sys.stderr))
+    out.print(
+        f"[bold]written[/bold] {r['written']} of {r['records']} records -> {r['out']}: {r['kept']} with reasoning, "
+        f"{r['kept_without_reasoning']} without, {r['dropped']} dropped"
+    )
+    if r["rejected_samples"]:
+        out.print("rejected samples: " + ", ".join(f"{k} {v}" for k, v in sorted(r["rejected_samples"].items())))
+    if r["teacher_errors"]:
+        out.print(f"teacher errors (after retries): {r['teacher_errors']}")
+    out.print(f"report: {report_path(r['out'])}")
+
+
 def _register_stages() -> None:
     from sqltune.data.build import BuildConfig
+    from sqltune.data.cot import CotConfig
     from sqltune.evaluate.run import EvalConfig
     from sqltune.predict.run import PredictConfig
 
@@ -597,6 +616,12 @@ def _register_stages() -> None:
         epilog="Example: sqltune data build --benchmark spider --data-dir ../shared/data/spider --split dev "
         "--out runs/spider_dev.jsonl --schema compact   (or: sqltune data build build.yaml key=value ...)",
     )(_stage(BuildConfig, _run_build))
+    data_app.command(
+        "cot",
+        epilog="Example: sqltune data cot --dataset runs/bird_train.jsonl --out runs/bird_train.cot.jsonl "
+        "--teacher openai --teacher-url http://localhost:8000/v1 --teacher-model meta-llama/Llama-3.3-70B-Instruct  "
+        "(or --teacher builtin, no LLM)",
+    )(_stage(CotConfig, _run_cot))
     app.command(
         "predict",
         epilog="Example: sqltune predict --dataset runs/spider_dev.jsonl --out runs/spider_dev.pred.jsonl   "

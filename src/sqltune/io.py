@@ -120,3 +120,37 @@ def weights_sha256(folder: str | Path | None) -> str | None:
     if not files:
         return None
     return sha256_text("".join(f"{f.name}:{sha256_file(f)}" for f in files))
+
+
+def recover_done(out: Path) -> dict[str, dict[str, Any]]:
+    """Records already in an append-only JSONL output, by id, after cutting off a torn last line (left by a crash).
+
+    ``predict`` and ``data cot`` resume from it: a rerun skips these ids and appends the rest."""
+    if not out.exists():
+        return {}
+    data = out.read_bytes()
+    done: dict[str, dict[str, Any]] = {}
+    good_end = 0
+    pos = 0
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            break  # no newline: torn
+        line = data[pos:nl]
+        try:
+            rec = json.loads(line) if line.strip() else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            break
+        if rec is not None:
+            if not isinstance(rec, dict) or "id" not in rec:
+                line_no = data[:pos].count(b"\n") + 1
+                raise DataError(
+                    f"{out}: line {line_no} is not a record with an id; pass a new --out or remove the file"
+                )
+            done[str(rec["id"])] = rec
+        good_end = nl + 1
+        pos = nl + 1
+    if good_end < len(data):
+        with open(out, "r+b") as fh:
+            fh.truncate(good_end)
+    return done

@@ -32,6 +32,36 @@ SYSTEM_PROMPT = (
     "You are a text to SQL query translator. Using the SQLite DB Schema and the External Knowledge, "
     "translate the following text question into a SQLite SQL select statement."
 )
+COT_SYSTEM_PROMPT = (
+    "You are a text to SQL query translator. Using the SQLite DB Schema and the External Knowledge, "
+    "generate the step-by-step reasoning and the final SQLite SQL select statement from the text question."
+)
+"""The Llama cookbook's system prompt for chain-of-thought answers (create_reasoning_dataset.py)."""
+
+_I = " " * 8  # the cookbook's prompt is an indented triple-quoted string; its indentation is part of the text
+TEACHER_PROMPT = (
+    "\n" + _I + "You are a text to SQL query translator. Based on the DB Schema and External Knowledge, given the "
+    "Text Question Input and its Gold SQL Output below, generate the step-by-step reasoning to infer the Gold SQL "
+    "Output from the Text Question Input.\n\n"
+    + _I
+    + "-- DB Schema: {db_schema}\n"
+    + _I
+    + "-- External Knowledge: {external_knowledge}\n"
+    + _I
+    + "-- Text Question Input: {question}\n"
+    + _I
+    + "-- Gold SQL Output: {gold_SQL}\n\n"
+    + _I
+    + "Your response should be as follows:\n\n\n"
+    + _I
+    + "Let me think through this step by step:\n\n1. First, I need to consider...\n2. Then...\n3. Next...\n"
+    "...\n\nFinally, the SQL statement for the text question is: \n" + _I + "```sql ...```\n\n\n" + _I
+)
+"""The cookbook's teacher prompt (create_reasoning_dataset.py), character for character."""
+
+COT_FINAL = "Finally, the SQL statement for the text question is: "
+"""The line before the SQL block in the cookbook's reasoning answers."""
+
 SCHEMA_STYLES = ("ddl", "text", "compact")
 RECORD_FORMATS = ("chat", "alpaca")
 
@@ -138,10 +168,12 @@ def user_prompt(schema_text: str, question: str, evidence: str = "") -> str:
     return f"-- DB Schema: {schema_text}\n\n-- External Knowledge: {evidence}\n\n-- Question: {question}"
 
 
-def prompt_messages(schema_text: str, question: str, evidence: str = "") -> list[dict[str, str]]:
-    """System and user turns: what the model sees at inference and before the answer in training."""
+def prompt_messages(schema_text: str, question: str, evidence: str = "", cot: bool = False) -> list[dict[str, str]]:
+    """System and user turns: what the model sees at inference and before the answer in training.
+
+    ``cot``: the chain-of-thought system prompt (the model reasons, then writes the SQL block)."""
     return [
-        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "system", "content": COT_SYSTEM_PROMPT if cot else SYSTEM_PROMPT},
         {"role": "user", "content": user_prompt(schema_text, question, evidence)},
     ]
 
@@ -172,6 +204,30 @@ def answer_from_record(record: dict[str, Any]) -> str:
     if "messages" in record:
         return next((m["content"] for m in record["messages"] if m.get("role") == "assistant"), "")
     return str(record.get("output", ""))
+
+
+def teacher_prompt(db_schema: str, question: str, evidence: str, gold_sql: str) -> str:
+    """The cookbook's teacher prompt filled in (by plain replacement, as the cookbook does)."""
+    return (
+        TEACHER_PROMPT.replace("{db_schema}", db_schema)
+        .replace("{external_knowledge}", evidence)
+        .replace("{question}", question)
+        .replace("{gold_SQL}", gold_sql)
+    )
+
+
+def cot_messages(record: dict[str, Any], answer: str) -> list[dict[str, str]]:
+    """A record's prompt under the chain-of-thought system prompt, with ``answer`` as the assistant turn.
+
+    The user turn is the record's own (its schema style, evidence and question), so ``train``
+    trains on CoT records unchanged and ``predict --cot`` / ``ask --cot`` see the same prompt."""
+    turns = messages_from_record(record)
+    user = next((m["content"] for m in turns if m["role"] == "user"), "")
+    return [
+        {"role": "system", "content": COT_SYSTEM_PROMPT},
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": answer},
+    ]
 
 
 def make_record(fmt: str, schema_text: str, question: str, evidence: str, sql: str) -> dict[str, Any]:

@@ -23,7 +23,16 @@ from typing import Any
 from sqltune.config import to_dict as config_dict
 from sqltune.errors import ConfigError, DataError, ModelError
 from sqltune.extract import extract_sql
-from sqltune.io import package_versions, read_json, read_jsonl, sha256_file, sha256_text, weights_sha256, write_json
+from sqltune.io import (
+    package_versions,
+    read_json,
+    read_jsonl,
+    recover_done,
+    sha256_file,
+    sha256_text,
+    weights_sha256,
+    write_json,
+)
 from sqltune.judge import Judge
 from sqltune.models.backends import BACKENDS, Backend, GenParams, make_backend
 from sqltune.models.load import normalize_precision
@@ -146,38 +155,6 @@ def load_dataset_records(path: str | Path, limit: int | None = None) -> list[dic
             raise DataError(f"{where}: duplicate id {key!r}; ids must be unique")
         seen.add(key)
     return records[:limit] if limit else records
-
-
-def recover_done(out: Path) -> dict[str, dict[str, Any]]:
-    """Records already in ``out``, after cutting off a torn last line (left by a crash)."""
-    if not out.exists():
-        return {}
-    data = out.read_bytes()
-    done: dict[str, dict[str, Any]] = {}
-    good_end = 0
-    pos = 0
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            break  # no newline: torn
-        line = data[pos:nl]
-        try:
-            rec = json.loads(line) if line.strip() else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            break
-        if rec is not None:
-            if not isinstance(rec, dict) or "id" not in rec:
-                line_no = data[:pos].count(b"\n") + 1
-                raise DataError(
-                    f"{out}: line {line_no} is not a prediction record; pass a new --out or remove the file"
-                )
-            done[str(rec["id"])] = rec
-        good_end = nl + 1
-        pos = nl + 1
-    if good_end < len(data):
-        with open(out, "r+b") as fh:
-            fh.truncate(good_end)
-    return done
 
 
 def _template_hash(backend: Backend) -> str | None:

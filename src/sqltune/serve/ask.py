@@ -163,7 +163,7 @@ class Pending:
 
 def start(question: str, db: Database, evidence: str, cfg: AskConfig, style: str) -> Pending:
     """A question's first round: the prompt in the trained schema style."""
-    base = prompts.prompt_messages(db.schema_text(cfg.schema_style or style), question, evidence)
+    base = prompts.prompt_messages(db.schema_text(cfg.schema_style or style), question, evidence, cot=cfg.cot)
     answer = Answer(question=question, db=db.name, answered=False)
     answer.timings = {"generate_s": 0.0, "execute_s": 0.0, "total_s": 0.0}
     return Pending(question, db, evidence, base, list(base), answer, started=time.perf_counter())
