@@ -218,3 +218,19 @@ def test_bad_input_is_a_clear_error(tmp_path, dataset):
     with pytest.raises(ConfigError, match="teacher-model"):
         build_cot(CotConfig(dataset=str(dataset), out=str(tmp_path / "o.jsonl"), teacher="openai"))
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_cot_records_train_unchanged_and_the_quickstart_files(tmp_path, school_db, tiny_model):
+    from sqltune.quickstart import cot_files
+    from sqltune.train.config import load_config
+    from sqltune.train.sft import train
+
+    tr = make_school_dataset(tmp_path / "train.jsonl", school_db, n=8)
+    te = make_school_dataset(tmp_path / "test.jsonl", school_db, n=4)
+    cot_train, cot_test = cot_files(tr, te, log=lambda m: None)
+    test_recs = read_jsonl(cot_test)
+    assert all(r["messages"][0]["content"] == prompts.COT_SYSTEM_PROMPT for r in test_recs)
+    over = {"model": str(tiny_model), "train_file": str(cot_train), "output_dir": str(tmp_path / "run")}
+    over.update(method="full", batch_size=4, max_steps=2, save_steps=100, report_to="[]", precision="fp32")
+    m = train(load_config(None, [f"{k}={v}" for k, v in over.items()]))
+    assert m["global_steps"] == 2 and (Path(m["output"]) / "config.json").is_file()

