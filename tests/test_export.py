@@ -169,3 +169,15 @@ def test_the_default_model_exports_to_q8_0_and_predicts(tmp_path, school_db, ggu
     data = make_school_dataset(tmp_path / "school.jsonl", school_db, n=8)
     s = predict(PredictConfig(dataset=str(data), out=str(tmp_path / "p.jsonl"), model=str(out), backend="llamacpp"))
     assert s["generated"] == 8
+
+
+def test_llamacpp_streams_the_same_text_it_generates(f32_export):
+    from sqltune.models.backends import GenParams
+    from sqltune.models.llamacpp import LlamaCppBackend
+
+    out, _ = f32_export
+    b = LlamaCppBackend(str(out), slots=1)
+    msgs = [{"role": "user", "content": "How many singers are there?"}]
+    params = GenParams(max_new_tokens=12)
+    pieces = list(b.stream(msgs, params))
+    assert len(pieces) >= 6 and "".join(pieces) == b.generate([msgs], params)[0][0].text

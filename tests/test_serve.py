@@ -424,3 +424,32 @@ def test_rate_limit_and_cors(tmp_path, shop):
             assert "rate limit" in codes[3].json()["error"]
     finally:
         srv.stop()
+
+
+class SlowStreamingModel(ScriptedModel):
+    """Streams its answer in three pieces, 0.4 s apart, as a backend that decodes token by token does."""
+
+    def stream(self, messages, params):
+        for piece in ("SELECT ", "COUNT(*) ", "FROM customers"):
+            time.sleep(0.4)
+            yield piece
+
+
+def test_chat_streaming_sends_each_piece_as_it_is_generated(tmp_path, shop):
+    app = create_app(
+        SlowStreamingModel({}), "slow", [Database(shop)], AskConfig(), "ddl", ServeConfig(log_dir=str(tmp_path))
+    )
+    srv = Server(app)
+    try:
+        body = {"model": "slow", "messages": [{"role": "user", "content": "count"}], "stream": True}
+        arrivals = []
+        with httpx.Client(timeout=30) as c, c.stream("POST", srv.url + "/v1/chat/completions", json=body) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    delta = json.loads(line[6:])["choices"][0]["delta"].get("content")
+                    if delta:
+                        arrivals.append((time.perf_counter(), delta))
+    finally:
+        srv.stop()
+    assert "".join(d for _, d in arrivals) == "SELECT COUNT(*) FROM customers"
+    assert arrivals[-1][0] - arrivals[0][0] > 0.6  # the first piece came while the rest was being generated

@@ -160,6 +160,41 @@ class HFBackend:
             result.append(row[:cut])
         return result
 
+    def stream(self, messages: list[dict[str, str]], params: GenParams) -> Any:
+        """One prompt's answer as it is generated: an iterator of text pieces (the greedy or sampled first candidate)."""
+        import threading
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        from sqltune.models.load import encode_prompt
+
+        ids = torch.tensor([encode_prompt(self.tokenizer, messages)], device=self.model.device)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "eos_token_id": self.eos_ids,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "streamer": streamer,
+        }
+        if params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+
+        def run() -> None:
+            with torch.inference_mode():
+                self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        for piece in streamer:
+            if piece:
+                yield piece
+        worker.join()
+
     def generate(self, prompts: list[list[dict[str, str]]], params: GenParams) -> list[list[Completion]]:
         import torch
 

@@ -142,20 +142,52 @@ class LlamaCppBackend:
         """One chat-completions request, answered by llama.cpp (a dict, as the OpenAI API's)."""
         return self.server.handle_chat_completions(request)
 
-    def _one(self, messages: list[dict[str, str]], temperature: float, params: GenParams, seed: int) -> Completion:
+    def _request(self, messages: list[dict[str, str]], temperature: float, params: GenParams, seed: int) -> dict:
         req: dict[str, Any] = {
             "messages": messages,
             "max_tokens": params.max_new_tokens,
             "temperature": temperature,
             "top_p": params.top_p,
-            "top_k": params.top_k,
+            "top_k": params.top_k if temperature > 0 else 1,  # top_k 1: greedy
             "seed": seed,
         }
-        if temperature <= 0:
-            req["top_k"] = 1  # greedy
         if self.grammar:
             req["grammar"] = self.grammar
-        r = self.chat(req)
+        return req
+
+    def stream(self, messages: list[dict[str, str]], params: GenParams) -> Any:
+        """One prompt's answer as llama.cpp decodes it: an iterator of text pieces, token by token."""
+        import queue
+        import threading
+
+        pieces: queue.Queue = queue.Queue()
+        done = object()
+        req = {**self._request(messages, params.temperature, params, params.seed), "stream": True}
+
+        def on_chunk(chunk: Any) -> bool:
+            if isinstance(chunk, dict):
+                for c in chunk.get("choices") or []:
+                    text = (c.get("delta") or {}).get("content")
+                    if text:
+                        pieces.put(text)
+                if "error" in chunk:
+                    pieces.put(ModelError(f"llama.cpp: {chunk['error']}"))
+            return False  # False: keep streaming
+
+        def run() -> None:
+            try:
+                self.server.handle_chat_completions(req, on_chunk)
+            finally:
+                pieces.put(done)
+
+        threading.Thread(target=run, daemon=True).start()
+        while (item := pieces.get()) is not done:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def _one(self, messages: list[dict[str, str]], temperature: float, params: GenParams, seed: int) -> Completion:
+        r = self.chat(self._request(messages, temperature, params, seed))
         if "choices" not in r:
             err = r.get("error", r)
             msg = err.get("message", str(err)) if isinstance(err, dict) else str(err)

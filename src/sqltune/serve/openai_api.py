@@ -2,10 +2,11 @@
 
 ``GET /v1/models`` and ``POST /v1/chat/completions``, non-streaming and streaming (server-sent
 events, as the ``openai`` client and LangChain's ``ChatOpenAI`` use them), enough for those
-clients and ``sqltune predict --backend openai``. Generation goes through
-:class:`sqltune.models.backends.HFBackend`, so prompts are rendered by the model's own chat
-template exactly as in ``sqltune predict --backend hf``; requests take turns on the model (a
-lock). ``sqltune serve`` mounts these routes beside its ask API; ``sqltune serve-openai`` serves
+clients and ``sqltune predict --backend openai``. Generation goes through the served backend
+(hf, llamacpp, ...), so prompts are rendered by the model's own chat template exactly as in
+``sqltune predict``; requests take turns on the model (a lock). A streamed request (``n`` = 1)
+is sent token by token as the backend decodes it (hf: transformers' ``TextIteratorStreamer``;
+llamacpp: llama.cpp's own stream); a backend without streaming sends its whole answer in pieces. ``sqltune serve`` mounts these routes beside its ask API; ``sqltune serve-openai`` serves
 them alone.
 """
 
@@ -72,11 +73,33 @@ def add_openai_routes(app: Any, backend: Any, model_name: str, lock: threading.L
             )
 
         msgs = [m.model_dump() for m in req.messages]
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
+
+        def chunk(i: int, delta: dict[str, Any], finish: str | None) -> str:
+            body = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model_name,
+                "choices": [{"index": i, "delta": delta, "finish_reason": finish}],
+            }
+            return f"data: {json.dumps(body)}\n\n"
+
+        if req.stream and n == 1 and hasattr(backend, "stream"):
+            # token by token, as the backend decodes: the first words reach the client while the rest is generated
+            def live() -> Any:
+                yield chunk(0, {"role": "assistant", "content": ""}, None)
+                with lock:
+                    for piece in backend.stream(msgs, params(0)):
+                        yield chunk(0, {"content": piece}, None)
+                yield chunk(0, {}, "stop")
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(live(), media_type="text/event-stream")
         with lock:
             comps = [backend.generate([msgs], params(i))[0][0] for i in range(n)]
         if comps[0].status == "prompt_too_long":
             raise HTTPException(status_code=400, detail=comps[0].error)
-        cid, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
         usage = {
             "prompt_tokens": comps[0].prompt_tokens,
             "completion_tokens": sum(c.completion_tokens for c in comps),
@@ -84,17 +107,7 @@ def add_openai_routes(app: Any, backend: Any, model_name: str, lock: threading.L
         }
         if req.stream:
 
-            def events() -> Any:
-                def chunk(i: int, delta: dict[str, Any], finish: str | None) -> str:
-                    body = {
-                        "id": cid,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": model_name,
-                        "choices": [{"index": i, "delta": delta, "finish_reason": finish}],
-                    }
-                    return f"data: {json.dumps(body)}\n\n"
-
+            def events() -> Any:  # n > 1, or a backend without token streaming: whole answers, then in pieces
                 for i, c in enumerate(comps):
                     yield chunk(i, {"role": "assistant", "content": ""}, None)
                     # the text in word-sized pieces, as a streaming client expects several deltas
