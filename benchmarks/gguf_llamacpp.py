@@ -3,7 +3,7 @@
 1. Exports the model to f16 and to q8_0 with ``sqltune export gguf`` (llama.cpp's own
    converter, every check on): export seconds, file size, the checks' figures.
 2. Predicts the demo test split with the hf backend's defaults (``sqltune predict``: batch 16,
-   precision auto) and with the llamacpp backend on the q8_0 file (its defaults: 16 slots,
+   precision auto) and with the llamacpp backend on the q8_0 file (its defaults: 4 slots,
    threads = physical cores): the same records, so the same prompts; one run each, alone.
 3. Scores both with the eval stage: EX, and questions/s of the generation (model loading
    excluded, timed separately).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,22 @@ from sqltune.models.backends import make_backend
 from sqltune.predict.run import PredictConfig, predict
 
 
+def one(spec: str) -> None:
+    """Load one backend with its defaults and time ``predict`` on the test split (a child process)."""
+    test, pred, model, backend = json.loads(spec)
+    cfg = PredictConfig(dataset=test, out=pred, model=model, backend=backend)
+    t0 = time.perf_counter()
+    b = make_backend(backend, model, batch_size=cfg.batch_size, precision=cfg.precision, slots=cfg.slots)
+    load = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    predict(cfg, backend=b, progress=False)
+    print(json.dumps({"load_s": round(load, 1), "generate_s": round(time.perf_counter() - t1, 1), "backend": b.info()}))
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--one":
+        one(sys.argv[2])
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="runs/bench_quickstart", help="a quickstart folder (its train/ and data/)")
     ap.add_argument("--out", default="runs/bench_gguf")
@@ -59,33 +75,28 @@ def main() -> int:
             "prompts_from": c["parity"]["prompts_from"],
         }
 
-    def timed(name: str, cfg: PredictConfig) -> dict:
-        t0 = time.perf_counter()
-        backend = make_backend(cfg.backend, cfg.model, batch_size=cfg.batch_size, precision=cfg.precision)
-        load = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        predict(cfg, backend=backend, progress=False)
-        gen = time.perf_counter() - t1
-        summary, _ = run_eval(EvalConfig(dataset=str(test), pred=cfg.out, out=str(out / f"eval_{name}"), cache=False))
+    def timed(name: str, model: str, backend: str) -> dict:
+        # each backend in a fresh process: torch's and llama.cpp's OpenMP thread pools never share one
+        pred = out / f"pred_{name}.jsonl"
+        pred.unlink(missing_ok=True)
+        cmd = [sys.executable, __file__, "--one", json.dumps([str(test), str(pred), model, backend])]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"{name}: {r.stderr[-2000:]}")
+        t = json.loads(r.stdout.strip().splitlines()[-1])
+        summary, _ = run_eval(EvalConfig(dataset=str(test), pred=str(pred), out=str(out / f"eval_{name}"), cache=False))
+        tokens = sum(x.get("completion_tokens", 0) for x in read_jsonl(pred))
         ex = summary["ex"]
-        recs = read_jsonl(cfg.out)
-        tokens = sum(r.get("completion_tokens", 0) for r in recs)
         return {
-            "load_s": round(load, 1),
-            "generate_s": round(gen, 1),
-            "questions_per_s": round(n / gen, 3),
+            **t,
+            "questions_per_s": round(n / t["generate_s"], 3),
             "completion_tokens": tokens,
             "ex": ex,
-            "correct": round(ex * n),
-            "backend": backend.info(),
+            "correct": summary["correct"],
         }
 
-    hf_pred, ll_pred = out / "pred_hf.jsonl", out / "pred_llamacpp.jsonl"
-    for p in (hf_pred, ll_pred):
-        p.unlink(missing_ok=True)
-    hf = timed("hf", PredictConfig(dataset=str(test), out=str(hf_pred), model=str(run / "train" / "model")))
-    ll_cfg = PredictConfig(dataset=str(test), out=str(ll_pred), model=exports["q8_0"]["file"], backend="llamacpp")
-    ll = timed("llamacpp", ll_cfg)
+    hf = timed("hf", str(run / "train" / "model"), "hf")
+    ll = timed("llamacpp", exports["q8_0"]["file"], "llamacpp")
     ratio = ll["questions_per_s"] / hf["questions_per_s"]
     result = {"questions": n, "exports": exports, "hf": hf, "llamacpp_q8_0": ll, "speed_ratio": round(ratio, 2)}
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
@@ -98,7 +109,7 @@ def main() -> int:
     for name, r in (("hf (defaults)", hf), ("llamacpp q8_0", ll)):
         print(
             f"{name:15s} EX {100 * r['ex']:.1f}% ({r['correct']}/{n}); {r['questions_per_s']} questions/s "
-            f"({r['generate_s']} s for {n}, {r['completion_tokens']} tokens; load {r['load_s']} s)"
+            f"({r['generate_s']} s for {n}, {r['completion_tokens']} tokens; load {r['load_s']} s); {r['backend']}"
         )
     print(f"speed ratio llamacpp / hf: {ratio:.2f}x")
     print(f"target >= 3x questions/s: {'MET' if ratio >= 3 else 'NOT MET'}")

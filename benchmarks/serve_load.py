@@ -7,6 +7,12 @@ requests from ``--clients`` concurrent clients, and prints errors, throughput, t
 call is the lever) and p50/p95 latency.
 
     python benchmarks/serve_load.py [--clients 16] [--total 50] [--sequential 12]
+    python benchmarks/serve_load.py --backend llamacpp     # the same model exported to q8_0 GGUF, on llama.cpp
+
+With ``--backend llamacpp`` the default model is exported once (``sqltune export gguf``, q8_0) and
+served in-process by llama.cpp: continuous batching over 16 slots, and each slot keeps the KV cache
+of its last prompt, so the system prompt and schema that every question on one database shares
+are computed once per slot instead of once per question.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ def main() -> int:
     ap.add_argument("--total", type=int, default=50)
     ap.add_argument("--sequential", type=int, default=12)
     ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--backend", default="hf", choices=["hf", "llamacpp"])
+    ap.add_argument("--gguf", default="runs/bench_serve/smollm2-135m.q8_0.gguf", help="llamacpp: the file (made once)")
     args = ap.parse_args()
     import uvicorn
 
@@ -44,7 +52,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         demo = build_demo(Path(tmp) / "demo")
         questions = [r["question"] for r in read_jsonl(demo["test"])]
-        backend = make_backend("hf", DEFAULT_MODEL, batch_size=16)
+        if args.backend == "llamacpp":
+            from sqltune.export.gguf import ExportConfig, export_gguf
+
+            if not Path(args.gguf).is_file():
+                export_gguf(ExportConfig(model=DEFAULT_MODEL, out=args.gguf, type="q8_0"))
+            backend = make_backend("llamacpp", args.gguf, batch_size=16)
+        else:
+            backend = make_backend("hf", DEFAULT_MODEL, batch_size=16)
         app = create_app(
             backend,
             DEFAULT_MODEL,
@@ -91,7 +106,10 @@ def main() -> int:
     errors = sum(1 for _, code, _ in seq + conc if code != 200)
     lat = sorted(x[0] for x in conc)
     p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
-    print(f"model {DEFAULT_MODEL} (base), demo database, max_new_tokens {args.max_new_tokens}, 2 CPU cores")
+    print(
+        f"model {DEFAULT_MODEL} (base) on the {args.backend} backend, demo database, "
+        f"max_new_tokens {args.max_new_tokens}, 2 CPU cores"
+    )
     print(
         f"one at a time: {len(seq)} questions in {seq_s:.1f} s = {seq_rate:.3f} questions/s; median latency {statistics.median(x[0] for x in seq):.2f} s"
     )

@@ -57,7 +57,7 @@ def test_llamacpp_backend_predicts_what_the_hf_backend_predicts(f32_export, tmp_
     out, _ = f32_export
     data = make_school_dataset(tmp_path / "school.jsonl", school_db, n=6)
     base = dict(dataset=str(data), max_new_tokens=12, batch_size=3)
-    ll_cfg = PredictConfig(out=str(tmp_path / "ll.jsonl"), model=str(out), backend="llamacpp", **base)
+    ll_cfg = PredictConfig(out=str(tmp_path / "ll.jsonl"), model=str(out), backend="llamacpp", slots=3, **base)
     s = predict(ll_cfg, progress=False)
     hf_cfg = PredictConfig(out=str(tmp_path / "hf.jsonl"), model=str(gguf_test_model), precision="fp32", **base)
     predict(hf_cfg, progress=False)
@@ -181,3 +181,10 @@ def test_llamacpp_streams_the_same_text_it_generates(f32_export):
     params = GenParams(max_new_tokens=12)
     pieces = list(b.stream(msgs, params))
     assert len(pieces) >= 6 and "".join(pieces) == b.generate([msgs], params)[0][0].text
+
+
+def test_relative_paths_work_from_any_folder(tmp_path, gguf_test_model, gguf_converter, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").symlink_to(gguf_test_model)
+    r = export_gguf(ExportConfig(model="m", out="sub/tiny.gguf", type="f16", check=False))
+    assert (tmp_path / "sub" / "tiny.gguf").stat().st_size == r["bytes"] > 0

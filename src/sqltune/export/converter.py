@@ -127,7 +127,8 @@ def run_converter(
     """Run llama.cpp's converter unchanged, with its own gguf-py, in a subprocess (its log goes to ``log``)."""
     env = dict(os.environ)
     env.pop("NO_LOCAL_GGUF", None)  # the converter then puts its own gguf-py first on sys.path
+    folder, model_dir, out, metadata = (Path(p).resolve() for p in (folder, model_dir, out, metadata))
     cmd = [sys.executable, str(folder / SCRIPT), str(model_dir), "--outfile", str(out), "--outtype", outtype]
-    cmd += ["--metadata", str(metadata)]
+    cmd += ["--metadata", str(metadata)]  # absolute paths: it runs in its own folder
     with open(log, "w", encoding="utf-8") as fh:
         return subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(folder))

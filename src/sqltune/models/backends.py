@@ -178,7 +178,9 @@ class HFBackend:
             "streamer": streamer,
         }
         if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None)
+            kwargs.update(
+                do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None
+            )
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if params.seed is not None:
@@ -409,7 +411,7 @@ def make_backend(name: str, model: str, **kwargs: Any) -> Backend:
     if name == "llamacpp":
         from sqltune.models.llamacpp import LlamaCppBackend
 
-        settings = {"slots": kwargs.get("batch_size", 8), "threads": kwargs.get("threads")}
+        settings = {"slots": kwargs.get("slots") or 4, "threads": kwargs.get("threads")}
         settings.update({k: kwargs[k] for k in ("context", "grammar") if kwargs.get(k) is not None})
         return LlamaCppBackend(model, **settings)
     raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")

@@ -91,7 +91,7 @@ class LlamaCppBackend:
     def __init__(
         self,
         model: str,
-        slots: int = 8,
+        slots: int = 4,
         threads: int | None = None,
         context: int = 2048,
         grammar: str | None = None,

@@ -52,7 +52,7 @@ class PredictConfig:
     backend: str = "hf"
     """hf (transformers) | openai (any OpenAI-compatible server) | vllm | llamacpp (a .gguf, in-process on CPU)."""
     batch_size: int = 16
-    """hf: questions per generate() call; llamacpp: parallel slots decoded together."""
+    """hf: questions per generate() call."""
     max_new_tokens: int = 256
     """Most tokens generated per answer."""
     temperature: float = 0.0
@@ -83,6 +83,8 @@ class PredictConfig:
     """openai: requests in flight."""
     retries: int = 4
     """openai: retries per request, with exponential backoff."""
+    slots: int = 4
+    """llamacpp: sequences decoded together (each keeps its last prompt's KV cache for the next)."""
     threads: int | None = None
     """llamacpp: CPU threads (default: the physical cores)."""
     context: int = 2048
@@ -212,7 +214,7 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     judge = Judge(workers=1, timeout=cfg.vote_timeout) if cfg.num_samples > 1 else None
     # Length-sorted chunks: similar prompt lengths share a batch (less padding); each chunk is
     # written as soon as it is done, so at most one chunk is lost to a kill.
-    chunk = {"hf": cfg.batch_size, "llamacpp": cfg.batch_size * 4}.get(cfg.backend, cfg.concurrency * 2)
+    chunk = {"hf": cfg.batch_size, "llamacpp": cfg.slots * 8}.get(cfg.backend, cfg.concurrency * 2)
     todo.sort(key=lambda r: -len(json.dumps(messages_from_record(r))))
     bar = _progress(len(records), len(records) - len(todo)) if progress else None
     started = time.perf_counter()
