@@ -50,7 +50,7 @@ class Teacher:
 
             body = await request.json()
             prompt = body["messages"][-1]["content"]
-            q = prompt.split("-- Text Question Input: ", 1)[1].split("\n", 1)[0]
+            q = prompt.split("-- Text Question Input: ", 1)[1].split("\n", 1)[0].split(" (#", 1)[0]
             with self.lock:
                 self.calls.append((q, body.get("temperature", 0)))
                 a = self.script.get(q, answer("SELECT 1"))
@@ -166,6 +166,9 @@ def test_a_teacher_that_times_out_or_returns_garbage_is_retried_then_reported(tm
 
 def test_sigkill_midway_then_rerun_loses_and_duplicates_nothing(tmp_path, school_db):
     data = make_school_dataset(tmp_path / "train.jsonl", school_db, n=40)
+    # distinct questions: identical prompts would be answered from the cache after the first four
+    recs = read_jsonl(data)
+    data.write_text("".join(json.dumps({**r, "question": f"{r['question']} (#{i})"}) + "\n" for i, r in enumerate(recs)))
     gold = {"how many teacher are there": "SELECT COUNT(*) FROM teacher"}
     gold["what is the name of the student"] = "SELECT name FROM student"
     gold["how many student are there"] = "SELECT COUNT(*) FROM student"

@@ -154,3 +154,14 @@ def recover_done(out: Path) -> dict[str, dict[str, Any]]:
         with open(out, "r+b") as fh:
             fh.truncate(good_end)
     return done
+
+
+def pip_download(spec: str, dest: Path, *options: str) -> tuple[int, str]:
+    """``pip download --no-deps SPEC`` into ``dest`` (the package index the user's pip is set up for,
+    mirrors and proxies included); nothing is installed. Returns (exit code, pip's stderr)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", *options]
+    proc = subprocess.run([*cmd, "-d", str(dest), spec], capture_output=True, text=True)
+    return proc.returncode, proc.stderr

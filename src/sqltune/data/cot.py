@@ -372,6 +372,12 @@ def build_cot(cfg: CotConfig, progress: Any = None) -> dict[str, Any]:
 
     final = recover_done(out)
     statuses = Counter(str(x.get("cot_status")) for x in final.values())
+    # what the output holds (every run so far), then what this run did
+    for x in final.values():
+        if x.get("cot_status") == "kept" and str(x["id"]) in done:
+            by_difficulty[str(x.get("difficulty") or "unknown")]["kept"] += 1
+            samples_used[int(x.get("cot_samples", 1))] += 1
+            chars.append(len(x.get("cot", "")))
     report = {
         "dataset": str(src),
         "out": str(out),
@@ -391,6 +397,7 @@ def build_cot(cfg: CotConfig, progress: Any = None) -> dict[str, Any]:
         "teacher": teacher.settings(),
         "config": {k: v for k, v in asdict(cfg).items() if k != "api_key"},
         "seconds": round(time.perf_counter() - started, 2),
+        "note": "rejected_samples, tokens, teacher_errors, cached_answers and seconds count this run; the rest the whole output",
     }
     write_json(report_path(out), report)
     return report

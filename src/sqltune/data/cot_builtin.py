@@ -39,22 +39,22 @@ def _tables(select: exp.Select) -> list[str]:
     return out
 
 
+_COMPARE = {
+    exp.EQ: "equals",
+    exp.NEQ: "is not",
+    exp.GT: "is greater than",
+    exp.GTE: "is at least",
+    exp.LT: "is less than",
+    exp.LTE: "is at most",
+    exp.Like: "matches the pattern",
+}
+
+
 def _condition(c: exp.Expression) -> str:
     """One predicate in words."""
-    if isinstance(c, exp.EQ):
-        return f"{_sql(c.this)} equals {_sql(c.expression)}"
-    if isinstance(c, exp.NEQ):
-        return f"{_sql(c.this)} is not {_sql(c.expression)}"
-    if isinstance(c, exp.GT):
-        return f"{_sql(c.this)} is greater than {_sql(c.expression)}"
-    if isinstance(c, exp.GTE):
-        return f"{_sql(c.this)} is at least {_sql(c.expression)}"
-    if isinstance(c, exp.LT):
-        return f"{_sql(c.this)} is less than {_sql(c.expression)}"
-    if isinstance(c, exp.LTE):
-        return f"{_sql(c.this)} is at most {_sql(c.expression)}"
-    if isinstance(c, exp.Like):
-        return f"{_sql(c.this)} matches the pattern {_sql(c.expression)}"
+    phrase = _COMPARE.get(type(c))
+    if phrase:
+        return f"{_sql(c.this)} {phrase} {_sql(c.expression)}"
     if isinstance(c, exp.Between):
         return f"{_sql(c.this)} is between {_sql(c.args['low'])} and {_sql(c.args['high'])}"
     if isinstance(c, exp.In):

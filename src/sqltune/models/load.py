@@ -213,6 +213,11 @@ def encode_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     return list(ids)
 
 
+def prompt_text(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """The text :func:`encode_prompt` tokenizes: the chat template's rendering, up to where the answer starts."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
 class TokenCounter:
     """Prompt lengths exactly as the model sees them: :func:`encode_prompt`'s ids.
 
@@ -228,7 +233,7 @@ class TokenCounter:
             return []
         if getattr(self.tok, "chat_template", None):
             # the rendering encode_prompt tokenizes, tokenized as one batch (same ids, tested)
-            texts = [self.tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages]
+            texts = [prompt_text(self.tok, m) for m in messages]
         else:
             texts = ["\n\n".join(t["content"] for t in m) for m in messages]
         return [len(x) for x in self.tok(texts, add_special_tokens=False)["input_ids"]]

