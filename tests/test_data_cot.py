@@ -168,7 +168,9 @@ def test_sigkill_midway_then_rerun_loses_and_duplicates_nothing(tmp_path, school
     data = make_school_dataset(tmp_path / "train.jsonl", school_db, n=40)
     # distinct questions: identical prompts would be answered from the cache after the first four
     recs = read_jsonl(data)
-    data.write_text("".join(json.dumps({**r, "question": f"{r['question']} (#{i})"}) + "\n" for i, r in enumerate(recs)))
+    data.write_text(
+        "".join(json.dumps({**r, "question": f"{r['question']} (#{i})"}) + "\n" for i, r in enumerate(recs))
+    )
     gold = {"how many teacher are there": "SELECT COUNT(*) FROM teacher"}
     gold["what is the name of the student"] = "SELECT name FROM student"
     gold["how many student are there"] = "SELECT COUNT(*) FROM student"
