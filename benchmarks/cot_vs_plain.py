@@ -131,7 +131,7 @@ def main() -> int:
             "train_tokens_per_example": round(tpe[arm], 1),
             "gen_tokens_per_question": round(sum(r["completion_tokens"] for r in recs) / len(recs), 1),
             "gen_seconds_per_question": round(gen / len(recs), 2),
-            "errors": s.get("error_types", {}),
+            "errors": s.get("errors", {}),
         }
     p, c = results["plain"], results["cot"]
     ratio = c["ex"] / p["ex"] if p["ex"] else float("inf")

@@ -26,6 +26,10 @@ COMMANDS = [
     ["serve-openai"],
     ["ask"],
     ["serve"],
+    ["data", "cot"],
+    ["export", "gguf"],
+    ["export", "converter"],
+    ["mcp"],
 ]
 
 

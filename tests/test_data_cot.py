@@ -239,3 +239,14 @@ def test_cot_records_train_unchanged_and_the_quickstart_files(tmp_path, school_d
     over.update(method="full", batch_size=4, max_steps=2, save_steps=100, report_to="[]", precision="fp32")
     m = train(load_config(None, [f"{k}={v}" for k, v in over.items()]))
     assert m["global_steps"] == 2 and (Path(m["output"]) / "config.json").is_file()
+
+
+def test_cot_prompts_replace_the_system_turn_only(dataset):
+    rec = read_jsonl(dataset)[0]
+    plain = prompts.messages_from_record(rec)
+    cot = prompts.messages_from_record(rec, cot=True)
+    assert plain[0]["content"] == prompts.SYSTEM_PROMPT and cot[0]["content"] == prompts.COT_SYSTEM_PROMPT
+    assert cot[1:] == plain[1:]
+    alpaca = {"instruction": prompts.SYSTEM_PROMPT, "input": plain[1]["content"], "output": "SELECT 1"}
+    assert prompts.messages_from_record(alpaca, cot=True) == cot
+    assert prompts.prompt_messages("t(a)", "q", cot=True)[0]["content"] == prompts.COT_SYSTEM_PROMPT

@@ -188,16 +188,22 @@ def alpaca_record(schema_text: str, question: str, evidence: str, sql: str) -> d
     return {"instruction": SYSTEM_PROMPT, "input": user_prompt(schema_text, question, evidence), "output": sql}
 
 
-def messages_from_record(record: dict[str, Any]) -> list[dict[str, str]]:
-    """The prompt turns (no answer) of a chat or alpaca record, for inference."""
+def messages_from_record(record: dict[str, Any], cot: bool = False) -> list[dict[str, str]]:
+    """The prompt turns (no answer) of a chat or alpaca record, for inference.
+
+    ``cot``: with the chain-of-thought system prompt in place of the record's own."""
     if "messages" in record:
-        return [m for m in record["messages"] if m.get("role") != "assistant"]
-    if "instruction" in record:
-        return [
+        turns = [m for m in record["messages"] if m.get("role") != "assistant"]
+    elif "instruction" in record:
+        turns = [
             {"role": "system", "content": record["instruction"]},
             {"role": "user", "content": record.get("input", "")},
         ]
-    raise ConfigError("record has neither 'messages' (chat format) nor 'instruction' (alpaca format)")
+    else:
+        raise ConfigError("record has neither 'messages' (chat format) nor 'instruction' (alpaca format)")
+    if cot:
+        turns = [{"role": "system", "content": COT_SYSTEM_PROMPT}] + [m for m in turns if m["role"] != "system"]
+    return turns
 
 
 def answer_from_record(record: dict[str, Any]) -> str:
@@ -221,13 +227,7 @@ def cot_messages(record: dict[str, Any], answer: str) -> list[dict[str, str]]:
 
     The user turn is the record's own (its schema style, evidence and question), so ``train``
     trains on CoT records unchanged and ``predict --cot`` / ``ask --cot`` see the same prompt."""
-    turns = messages_from_record(record)
-    user = next((m["content"] for m in turns if m["role"] == "user"), "")
-    return [
-        {"role": "system", "content": COT_SYSTEM_PROMPT},
-        {"role": "user", "content": user},
-        {"role": "assistant", "content": answer},
-    ]
+    return [*messages_from_record(record, cot=True), {"role": "assistant", "content": answer}]
 
 
 def make_record(fmt: str, schema_text: str, question: str, evidence: str, sql: str) -> dict[str, Any]:

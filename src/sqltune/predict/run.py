@@ -92,7 +92,7 @@ class PredictConfig:
     grammar: str | None = None
     """llamacpp: 'sql' forces one SELECT/WITH statement per answer, or a GBNF grammar's text."""
     cot: bool = False
-    """Outputs reason first: take the last SQL block."""
+    """The model reasons first: the cookbook's CoT system prompt, and the last SQL block is taken."""
     limit: int | None = None
     """Only the first N records."""
     vote_timeout: float = 10.0
@@ -180,7 +180,7 @@ def build_manifest(cfg: PredictConfig, backend: Backend, records: list[dict[str,
         "prompt_format": {
             "format": "chat" if "messages" in first else "alpaca",
             "schema_style": first.get("schema_style"),
-            "system_prompt_sha256": sha256_text(messages_from_record(first)[0]["content"]) if first else None,
+            "system_prompt_sha256": sha256_text(messages_from_record(first, cfg.cot)[0]["content"]) if first else None,
         },
         "decoding": cfg.gen_params().as_dict(),
         "extraction": {"cot": cfg.cot},
@@ -225,7 +225,7 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
             for start in range(0, len(todo), chunk):
                 batch = todo[start : start + chunk]
                 t0 = time.perf_counter()
-                outs = backend.generate([messages_from_record(r) for r in batch], params)
+                outs = backend.generate([messages_from_record(r, cfg.cot) for r in batch], params)
                 per = (time.perf_counter() - t0) / len(batch)
                 recs = [_record(r, comps, per, cfg) for r, comps in zip(batch, outs, strict=False)]
                 if judge is not None:
