@@ -523,6 +523,8 @@ def export_gguf_cmd(
             f"SQL {g['sql_identical']}/{g['prompts']} identical to the Hugging Face model's",
             highlight=False,
         )
+        if g.get("warning"):
+            err.print(f"[yellow]warning:[/yellow] {g['warning']}", highlight=False)
     out.print(f"report: {report_path(r['file'])}")
     require_ok(r)
 
