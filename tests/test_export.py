@@ -191,3 +191,22 @@ def test_relative_paths_work_from_any_folder(tmp_path, gguf_test_model, gguf_con
     (tmp_path / "m").symlink_to(gguf_test_model)
     r = export_gguf(ExportConfig(model="m", out="sub/tiny.gguf", type="f16", check=False))
     assert (tmp_path / "sub" / "tiny.gguf").stat().st_size == r["bytes"] > 0
+
+
+def test_a_lora_run_is_merged_first_then_exported(tmp_path, school_db, gguf_test_model, gguf_converter):
+    from sqltune.train.config import load_config
+    from sqltune.train.sft import train
+
+    data = make_school_dataset(tmp_path / "train.jsonl", school_db, n=8)
+    run = tmp_path / "lora"
+    over = {"model": str(gguf_test_model), "train_file": str(data), "output_dir": str(run), "method": "lora"}
+    over.update(lora_r=4, lora_alpha=8, batch_size=4, max_steps=2, save_steps=100, report_to="[]", precision="fp32")
+    over.update(learning_rate=0.05)
+    train(load_config(None, [f"{k}={v}" for k, v in over.items()]))
+    r = export_gguf(ExportConfig(model=str(run), out=str(tmp_path / "lora.f32.gguf"), type="f32", greedy_prompts=2))
+    assert r["source"]["merged"] and r["source"]["folder"] == str(run / "merged") and r["ok"]
+    assert r["schema_style"] == "compact" and r["checks"]["parity"]["prompts_from"] == str(data.resolve())
+    assert "fine-tuned in run lora (LoRA merged)" in read_metadata(tmp_path / "lora.f32.gguf")["general.description"]
+    mtime = (run / "merged" / "model.safetensors").stat().st_mtime
+    export_gguf(ExportConfig(model=str(run), out=str(tmp_path / "again.gguf"), type="f16", check=False))
+    assert (run / "merged" / "model.safetensors").stat().st_mtime == mtime  # the merge is reused
