@@ -116,3 +116,9 @@ def extract_sql(text: str | None, cot: bool = False) -> str:
         return _clean(text)
     except Exception:  # pragma: no cover - a guarantee, exercised by the property test
         return ""
+
+
+def reasoning_before_sql(text: str) -> str:
+    """The text before the last SQL block of a chain-of-thought answer ("" when there is none)."""
+    cut = text.rfind("```sql")
+    return text[:cut].strip() if cut > 0 else ""

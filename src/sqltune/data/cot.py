@@ -41,7 +41,7 @@ from typing import Any
 from sqltune import prompts
 from sqltune.db.schema import introspect
 from sqltune.errors import ConfigError, DataError, ModelError
-from sqltune.extract import extract_sql
+from sqltune.extract import extract_sql, reasoning_before_sql
 from sqltune.io import read_jsonl, recover_done, write_json
 from sqltune.judge import Judge
 from sqltune.judge.worker import ScoreJob
@@ -253,11 +253,6 @@ def report_path(out: str | Path) -> Path:
     return p.with_name(p.stem + ".report.json")
 
 
-def _reasoning(text: str) -> str:
-    cut = text.rfind("```sql")
-    return text[:cut].strip() if cut > 0 else ""
-
-
 def build_cot(cfg: CotConfig, progress: Any = None) -> dict[str, Any]:
     """Write CoT records for ``cfg.dataset`` into ``cfg.out`` (resuming), and the report; return the report."""
     cfg.validate()
@@ -311,7 +306,7 @@ def build_cot(cfg: CotConfig, progress: Any = None) -> dict[str, Any]:
             rec = {k: v for k, v in r.items() if k not in ("messages", "instruction", "input", "output")}
             answer = text if status == "kept" else f"{prompts.COT_FINAL}\n```sql\n{r['sql'].strip()}\n```"
             rec.update(
-                reasoning=_reasoning(text) if status == "kept" else "",
+                reasoning=reasoning_before_sql(text) if status == "kept" else "",
                 cot=text if status == "kept" else "",
                 cot_status=status,
                 cot_samples=sample + 1,

@@ -27,7 +27,7 @@ from sqltune import prompts
 from sqltune.db.execute import check_sqlite_file
 from sqltune.db.schema import introspect
 from sqltune.errors import ConfigError, DataError
-from sqltune.extract import extract_sql
+from sqltune.extract import extract_sql, reasoning_before_sql
 from sqltune.judge import Judge, majority_vote
 from sqltune.models.backends import Backend, GenParams
 
@@ -140,12 +140,6 @@ class Database:
         return self._schemas[style]
 
 
-def _reasoning(text: str, sql: str) -> str:
-    """The text before the last SQL block of a chain-of-thought answer."""
-    cut = text.rfind("```sql")
-    return text[:cut].strip() if cut > 0 else ""
-
-
 @dataclass
 class Pending:
     """A question between rounds: the prompt so far, its answer so far, its round."""
@@ -199,7 +193,7 @@ def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> 
             a.sql = cand[best]
             cols, rows = res.results[best]
             a.columns, a.rows, a.truncated = list(cols), [list(r) for r in rows], bool(res.truncated[best])
-            a.reasoning = _reasoning(raw[best], a.sql) if cfg.cot else ""
+            a.reasoning = reasoning_before_sql(raw[best]) if cfg.cot else ""
             if a.vote_share < cfg.min_vote_share:
                 a.abstain_reason = (
                     f"the candidates disagree: the most common result has {votes} of {len(res.keys)} votes "
