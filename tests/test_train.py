@@ -286,9 +286,10 @@ def test_lm_head_on_labels_only_switches_the_trainer_and_trl_fields_are_checked(
 
     from sqltune.errors import ModelError
     from sqltune.train import sft
+    from sqltune.train.loss import trainer_class
 
-    assert sft._trainer_class(False) is trl.SFTTrainer
-    labelled = sft._trainer_class(True)
+    assert trainer_class(False) is trl.SFTTrainer
+    labelled = trainer_class(True)
     assert labelled is not trl.SFTTrainer and issubclass(labelled, trl.SFTTrainer)
     run = tmp_path / "off"
     m = sft.train(load_config(None, base_overrides(data, tiny_model, run, method="full", lm_head_on_labels_only=False)))

@@ -47,6 +47,11 @@ class TrainConfig:
     """Concatenate each batch into one row with per-example positions (no pad tokens at all).
     auto: on with CUDA (flash/varlen attention makes it free); off on CPU, where the
     block-diagonal mask costs more than the padding saved, and batches are grouped by length."""
+    shared_prefix: Any = "auto"
+    """Batch examples of one database together and run their common prompt prefix (system prompt
+    and schema) once per batch instead of once per example; same loss and gradients, 2-3x more
+    examples/s on CPU. auto: on where sqltune's CPU loss runs (no CUDA, no packing or padding-free
+    rows, no gradient checkpointing); false: random batches grouped by length, as before."""
     epochs: float = 1.0
     max_steps: int = -1
     """Stop after this many optimizer steps (-1: run all epochs)."""
@@ -119,6 +124,16 @@ class TrainConfig:
             problems.append(f"lora_target: {self.lora_target!r} must be 'all-linear' or a list of module names")
         if self.padding_free not in (True, False, "auto"):
             problems.append(f"padding_free: {self.padding_free!r} is not one of true, false, auto")
+        if self.shared_prefix not in (True, False, "auto"):
+            problems.append(f"shared_prefix: {self.shared_prefix!r} is not one of true, false, auto")
+        if self.shared_prefix is True:
+            clash = [k for k in ("packing", "gradient_checkpointing") if getattr(self, k)]
+            clash += ["padding_free"] if self.padding_free is True else []
+            clash += ["lm_head_on_labels_only: false"] if not self.lm_head_on_labels_only else []
+            for k in clash:
+                problems.append(
+                    f"shared_prefix: true cannot be combined with {k} (set shared_prefix: auto or false, or drop {k})"
+                )
         if self.packing and self.padding_free is False:
             problems.append("packing: needs padding_free: true (otherwise attention would cross packed examples)")
         if check_files and self.deepspeed and not Path(self.deepspeed).is_file():

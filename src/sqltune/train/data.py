@@ -42,6 +42,12 @@ def encode_example(tokenizer: Any, record: dict[str, Any]) -> tuple[list[int], l
     return prompt_ids + list(completion), [IGNORE] * len(prompt_ids) + list(completion)
 
 
+def prefix_key(record: dict[str, Any]) -> str:
+    """What examples sharing a prompt prefix have in common: the database (its schema is most of
+    the prompt) and the schema style; records without a database share one key."""
+    return f"{record.get('db_id') or record.get('db_path') or ''}\x1f{record.get('schema_style') or ''}"
+
+
 def tokenize_file(
     path: str | Path,
     tokenizer: Any,
@@ -49,7 +55,8 @@ def tokenize_file(
     overlong: str = "drop",
     records: list[dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, list[int]]], dict[str, Any]]:
-    """Tokenize a dataset file; return the examples and a report of what was dropped or cut."""
+    """Tokenize a dataset file; return the examples (``input_ids``, ``labels``, ``prefix_key``) and a
+    report of what was dropped or cut."""
     records = read_jsonl(path) if records is None else records
     out: list[dict[str, list[int]]] = []
     skipped: Counter[str] = Counter()
@@ -75,7 +82,7 @@ def tokenize_file(
                 skipped["no_answer_left_after_truncation"] += 1
                 continue
         lengths.append(len(ids))
-        out.append({"input_ids": ids, "labels": labels})
+        out.append({"input_ids": ids, "labels": labels, "prefix_key": prefix_key(r)})
     report = {
         "file": str(path),
         "records": len(records),

@@ -23,6 +23,7 @@ from sqltune.io import package_versions, read_jsonl, sha256_file, weights_sha256
 from sqltune.splits import holdout
 from sqltune.train.config import TrainConfig, save_config
 from sqltune.train.data import tokenize_file
+from sqltune.train.loss import labelled_head_loss, trainer_class
 
 
 def _device_precision(cfg: TrainConfig) -> tuple[str, str]:
@@ -125,87 +126,16 @@ def _time_budget_callback(minutes: float) -> Any:
     return TimeBudget()
 
 
-def labelled_head_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> tuple[Any, dict]:
-    """Causal-LM loss with the LM head applied only where some row has a label.
-
-    The answer is ~10% of a text-to-SQL example's tokens (the schema prompt is the rest), so
-    projecting every position onto the vocabulary wastes most of the head's work, forward and
-    backward. ``logits_to_keep`` (a tensor of positions, supported by transformers' causal LMs)
-    keeps the positions whose next token is labelled in at least one row of the batch.
-    Returns the loss (summed answer-token NLL over ``num_items_in_batch``, or the mean) and
-    token statistics: ``label_tokens``, ``entropy_sum``, ``correct``.
-    """
-    import torch
-
-    labels = inputs["labels"]
-    shifted = labels[:, 1:]
-    keep = (shifted != -100).any(dim=0).nonzero().squeeze(-1)
-    kwargs = {k: v for k, v in inputs.items() if k != "labels"}
-    kwargs["use_cache"] = False
-    out = model(**kwargs, logits_to_keep=keep)
-    target = shifted[:, keep]
-    mask = target != -100
-    logp = torch.log_softmax(out.logits[mask].float(), dim=-1)
-    gold = target[mask]
-    nll = -logp.gather(1, gold[:, None]).squeeze(1)
-    denom = mask.sum() if num_items_in_batch is None else num_items_in_batch
-    loss = nll.sum() / torch.as_tensor(denom).clamp(min=1)
-    with torch.no_grad():
-        stats = {
-            "label_tokens": mask.sum(),
-            "entropy_sum": -(logp.exp() * logp).sum(),
-            "correct": (logp.argmax(-1) == gold).sum(),
-        }
-    return loss, stats
-
-
-def _trainer_class(labelled_head: bool) -> Any:
-    """TRL's SFTTrainer, with :func:`labelled_head_loss` where TRL's fused head scores every position.
-
-    TRL's fused head scores only labelled positions where Triton runs (CUDA); elsewhere it
-    projects every position in fp32, which is 40% of a CPU training step for text-to-SQL data.
-    """
-    import torch
-    from transformers.modeling_outputs import CausalLMOutput
-    from trl import SFTTrainer
-
-    if not labelled_head:
-        return SFTTrainer
-
-    class LabelledHeadSFTTrainer(SFTTrainer):
-        # TRL's private token and metric counters, written below so that TRL's logs stay whole.
-        # Tested with TRL 1.16 (pyproject bounds it); a TRL that moves them fails here, clearly.
-        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            super().__init__(*args, **kwargs)
-            missing = [f for f in ("_metrics", "_total_train_tokens") if not hasattr(self, f)]
-            if missing:
-                import trl
-
-                raise ModelError(
-                    f"TRL {trl.__version__} has no SFTTrainer.{', .'.join(missing)}, which sqltune's CPU loss "
-                    "path updates; install the TRL version pyproject.toml names, or set lm_head_on_labels_only: false"
-                )
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
-            mode = "train" if self.model.training else "eval"
-            loss, stats = labelled_head_loss(model, inputs, num_items_in_batch)
-            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-                loss = loss * self.accelerator.num_processes
-            gather = self.accelerator.gather_for_metrics
-            n = gather(stats["label_tokens"]).sum()
-            if n > 0:
-                self._metrics[mode]["entropy"].append((gather(stats["entropy_sum"]).sum() / n).item())
-                self._metrics[mode]["mean_token_accuracy"].append((gather(stats["correct"]).sum() / n).item())
-            if mode == "train":
-                if "attention_mask" in inputs:
-                    seen = inputs["attention_mask"].sum()
-                else:
-                    seen = torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
-                self._total_train_tokens += gather(seen).sum().item()
-            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
-            return (loss, CausalLMOutput(loss=loss)) if return_outputs else loss
-
-    return LabelledHeadSFTTrainer
+def use_shared_prefix(cfg: TrainConfig, device: str, padding_free: bool) -> bool:
+    """Whether batches share their prompt prefix: ``shared_prefix: auto`` turns it on where
+    sqltune's own CPU loss runs and nothing else reshapes the batch."""
+    if cfg.shared_prefix != "auto":
+        return bool(cfg.shared_prefix)
+    return (
+        device == "cpu"
+        and cfg.lm_head_on_labels_only
+        and not (cfg.packing or padding_free or cfg.gradient_checkpointing)
+    )
 
 
 def _checkpointing_field(config_cls: Any) -> str:
@@ -253,6 +183,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         )
     write_json(run / "data_report.json", {"train": train_rep, "validation": eval_rep})
 
+    padding_free = cfg.padding_free if cfg.padding_free != "auto" else (device == "cuda" or cfg.packing)
+    shared_prefix = use_shared_prefix(cfg, device, padding_free)
+    keys = [e.pop("prefix_key") for e in train_ex]
+    eval_ex.sort(key=lambda e: e["prefix_key"])  # consecutive validation examples share prefixes too
+    for e in eval_ex:
+        e.pop("prefix_key")
     train_ds = datasets.Dataset.from_list(train_ex)
     eval_ds = datasets.Dataset.from_list(eval_ex) if eval_ex else None
     if cfg.packing:
@@ -268,7 +204,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
 
-    padding_free = cfg.padding_free if cfg.padding_free != "auto" else (device == "cuda" or cfg.packing)
     eval_strategy = "no"
     if eval_ds is not None:
         eval_strategy = "steps" if cfg.eval_steps else "epoch"
@@ -301,7 +236,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         report_to=report_to or "none",
         deepspeed=cfg.deepspeed,
         padding_free=padding_free,
-        train_sampling_strategy="random" if padding_free else "group_by_length",
+        train_sampling_strategy="random" if padding_free or shared_prefix else "group_by_length",
         packing=False,  # packed above, on token ids, when asked
         max_length=None,  # lengths are enforced (and reported) above
         dataset_kwargs={"skip_prepare_dataset": True},
@@ -311,9 +246,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         disable_tqdm=False,
     )
     # On CUDA, TRL's own fused head already scores only labelled positions.
-    trainer = _trainer_class(labelled_head=cfg.lm_head_on_labels_only and device != "cuda")(
+    extra: dict[str, Any] = {}
+    if shared_prefix:
+        from sqltune.train.prefix import PrefixCollator
+
+        extra["data_collator"] = PrefixCollator(tok.pad_token_id)
+    trainer = trainer_class(
+        labelled_head=cfg.lm_head_on_labels_only and device != "cuda",
+        shared_prefix_keys=keys if shared_prefix else None,
+    )(
         model=model,
         args=args,
+        **extra,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tok,
@@ -352,6 +296,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "device": device,
         "precision": precision,
         "padding_free": padding_free,
+        "shared_prefix": shared_prefix,
         "resumed_from": resume,
         "output": str(target),
         "global_steps": trainer.state.global_step,
@@ -398,4 +343,4 @@ def plot_loss(history: list[dict[str, Any]], path: str | Path) -> str | None:
     return str(path)
 
 
-__all__ = ["train", "plot_loss", "last_checkpoint", "check_method"]
+__all__ = ["train", "plot_loss", "last_checkpoint", "check_method", "labelled_head_loss", "use_shared_prefix"]
