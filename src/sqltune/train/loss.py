@@ -47,7 +47,9 @@ def labelled_head_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: A
     return loss, stats
 
 
-def trainer_class(labelled_head: bool, shared_prefix_keys: list[str] | None = None) -> Any:
+def trainer_class(
+    labelled_head: bool, shared_prefix_keys: list[str] | None = None, lengths: list[int] | None = None
+) -> Any:
     """TRL's SFTTrainer, with :func:`labelled_head_loss` where TRL's fused head scores every position.
 
     TRL's fused head scores only labelled positions where Triton runs (CUDA); elsewhere it
@@ -102,7 +104,9 @@ def trainer_class(labelled_head: bool, shared_prefix_keys: list[str] | None = No
         def _get_train_sampler(self, train_dataset=None):  # type: ignore[no-untyped-def]
             if shared_prefix_keys is None:
                 return super()._get_train_sampler(train_dataset)
-            return PrefixGroupedSampler(shared_prefix_keys, self.args.per_device_train_batch_size, self.args.seed)
+            return PrefixGroupedSampler(
+                shared_prefix_keys, self.args.per_device_train_batch_size, self.args.seed, lengths
+            )
 
     return LabelledHeadSFTTrainer
 

@@ -81,14 +81,16 @@ class PrefixGroupedSampler:
     """Indices in an order whose consecutive ``batch_size`` chunks share a prefix key.
 
     Each epoch (``set_epoch``, called by the Trainer) reshuffles: within every key the examples
-    are shuffled and cut into full batches; the remainders of all keys are pooled, shuffled and
-    cut too (those batches share only the system prompt); then the batches are shuffled. Every
+    are shuffled and cut into full batches; the remainders of all keys are pooled and cut into
+    batches of similar length (those share only the system prompt, so padding is what they would
+    waste); then the batches are shuffled. Every
     example is seen once per epoch, every batch but the last has ``batch_size`` examples, and a
     resumed run sees the same order (it depends only on the seed and the epoch).
     """
 
-    def __init__(self, keys: Sequence[str], batch_size: int, seed: int = 0):
+    def __init__(self, keys: Sequence[str], batch_size: int, seed: int = 0, lengths: Sequence[int] | None = None):
         self.keys = list(keys)
+        self.lengths = list(lengths) if lengths is not None else [0] * len(self.keys)
         self.batch_size = batch_size
         self.seed = seed
         self.epoch = 0
@@ -114,10 +116,11 @@ class PrefixGroupedSampler:
             full.extend(idx[j : j + b] for j in range(0, cut, b))
             rest.extend(idx[cut:])
         rng.shuffle(rest)
+        rest.sort(key=lambda i: self.lengths[i])  # stable: equal lengths stay shuffled
         tail = [rest[j : j + b] for j in range(0, len(rest), b)]
         out = full + [t for t in tail if len(t) == b]
         rng.shuffle(out)
-        return out + [t for t in tail if len(t) < b]
+        return out + [t for t in tail if len(t) < b]  # at most one short batch, last
 
     def __iter__(self) -> Iterator[int]:
         for batch in self.batches():

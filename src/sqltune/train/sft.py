@@ -254,6 +254,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     trainer = trainer_class(
         labelled_head=cfg.lm_head_on_labels_only and device != "cuda",
         shared_prefix_keys=keys if shared_prefix else None,
+        lengths=[len(e["input_ids"]) for e in train_ex],
     )(
         model=model,
         args=args,
