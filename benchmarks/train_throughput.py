@@ -34,22 +34,9 @@ import torch
 from sqltune.data.build import BuildConfig, build
 from sqltune.data.demo import build_demo
 from sqltune.models import DEFAULT_MODEL, pull_model, resolve_model
+from sqltune.models.load import matmul_gflops
 from sqltune.train.config import load_config
 from sqltune.train.sft import train
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 1024, reps: int = 20) -> float:
-    """GFLOP/s of an n x n matmul in ``dtype`` on all of torch's threads (best of three rounds)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    best = 0.0
-    for _ in range(3):
-        t = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t) / 1e9)
-    return best
 
 
 def step_flops(cfg, prefix_len: int, rows: int, width: int, head_positions: int) -> float:  # type: ignore[no-untyped-def]
@@ -171,7 +158,8 @@ def main() -> None:
     args = ap.parse_args()
     pull_model(DEFAULT_MODEL)
     lr, b = 1e-4, args.batch_size
-    peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
+    peak_bf16 = matmul_gflops("bf16", reps=20)
+    peak_fp32 = matmul_gflops("fp32", reps=20)
     rows = []
     profiles = {}
     with tempfile.TemporaryDirectory() as tmp:

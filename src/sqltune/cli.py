@@ -125,6 +125,11 @@ def _print_build_summary(report: dict, report_file: Path) -> None:
         out.print(f"prompt tokens: median {t['median']}, p90 {t['p90']}, max {t['max']}")
     if report.get("shrunk_examples"):
         out.print(f"shrunk to fit the budget: {report['shrunk_examples']} examples ({report['shrunk']})")
+    val = report["outputs"].get("validation")
+    if val:
+        out.print(f"validation: {val['n']} records held out ({val['split'].replace('_', ' ')})")
+    for w in report.get("warnings", []):
+        out.print(f"[yellow]warning[/yellow] {w}")
     out.print(f"report: {report_file}")
 
 

@@ -25,6 +25,41 @@ RECIPE = Path(__file__).parent / "recipes" / "quickstart.yaml"
 """The training recipe; configs/smollm2-135m/full.yaml is the same for 'sqltune train'."""
 
 
+REFERENCE = {"minutes": 12.0, "gflops": {"bf16": 300.0, "fp32": 140.0}}
+"""The demo quickstart's wall minutes (benchmarks/quickstart.py) on the 2-core machine it was
+measured on, and that machine's matmul probe (:func:`sqltune.models.load.matmul_gflops`)."""
+
+
+def speed_check(benchmark: str, cot: bool, log: Any = print) -> dict[str, Any]:
+    """Probe this CPU's matmul speed (a quarter second) and say up front how long the run will
+    take, with a warning when the machine is slower than the one the README's figure is from."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"device": "cuda"}
+    from sqltune.models.load import cpu_supports_bf16, matmul_gflops
+
+    precision = "bf16" if cpu_supports_bf16() else "fp32"
+    gflops = matmul_gflops(precision)
+    ref = REFERENCE["gflops"][precision]
+    check: dict[str, Any] = {"device": "cpu", "precision": precision, "gflops": round(gflops, 1), "reference": ref}
+    if benchmark != "demo" or cot:
+        log(f"    this CPU: {gflops:.0f} GFLOP/s {precision} matmul (the reference machine: {ref:.0f})")
+        return check
+    expected = REFERENCE["minutes"] * ref / gflops
+    check["expected_minutes"] = round(expected, 1)
+    log(
+        f"    this CPU: {gflops:.0f} GFLOP/s {precision} matmul; the reference machine ({ref:.0f}) takes "
+        f"{REFERENCE['minutes']:.0f} min: expect about {expected:.0f} min here"
+    )
+    if expected > 1.25 * REFERENCE["minutes"]:
+        log(
+            f"    warning: this machine is {gflops / ref:.2f}x the reference's speed; the run will take about "
+            f"{expected:.0f} minutes (a busy machine is slower: run nothing else CPU-heavy meanwhile)"
+        )
+    return check
+
+
 def _eval(dataset: Path, pred: Path, out_dir: Path) -> dict[str, Any]:
     from sqltune.evaluate.run import EvalConfig, run_eval
 
@@ -114,6 +149,7 @@ def run_quickstart(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    check = speed_check(benchmark, cot, log)
     log("1/5 model: pulling the default model (once)")
     pull_model(DEFAULT_MODEL)
 
@@ -188,6 +224,7 @@ def run_quickstart(
             for level, v in after.get("by_difficulty", {}).items()
         },
         "minutes": round(minutes, 2),
+        "speed_check": check,
         "train_minutes": manifest["train_minutes"],
         "loss_plot": manifest.get("loss_plot"),
         "accuracy_plot": str(out / "accuracy.png"),

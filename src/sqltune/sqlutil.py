@@ -25,6 +25,17 @@ def parse(sql: str, dialect: str = "sqlite") -> exp.Expression | None:
     return trees[0] if trees else None
 
 
+def skeleton(sql: str, dialect: str = "sqlite") -> str:
+    """The query's structure: its SQL with every literal replaced by ``?`` (lower-cased, normalized
+    by sqlglot), so that instances of one template with other values share a skeleton. An
+    unparsable query is its own skeleton."""
+    tree = parse(sql, dialect)
+    if tree is None:
+        return " ".join(sql.lower().split())
+    masked = tree.transform(lambda n: exp.Placeholder() if isinstance(n, exp.Literal) else n)
+    return masked.sql(dialect=dialect).lower()
+
+
 def tables_used(sql: str, dialect: str = "sqlite") -> set[str]:
     """Lower-cased names of the base tables a query reads (CTE names excluded); empty if unparsable."""
     tree = parse(sql, dialect)

@@ -30,7 +30,7 @@ from sqltune.errors import ConfigError, ExecutionError, SqltuneError
 from sqltune.io import sha256_file, write_json, write_jsonl
 from sqltune.judge import Judge
 from sqltune.models.load import TokenCounter, load_tokenizer
-from sqltune.splits import holdout
+from sqltune.splits import SPLITS, holdout
 from sqltune.sqlutil import tables_used
 
 BENCHMARKS = ("spider", "bird", "pairs")
@@ -67,7 +67,10 @@ class BuildConfig:
     prune_tables: bool | None = None
     """Allow dropping tables the gold SQL does not use to fit the budget (default: train splits only)."""
     val_fraction: float = 0.0
-    """Hold out this share of examples as <stem>.validation.jsonl: whole databases when there are several, else at random."""
+    """Hold out this share of examples as <stem>.validation.jsonl, whole units of val_split."""
+    val_split: str = "auto"
+    """auto (databases when there are several, else query structures) | database | structure
+    (the SQL with literals masked: paraphrases of one query never straddle the split) | random."""
     seed: int = 0
     """Seed of the held-out split."""
     workers: int = 2
@@ -93,6 +96,8 @@ class BuildConfig:
             problems.append(f"timeout={self.timeout}: must be positive")
         if not 0.0 <= self.val_fraction < 1.0:
             problems.append(f"val_fraction={self.val_fraction}: must be in [0, 1)")
+        if self.val_split not in SPLITS:
+            problems.append(f"val_split={self.val_split!r}: choose one of {', '.join(SPLITS)}")
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 16:
             problems.append(f"max_prompt_tokens={self.max_prompt_tokens}: must be at least 16")
         if not str(self.out).endswith(".jsonl"):
@@ -303,6 +308,20 @@ def make_counter(cfg: BuildConfig) -> TokenCounter | None:
     return TokenCounter(load_tokenizer(name), name)
 
 
+def split_warnings(cfg: BuildConfig, n: int, how: str) -> list[str]:
+    """What the report says when ``val_fraction`` could not be honoured as asked."""
+    if cfg.val_fraction <= 0:
+        return []
+    if how == "none":
+        return [f"val_fraction={cfg.val_fraction} was not honoured: {n} record(s), nothing to hold out"]
+    if how == "random" and cfg.val_split != "random":
+        return [
+            f"val_fraction={cfg.val_fraction}: records held out at random, not by {cfg.val_split}: all of them "
+            "share one database and one query structure, so paraphrases of one query are on both sides"
+        ]
+    return []
+
+
 def build(
     cfg: BuildConfig, examples: list[Example] | None = None, counter: TokenCounter | None = None
 ) -> dict[str, Any]:
@@ -322,7 +341,7 @@ def build(
     if counter is None:
         counter = make_counter(cfg)
     records, skips, stats = build_records(examples, cfg, known, counter)
-    train, val, how = holdout(records, cfg.val_fraction, cfg.seed)
+    train, val, how = holdout(records, cfg.val_fraction, cfg.seed, cfg.val_split)
     out = Path(cfg.out)
     write_jsonl(out, train)
     outputs = {"train" if val else "records": {"path": str(out), "n": len(train), "sha256": sha256_file(out)}}
@@ -348,6 +367,7 @@ def build(
         "prompt_tokens": stats["prompt_tokens"],
         "tokenizer": counter.name if counter is not None else None,
         "outputs": outputs,
+        "warnings": split_warnings(cfg, len(records), how),
         "sources": {str(f): sha256_file(f) for f in files},
         "databases_sha256": {p: sha256_file(p) for p in db_paths},
         "config": asdict(cfg),

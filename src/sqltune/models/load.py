@@ -49,6 +49,25 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+def matmul_gflops(precision: str = "bf16", n: int = 1024, rounds: int = 3, reps: int = 8) -> float:
+    """This CPU's matmul speed in GFLOP/s (n x n, all of torch's threads, best of ``rounds``):
+    a quarter-second probe of how fast training will run here."""
+    import time
+
+    import torch
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = 0.0
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t) / 1e9)
+    return best
+
+
 def pick_device(device: str = "auto") -> str:
     """``auto``: cuda, else mps, else cpu; any other value is used as given."""
     import torch

@@ -16,6 +16,7 @@ from typing import Any
 from sqltune import config as stage_config
 from sqltune.config import parse_overrides
 from sqltune.errors import ConfigError
+from sqltune.splits import SPLITS
 
 METHODS = ("full", "lora", "qlora")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -34,7 +35,10 @@ class TrainConfig:
     eval_file: str | None = None
     """Validation JSONL; default: none, or a share of train_file by val_fraction."""
     val_fraction: float = 0.0
-    """Hold out this share of train_file (by database when there are several) for validation."""
+    """Hold out this share of train_file for validation (see val_split)."""
+    val_split: str = "auto"
+    """What val_fraction holds out whole: auto (databases when there are several, else query
+    structures) | database | structure (the SQL with literals masked: no template on both sides) | random."""
     output_dir: str = "runs/train"
     """Run folder: checkpoints, logs, config.yaml, manifest.json, the model or adapter, plots."""
     max_length: int = 1024
@@ -102,6 +106,7 @@ class TrainConfig:
         if check_files and self.eval_file and not Path(self.eval_file).is_file():
             problems.append(f"eval_file: {self.eval_file} does not exist")
         choices = {
+            "val_split": SPLITS,
             "method": METHODS,
             "precision": PRECISIONS,
             "overlong": OVERLONG,

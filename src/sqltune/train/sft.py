@@ -169,7 +169,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     train_records = read_jsonl(cfg.train_file)
     eval_records = read_jsonl(cfg.eval_file) if cfg.eval_file else []
     if not eval_records and cfg.val_fraction > 0:
-        train_records, eval_records, _ = holdout(train_records, cfg.val_fraction, cfg.seed)
+        train_records, eval_records, _ = holdout(train_records, cfg.val_fraction, cfg.seed, cfg.val_split)
     train_ex, train_rep = tokenize_file(cfg.train_file, tok, cfg.max_length, cfg.overlong, train_records)
     eval_ex, eval_rep = (
         tokenize_file(cfg.eval_file or cfg.train_file, tok, cfg.max_length, cfg.overlong, eval_records)
