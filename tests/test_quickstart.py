@@ -48,3 +48,35 @@ def test_quickstart_on_spider(tmp_path, spider_dir):
     s = json.loads((out / "summary.json").read_text())
     assert s["benchmark"] == "spider" and s["test_questions"] == 4
     assert (out / "data" / "spider_train.jsonl").stat().st_size > 0
+
+
+def test_speed_check_says_up_front_when_this_machine_is_slower(monkeypatch):
+    """The quickstart probes the CPU's matmul speed and scales the reference minutes by it; a slow
+    machine gets a warning with the minutes to expect, before anything long starts."""
+    import torch
+
+    from sqltune import quickstart
+    from sqltune.models import load
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(load, "cpu_supports_bf16", lambda: True)
+    ref = quickstart.REFERENCE["gflops"]["bf16"]
+    for speed, warned in ((ref, False), (ref / 3, True)):
+        monkeypatch.setattr(load, "matmul_gflops", lambda precision, s=speed: s)
+        lines: list[str] = []
+        check = quickstart.speed_check("demo", cot=False, log=lines.append)
+        expected = quickstart.REFERENCE["minutes"] * ref / speed
+        assert check["expected_minutes"] == round(expected, 1)
+        assert f"expect about {expected:.0f} min here" in lines[0]
+        assert any("warning: this machine is" in x for x in lines) is warned
+    # another job than the demo's: the probe is reported, no minutes are promised
+    lines = []
+    check = quickstart.speed_check("spider", cot=False, log=lines.append)
+    assert "expected_minutes" not in check and "GFLOP/s" in lines[0]
+
+
+def test_matmul_probe_measures_something_plausible():
+    from sqltune.models.load import matmul_gflops
+
+    g = matmul_gflops("fp32", n=256, rounds=2, reps=4)
+    assert 0.1 < g < 1e6
