@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from sqltune.data.demo import build_demo
 from sqltune.models import DEFAULT_MODEL, pull_model, resolve_model
 from sqltune.models.load import matmul_gflops
 from sqltune.train.config import load_config
+from sqltune.train.probe import probe_steps
 from sqltune.train.sft import train
 
 
@@ -52,52 +52,16 @@ def step_flops(cfg, prefix_len: int, rows: int, width: int, head_positions: int)
     return 3 * (2 * linear * tokens + attn + head)
 
 
-def profile(examples_file: Path, batch: int, steps: int, seed: int = 0) -> dict:
-    """The default path's steps by phase, outside the Trainer, on batches its sampler makes."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+def profile(cfg_overrides: list[str], steps: int) -> dict:  # type: ignore[no-untyped-def]
+    """The default path's steps by phase outside the Trainer (``sqltune.train.probe``: the very
+    batches the Trainer's first steps saw), with the FLOPs they executed."""
+    from transformers import AutoConfig
 
-    from sqltune.models.load import load_tokenizer
-    from sqltune.train.data import tokenize_file
-    from sqltune.train.prefix import PrefixCollator, PrefixGroupedSampler, shared_prefix_loss
-
-    where = resolve_model(DEFAULT_MODEL)
-    tok = load_tokenizer(where, chat_template=True, resolve=False)
-    ex, _ = tokenize_file(examples_file, tok, 1024)
-    cfg = AutoConfig.from_pretrained(where)
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
-    sampler = PrefixGroupedSampler([e["prefix_key"] for e in ex], batch, seed, [len(e["input_ids"]) for e in ex])
-    order = list(sampler)
-    batches = [order[i : i + batch] for i in range(0, len(order) - batch + 1, batch)]
-    random.Random(seed).shuffle(batches)
-    collate = PrefixCollator(tok.pad_token_id)
-    phases = {"collate": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
-    flops = 0.0
-    for n, idx in enumerate(batches[: steps + 1]):
-        t0 = time.perf_counter()
-        b = collate([{"input_ids": ex[i]["input_ids"], "labels": ex[i]["labels"]} for i in idx])
-        t1 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss, _ = shared_prefix_loss(model, b)
-        t2 = time.perf_counter()
-        loss.backward()
-        t3 = time.perf_counter()
-        opt.step()
-        opt.zero_grad()
-        t4 = time.perf_counter()
-        if n == 0:
-            continue  # warm-up
-        for k, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-            phases[k] += dt
-        keep = int((b["labels"][:, 1:] != -100).any(dim=0).sum()) * b["labels"].shape[0]
-        flops += step_flops(cfg, b["prefix_ids"].shape[1], *b["input_ids"].shape, keep)
-    total = sum(phases.values())
-    return {
-        "steps": steps,
-        "phases": {k: v / steps for k, v in phases.items()},
-        "s_per_step": total / steps,
-        "gflops": flops / total / 1e9,
-    }
+    cfg = load_config(None, cfg_overrides)
+    p = probe_steps(cfg, steps)
+    mcfg = AutoConfig.from_pretrained(resolve_model(DEFAULT_MODEL))
+    flops = sum(step_flops(mcfg, s["prefix"], s["rows"], s["width"], s["head"]) for s in p["shapes"])
+    return {**p, "gflops": flops / (p["s_per_step"] * p["steps"]) / 1e9}
 
 
 def cookbook(dataset: Path, out: Path, steps: int, batch: int, lr: float, bf16: bool) -> float:
@@ -130,8 +94,8 @@ def cookbook(dataset: Path, out: Path, steps: int, batch: int, lr: float, bf16: 
     return time.perf_counter() - t0
 
 
-def run_sqltune(data: Path, out: Path, steps: int, batch: int, lr: float, extra: list[str]) -> dict:
-    overrides = [
+def overrides_for(data: Path, out: Path, steps: int, batch: int, lr: float, extra: list[str]) -> list[str]:
+    return [
         f"train_file={data}",
         f"output_dir={out}",
         "method=full",
@@ -144,7 +108,10 @@ def run_sqltune(data: Path, out: Path, steps: int, batch: int, lr: float, extra:
         "max_length=2048",
         *extra,
     ]
-    m = train(load_config(None, overrides))
+
+
+def run_sqltune(data: Path, out: Path, steps: int, batch: int, lr: float, extra: list[str]) -> dict:
+    m = train(load_config(None, overrides_for(data, out, steps, batch, lr, extra)))
     return {"seconds": m["train_minutes"] * 60, "manifest": m}
 
 
@@ -153,7 +120,7 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "spider"))
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--profile-steps", type=int, default=6)
+    ap.add_argument("--profile-steps", type=int, help="default: --steps (the same batches as the Trainer's)")
     ap.add_argument("--skip-cookbook", action="store_true", help="the slowest arm (~1.5x the previous path)")
     args = ap.parse_args()
     pull_model(DEFAULT_MODEL)
@@ -189,7 +156,9 @@ def main() -> None:
             if tag == "spider" and not args.skip_cookbook:
                 row["cookbook"] = cookbook(data, work / "cookbook", args.steps, b, lr, bf16)
             rows.append(row)
-            profiles[name] = profile(data, b, args.profile_steps)
+            profiles[name] = profile(
+                overrides_for(data, work / f"{tag}_probe", args.steps, b, lr, []), args.profile_steps or args.steps
+            )
 
     n = args.steps * b
     print(

@@ -50,29 +50,33 @@ def test_quickstart_on_spider(tmp_path, spider_dir):
     assert (out / "data" / "spider_train.jsonl").stat().st_size > 0
 
 
-def test_speed_check_says_up_front_when_this_machine_is_slower(monkeypatch):
-    """The quickstart probes the CPU's matmul speed and scales the reference minutes by it; a slow
-    machine gets a warning with the minutes to expect, before anything long starts."""
-    import torch
+def test_speed_check_says_up_front_when_this_machine_is_slower(monkeypatch, tmp_path):
+    """The quickstart times real training steps of its recipe and scales the reference minutes by
+    them; a slow machine gets a warning with the minutes to expect, before anything long starts."""
+    import math
 
     from sqltune import quickstart
-    from sqltune.models import load
+    from sqltune.train import probe
+    from sqltune.train.config import load_config
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(load, "cpu_supports_bf16", lambda: True)
-    ref = quickstart.REFERENCE["gflops"]["bf16"]
-    for speed, warned in ((ref, False), (ref / 3, True)):
-        monkeypatch.setattr(load, "matmul_gflops", lambda precision, s=speed: s)
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n" * 100)
+    cfg = load_config(quickstart.RECIPE, [], base={"train_file": str(data)}, check_files=False)
+    ref = quickstart.REFERENCE["s_per_step"]
+    for speed, warned in ((ref, False), (ref * 3, True)):
+        monkeypatch.setattr(probe, "probe_steps", lambda cfg, steps, s=speed: {"s_per_step": s})
         lines: list[str] = []
-        check = quickstart.speed_check("demo", cot=False, log=lines.append)
-        expected = quickstart.REFERENCE["minutes"] * ref / speed
-        assert check["expected_minutes"] == round(expected, 1)
-        assert f"expect about {expected:.0f} min here" in lines[0]
-        assert any("warning: this machine is" in x for x in lines) is warned
-    # another job than the demo's: the probe is reported, no minutes are promised
+        check = quickstart.speed_check(cfg, "demo", cot=False, log=lines.append)
+        steps = check["scheduled_steps"]
+        assert steps == math.ceil(cfg.epochs * math.ceil(100 * (1 - cfg.val_fraction) / cfg.batch_size))
+        assert check["expected_train_minutes"] == round(steps * speed / 60, 1)
+        assert check["expected_minutes"] == round(quickstart.REFERENCE["minutes"] * speed / ref, 1)
+        assert any(f"about {check['expected_minutes']:.0f} min" in x for x in lines)
+        assert any("warning: this machine trains" in x for x in lines) is warned
+    # another job than the demo's: the training minutes are said, no whole-run figure is promised
     lines = []
-    check = quickstart.speed_check("spider", cot=False, log=lines.append)
-    assert "expected_minutes" not in check and "GFLOP/s" in lines[0]
+    check = quickstart.speed_check(cfg, "spider", cot=False, log=lines.append)
+    assert "expected_minutes" not in check and "s per training step" in lines[0]
 
 
 def test_matmul_probe_measures_something_plausible():

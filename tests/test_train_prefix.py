@@ -228,3 +228,26 @@ def test_auto_is_off_where_another_path_reshapes_the_batch(data_and_model):
     assert not use_shared_prefix(load_config(None, base), "cuda", padding_free=True)
     assert not use_shared_prefix(load_config(None, [*base, "gradient_checkpointing=true"]), "cpu", False)
     assert not use_shared_prefix(load_config(None, [*base, "shared_prefix=false"]), "cpu", False)
+
+
+@pytest.mark.parametrize("method, shared", [("full", "auto"), ("lora", "false")])
+def test_probe_times_the_runs_own_first_batches(two_db_data, tiny_model, tmp_path, method, shared):
+    from sqltune.train.probe import probe_steps
+
+    cfg = load_config(
+        None,
+        [
+            f"model={tiny_model}",
+            f"train_file={two_db_data}",
+            f"method={method}",
+            "batch_size=4",
+            "precision=fp32",
+            f"shared_prefix={shared}",
+        ],
+    )
+    p = probe_steps(cfg, steps=2)
+    assert p["steps"] == 2 and p["shared_prefix"] is (shared == "auto")
+    assert set(p["phases"]) == {"collate", "forward", "backward", "optimizer"}
+    assert p["s_per_step"] == pytest.approx(sum(p["phases"].values()))
+    assert all(s["rows"] == 4 and s["head"] > 0 for s in p["shapes"])
+    assert all((s["prefix"] >= MIN_PREFIX) is (shared == "auto") for s in p["shapes"][:1])

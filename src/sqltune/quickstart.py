@@ -25,37 +25,43 @@ RECIPE = Path(__file__).parent / "recipes" / "quickstart.yaml"
 """The training recipe; configs/smollm2-135m/full.yaml is the same for 'sqltune train'."""
 
 
-REFERENCE = {"minutes": 12.0, "gflops": {"bf16": 300.0, "fp32": 140.0}}
-"""The demo quickstart's wall minutes (benchmarks/quickstart.py) on the 2-core machine it was
-measured on, and that machine's matmul probe (:func:`sqltune.models.load.matmul_gflops`)."""
+REFERENCE = {"minutes": 12.0, "s_per_step": 8.0}
+"""The demo quickstart's wall minutes (benchmarks/quickstart.py) and its recipe's probed seconds
+per training step (:func:`sqltune.train.probe.probe_steps`) on the 2-core machine they were
+measured on, the same day."""
 
 
-def speed_check(benchmark: str, cot: bool, log: Any = print) -> dict[str, Any]:
-    """Probe this CPU's matmul speed (a quarter second) and say up front how long the run will
-    take, with a warning when the machine is slower than the one the README's figure is from."""
-    import torch
+def speed_check(cfg: Any, benchmark: str, cot: bool, log: Any = print) -> dict[str, Any]:
+    """Time two real training steps of the recipe here (~20 s on 2 cores) and say up front how long
+    the run will take, with a warning when this machine is slower than the reference."""
+    import math
 
-    if torch.cuda.is_available():
-        return {"device": "cuda"}
-    from sqltune.models.load import cpu_supports_bf16, matmul_gflops
+    from sqltune.io import read_jsonl
+    from sqltune.train.probe import probe_steps
 
-    precision = "bf16" if cpu_supports_bf16() else "fp32"
-    gflops = matmul_gflops(precision)
-    ref = REFERENCE["gflops"][precision]
-    check: dict[str, Any] = {"device": "cpu", "precision": precision, "gflops": round(gflops, 1), "reference": ref}
-    if benchmark != "demo" or cot:
-        log(f"    this CPU: {gflops:.0f} GFLOP/s {precision} matmul (the reference machine: {ref:.0f})")
-        return check
-    expected = REFERENCE["minutes"] * ref / gflops
-    check["expected_minutes"] = round(expected, 1)
+    p = probe_steps(cfg, steps=2)
+    n = len(read_jsonl(cfg.train_file)) * (1 - cfg.val_fraction)
+    steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.epochs * math.ceil(n / cfg.batch_size))
+    check: dict[str, Any] = {
+        "s_per_step": round(p["s_per_step"], 2),
+        "scheduled_steps": steps,
+        "expected_train_minutes": round(steps * p["s_per_step"] / 60, 1),
+    }
     log(
-        f"    this CPU: {gflops:.0f} GFLOP/s {precision} matmul; the reference machine ({ref:.0f}) takes "
-        f"{REFERENCE['minutes']:.0f} min: expect about {expected:.0f} min here"
+        f"    this machine: {p['s_per_step']:.1f} s per training step: about {check['expected_train_minutes']:.0f} "
+        f"min for {steps} steps"
     )
-    if expected > 1.25 * REFERENCE["minutes"]:
+    if benchmark != "demo" or cot:
+        return check
+    factor = p["s_per_step"] / REFERENCE["s_per_step"]
+    check["expected_minutes"] = round(REFERENCE["minutes"] * factor, 1)
+    log(
+        f"    the whole run: about {check['expected_minutes']:.0f} min ({REFERENCE['minutes']:.0f} on the reference machine)"
+    )
+    if factor > 1.25:
         log(
-            f"    warning: this machine is {gflops / ref:.2f}x the reference's speed; the run will take about "
-            f"{expected:.0f} minutes (a busy machine is slower: run nothing else CPU-heavy meanwhile)"
+            f"    warning: this machine trains {factor:.1f}x slower than the reference one; expect about "
+            f"{check['expected_minutes']:.0f} minutes (other CPU-heavy work running beside it slows it down further)"
         )
     return check
 
@@ -149,7 +155,6 @@ def run_quickstart(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    check = speed_check(benchmark, cot, log)
     log("1/5 model: pulling the default model (once)")
     pull_model(DEFAULT_MODEL)
 
@@ -189,20 +194,18 @@ def run_quickstart(
         subset = test_file.with_name(f"{test_file.stem}.first{eval_limit}.jsonl")
         write_jsonl(subset, read_jsonl(test_file)[:eval_limit])
         test_file = subset
+    run_dir = out / "train"
+    manifest_file = run_dir / "manifest.json"
+    paths = {"model": DEFAULT_MODEL, "train_file": str(train_file), "output_dir": str(run_dir)}
+    cfg = load_config(RECIPE, overrides, base=paths)
+    check = {} if manifest_file.exists() else speed_check(cfg, benchmark, cot, log)
     log("3/5 zero-shot: predict and score the test split with the base model")
     _predict(test_file, DEFAULT_MODEL, out / "zero_shot" / "pred.jsonl", max_new, cot)
     before = _eval(test_file, out / "zero_shot" / "pred.jsonl", out / "zero_shot" / "eval")
     log(f"    zero-shot EX {100 * before['ex']:.1f}%")
 
     log("4/5 fine-tune")
-    run_dir = out / "train"
-    manifest_file = run_dir / "manifest.json"
-    if manifest_file.exists():
-        manifest = read_json(manifest_file)
-    else:
-        paths = {"model": DEFAULT_MODEL, "train_file": str(train_file), "output_dir": str(run_dir)}
-        cfg = load_config(RECIPE, overrides, base=paths)
-        manifest = train(cfg)
+    manifest = read_json(manifest_file) if manifest_file.exists() else train(cfg)
     log(f"    trained {manifest['global_steps']} steps in {manifest['train_minutes']:.1f} min")
 
     log("5/5 fine-tuned: predict and score again")

@@ -50,8 +50,8 @@ def cpu_supports_bf16() -> bool:
 
 
 def matmul_gflops(precision: str = "bf16", n: int = 1024, rounds: int = 3, reps: int = 8) -> float:
-    """This CPU's matmul speed in GFLOP/s (n x n, all of torch's threads, best of ``rounds``):
-    a quarter-second probe of how fast training will run here."""
+    """This CPU's matmul speed in GFLOP/s (n x n, all of torch's threads, best of ``rounds``): the
+    peak that a training step's achieved GFLOP/s is measured against (benchmarks/train_throughput.py)."""
     import time
 
     import torch
