@@ -27,6 +27,7 @@ COMMANDS = [
     ["ask"],
     ["serve"],
     ["data", "cot"],
+    ["data", "synth"],
     ["export", "gguf"],
     ["export", "converter"],
     ["mcp"],

@@ -150,6 +150,36 @@ def data_demo(
     typer.echo(Path(result["card"]).read_text())
 
 
+@data_app.command(
+    "synth",
+    epilog="Example: sqltune data synth --db my.sqlite --out runs/my_pairs.jsonl --n 500   "
+    "(then: sqltune data build --benchmark pairs --data-dir runs/my_pairs.jsonl --out runs/my_train.jsonl)",
+)
+def data_synth(
+    db: Annotated[list[Path], typer.Option("--db", help="A SQLite database file (repeat for several)")],
+    out_file: Annotated[Path, typer.Option("--out", help="Pairs JSONL to write (report beside it)")],
+    n: Annotated[int, typer.Option("--n", help="Pairs to keep per database")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same file")] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds a query may run before it is stopped and rejected")] = 2.0,
+) -> None:
+    """Synthesize verified question/SQL pairs from databases alone: every query executed, kept only when
+    it returns a new, non-degenerate result; difficulty by Spider's hardness."""
+    from sqltune.data.synth import SynthConfig, report_path, synthesize
+
+    r = synthesize(SynthConfig(db=[str(d) for d in db], out=str(out_file), n=n, seed=seed, timeout=timeout))
+    out.print(f"[bold]written[/bold] {r['written']} pairs -> {r['out']} in {r['seconds']} s")
+    out.print("by difficulty: " + ", ".join(f"{k} {v}" for k, v in r["by_difficulty"].items()))
+    for part in r["databases"]:
+        rej = ", ".join(f"{k} {v}" for k, v in part["rejected"].items())
+        out.print(
+            f"{part['db']}: {part['pairs']} pairs, tables {part['tables_covered']}, columns {part['columns_covered']}; "
+            f"rejected: {rej or 'none'}"
+        )
+        if "warning" in part:
+            out.print(f"[yellow]warning[/yellow] {part['warning']}")
+    out.print(f"report: {report_path(r['out'])}")
+
+
 @models_app.command("list", epilog="Example: sqltune models list")
 def models_list() -> None:
     """List the named models and where they live."""

@@ -1,0 +1,204 @@
+"""``sqltune data synth``: verified question/SQL pairs from a SQLite file and nothing else.
+
+For each database (``--db``, repeatable) synthesis profiles the live schema and values
+(:mod:`.synth_profile`), then draws queries from every shape of :mod:`.synth_shapes` in turn,
+with real tables, columns and values, until ``n`` pairs per database are kept or the shapes
+stop giving new ones. Each query is executed read-only with a hard timeout
+(:func:`sqltune.db.execute.run_query`, the judge's executor) and **kept only when it runs, returns
+rows (unless its question is about absence), not only NULLs, and a result that no pair kept so
+far on that database returned** (the judge's :func:`~sqltune.judge.score.result_key`, a bag of
+rows): no two pairs teach the same answer. Its difficulty is Spider's hardness of the SQL
+(:func:`sqltune.judge.hardness.spider_hardness`), and its question one of the shape's phrasings,
+drawn at random, so that the model does not learn one sentence pattern per shape.
+
+The output is the pairs format ``sqltune data build --benchmark pairs`` reads (question, sql,
+db_path, difficulty; plus shape), written only when the whole run succeeds; the report
+(``OUT.report.json``) counts pairs by hardness and shape, table and column coverage, and
+rejected queries by reason. ``seed`` makes a run reproducible to the byte.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqltune.data.synth_profile import DatabaseProfile, profile_database
+from sqltune.data.synth_shapes import SHAPES, Candidate
+from sqltune.db.execute import open_readonly, run_query
+from sqltune.errors import ConfigError, DataError
+from sqltune.io import write_json, write_jsonl
+from sqltune.judge.hardness import spider_hardness
+from sqltune.judge.score import result_key
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Settings of ``sqltune data synth``."""
+
+    db: list[str] = field(default_factory=list)
+    """SQLite database files (one or more)."""
+    out: str = ""
+    """Pairs JSONL (the report goes beside it as OUT.report.json)."""
+    n: int = 500
+    """Pairs to keep per database."""
+    seed: int = 0
+    """Seed of every random draw: the same seed gives the same file."""
+    timeout: float = 2.0
+    """Seconds one query may run before it is stopped (and rejected)."""
+    max_rows: int = 1000
+    """Results with more rows are rejected as too large to teach from."""
+    sample_rows: int = 2000
+    """Rows read per table to profile its columns."""
+    attempts: int = 20
+    """Draws per wanted pair before synthesis stops looking (n * attempts in all)."""
+
+    def validate(self) -> None:
+        problems = []
+        if not self.db:
+            problems.append("db: at least one SQLite file (--db FILE)")
+        if not self.out or not str(self.out).endswith(".jsonl"):
+            problems.append(f"out: {self.out!r} must be a .jsonl file")
+        if self.n < 1:
+            problems.append(f"n: {self.n} must be at least 1")
+        if self.timeout <= 0:
+            problems.append(f"timeout: {self.timeout} must be positive")
+        if problems:
+            raise ConfigError("invalid synth config:\n  - " + "\n  - ".join(problems))
+
+
+def report_path(out: str | Path) -> Path:
+    p = Path(out)
+    return p.with_name(p.stem + ".report.json")
+
+
+def _check(cand: Candidate, res: Any, max_rows: int) -> str | None:
+    """Why an executed candidate is rejected (None: kept)."""
+    if not res.ok:
+        return "timeout" if res.error_type == "timeout" else "sql_error"
+    if res.truncated or len(res.rows) > max_rows:
+        return "too_many_rows"
+    if not res.rows and not cand.allow_empty:
+        return "empty"
+    if res.rows and all(v is None for r in res.rows for v in r):
+        return "all_null"
+    return None
+
+
+def synth_database(prof: DatabaseProfile, cfg: SynthConfig, rng: random.Random) -> tuple[list[dict], dict]:
+    """Pairs for one profiled database and its part of the report."""
+    conn = open_readonly(prof.path)
+    kept: list[dict[str, Any]] = []
+    rejected: Counter[str] = Counter()
+    seen_sql: set[str] = set()
+    seen_result: set[str] = set()
+    names = list(SHAPES)
+    draws = 0
+    try:
+        while len(kept) < cfg.n and draws < cfg.n * cfg.attempts:
+            shape = names[draws % len(names)]
+            draws += 1
+            cand = SHAPES[shape](rng, prof)
+            if cand is None:
+                rejected["shape_not_applicable"] += 1
+                continue
+            if cand.sql in seen_sql:
+                rejected["duplicate_sql"] += 1
+                continue
+            seen_sql.add(cand.sql)
+            res = run_query(conn, cand.sql, timeout=cfg.timeout, max_rows=cfg.max_rows)
+            why = _check(cand, res, cfg.max_rows)
+            if why is None:
+                key = result_key(res.rows)
+                if key in seen_result:
+                    why = "same_result"
+                else:
+                    seen_result.add(key)
+            if why is not None:
+                rejected[why] += 1
+                continue
+            kept.append(
+                {
+                    "id": f"{prof.db_id}-synth-{len(kept)}",
+                    "db_id": prof.db_id,
+                    "db_path": prof.path,
+                    "question": rng.choice(cand.questions),
+                    "sql": cand.sql,
+                    "difficulty": spider_hardness(cand.sql),
+                    "shape": cand.shape,
+                    "tables": cand.tables,
+                    "columns": cand.columns,
+                    "rows": len(res.rows),
+                }
+            )
+    finally:
+        conn.close()
+    tables_used = Counter(t for r in kept for t in r["tables"])
+    cols_all = {(t.name, c.name) for t in prof.tables for c in t.columns}
+    cols_used = {(t, c) for r in kept for t in r["tables"][:1] for c in r["columns"]}
+    part = {
+        "db": prof.path,
+        "pairs": len(kept),
+        "asked": cfg.n,
+        "draws": draws,
+        "by_difficulty": dict(sorted(Counter(r["difficulty"] for r in kept).items())),
+        "by_shape": dict(sorted(Counter(r["shape"] for r in kept).items())),
+        "rejected": dict(sorted(rejected.items())),
+        "tables_covered": f"{len(tables_used)}/{len(prof.tables)}",
+        "tables_uncovered": sorted(t.name for t in prof.tables if t.name not in tables_used),
+        "columns_covered": f"{len(cols_used & cols_all)}/{len(cols_all)}",
+        "foreign_keys": {"declared": len(prof.foreign_keys), "inferred": len(prof.inferred_keys)},
+    }
+    if len(kept) < cfg.n:
+        part["warning"] = (
+            f"{len(kept)} of {cfg.n} pairs: the shapes gave no more new results on this database "
+            f"after {draws} draws (see 'rejected')"
+        )
+    return kept, part
+
+
+def synthesize(cfg: SynthConfig) -> dict[str, Any]:
+    """Run synthesis; write the pairs and the report; return the report. Every database is
+    profiled before anything is written, so a bad one stops the run with nothing half-written."""
+    cfg.validate()
+    t0 = time.perf_counter()
+    profiles = [profile_database(db, cfg.sample_rows) for db in cfg.db]
+    ids = Counter(p.db_id for p in profiles)
+    if any(v > 1 for v in ids.values()):
+        dup = sorted(k for k, v in ids.items() if v > 1)
+        raise DataError(f"databases with the same name (file stem) given twice: {', '.join(dup)}; rename one")
+    rng = random.Random(cfg.seed)
+    pairs: list[dict[str, Any]] = []
+    parts = []
+    for prof in profiles:
+        kept, part = synth_database(prof, cfg, random.Random(rng.random()))
+        pairs.extend(kept)
+        parts.append(part)
+    if not pairs:
+        raise DataError(
+            "no pair could be synthesized: every query was rejected ("
+            + ", ".join(f"{k}: {v}" for p in parts for k, v in p["rejected"].items())
+            + "); do the tables have rows?"
+        )
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out, pairs)
+    by_db: dict[str, int] = defaultdict(int)
+    for r in pairs:
+        by_db[r["db_id"]] += 1
+    report = {
+        "written": len(pairs),
+        "out": str(out),
+        "by_difficulty": dict(sorted(Counter(r["difficulty"] for r in pairs).items())),
+        "databases": parts,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "config": asdict(cfg),
+    }
+    write_json(report_path(out), report)
+    return report
+
+
+__all__ = ["SynthConfig", "synthesize", "synth_database", "report_path"]

@@ -1,0 +1,610 @@
+"""Query shapes for synthesis: each draws tables, columns and real values from a database profile
+and returns a SQL query with several phrasings of its question.
+
+The shapes cover Spider's hardness levels: projections, filters on text, numbers, dates, NULLs
+and LIKE; counts, aggregates, DISTINCT; ORDER BY/LIMIT; GROUP BY and HAVING; joins along
+declared and inferred foreign keys; nested queries (a comparison with an aggregate, NOT IN);
+and set operations. A shape returns ``None`` when the database has nothing it can use (no
+numeric column, no foreign key, ...). Identifiers are quoted only where SQLite needs it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlglot.tokens import Tokenizer
+
+from sqltune.data.synth_profile import ColumnProfile, DatabaseProfile, TableProfile
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEYWORDS = {k.upper() for k in Tokenizer.KEYWORDS}
+
+
+def ident(name: str) -> str:
+    """An identifier as SQLite reads it: bare when it can be, double-quoted otherwise."""
+    if _PLAIN.match(name) and name.upper() not in _KEYWORDS:
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(v: Any) -> str:
+    if isinstance(v, str):
+        return "'" + v.replace("'", "''") + "'"
+    return repr(v)
+
+
+def plural(w: str) -> str:
+    if w.endswith(("s", "x", "z", "ch", "sh")):
+        return w if w.endswith("s") else w + "es"
+    if w.endswith("y") and len(w) > 1 and w[-2] not in "aeiou":
+        return w[:-1] + "ies"
+    return w + "s"
+
+
+@dataclass
+class Candidate:
+    shape: str
+    sql: str
+    questions: list[str]
+    tables: list[str]
+    columns: list[str] = field(default_factory=list)
+    allow_empty: bool = False
+    """A question about absence: an empty result is an answer."""
+
+
+Shape = Callable[[random.Random, DatabaseProfile], Candidate | None]
+
+
+def _tables(prof: DatabaseProfile) -> list[TableProfile]:
+    return [t for t in prof.tables if t.rows > 0 and t.columns]
+
+
+def _cols(t: TableProfile, kind: str | None = None, keys: bool = False, min_distinct: int = 1) -> list[ColumnProfile]:
+    out = []
+    for c in t.columns:
+        if kind and c.kind != kind:
+            continue
+        if not keys and c.is_key:
+            continue
+        if c.distinct < min_distinct:
+            continue
+        out.append(c)
+    return out
+
+
+def _pick(rng: random.Random, xs: list[Any]) -> Any:
+    return rng.choice(xs) if xs else None
+
+
+def _value(rng: random.Random, c: ColumnProfile) -> Any:
+    return rng.choice(c.values[:10]) if c.values else None
+
+
+def _name_col(rng: random.Random, t: TableProfile) -> ColumnProfile | None:
+    """The column a person would ask for: one whose name says name/title, else any non-key text column."""
+    texts = _cols(t, "text", min_distinct=2)
+    named = [c for c in texts if re.search(r"name|title", c.name, re.I)]
+    return _pick(rng, named or texts or _cols(t, min_distinct=1))
+
+
+def list_column(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, _tables(prof))
+    c = _name_col(rng, t) if t else None
+    if c is None:
+        return None
+    tw, cw = t.words, c.words
+    return Candidate(
+        "list",
+        f"SELECT {ident(c.name)} FROM {ident(t.name)}",
+        [
+            f"List the {cw} of every {tw}.",
+            f"What are the {plural(cw)} of all {plural(tw)}?",
+            f"Show the {cw} for each {tw}.",
+            f"Give me all {tw} {plural(cw)}.",
+        ],
+        [t.name],
+        [c.name],
+    )
+
+
+def count_rows(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, _tables(prof))
+    if t is None:
+        return None
+    tw = plural(t.words)
+    return Candidate(
+        "count",
+        f"SELECT count(*) FROM {ident(t.name)}",
+        [f"How many {tw} are there?", f"Count the {tw}.", f"What is the number of {tw}?", f"How many {tw} do we have?"],
+        [t.name],
+    )
+
+
+def filter_text(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if len(_cols(t, "text", min_distinct=2)) >= 1])
+    if t is None:
+        return None
+    where = _pick(rng, _cols(t, "text", min_distinct=2))
+    out = _name_col(rng, t)
+    if out is None or out.name == where.name:
+        out = _pick(rng, [c for c in _cols(t, min_distinct=1) if c.name != where.name])
+    if out is None:
+        return None
+    v = _value(rng, where)
+    tw, ow, ww = t.words, out.words, where.words
+    return Candidate(
+        "filter_text",
+        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(where.name)} = {lit(v)}",
+        [
+            f"What is the {ow} of the {plural(tw)} whose {ww} is {v}?",
+            f"Show the {ow} of {plural(tw)} with {ww} {v}.",
+            f"Which {plural(ow)} belong to {plural(tw)} where the {ww} is {v}?",
+            f"For {tw} with {ww} equal to {v}, list the {ow}.",
+        ],
+        [t.name],
+        [out.name, where.name],
+    )
+
+
+def filter_not(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if _cols(t, "text", min_distinct=2)])
+    if t is None:
+        return None
+    where = _pick(rng, _cols(t, "text", min_distinct=2))
+    out = _name_col(rng, t)
+    if out is None or out.name == where.name:
+        return None
+    v = _value(rng, where)
+    tw, ow, ww = t.words, out.words, where.words
+    return Candidate(
+        "filter_not",
+        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(where.name)} != {lit(v)}",
+        [
+            f"Which {plural(tw)} do not have {ww} {v}? Give their {ow}.",
+            f"List the {ow} of {plural(tw)} whose {ww} is not {v}.",
+            f"Show the {ow} of every {tw} except those with {ww} {v}.",
+        ],
+        [t.name],
+        [out.name, where.name],
+    )
+
+
+def filter_number(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if _cols(t, "number", min_distinct=3)])
+    if t is None:
+        return None
+    n = _pick(rng, _cols(t, "number", min_distinct=3))
+    out = _name_col(rng, t)
+    if out is None or out.name == n.name:
+        return None
+    v = _value(rng, n)
+    op, words_ = rng.choice([(">", "greater than"), ("<", "less than"), (">=", "at least"), ("<=", "at most")])
+    tw, ow, nw = t.words, out.words, n.words
+    return Candidate(
+        "filter_number",
+        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(n.name)} {op} {lit(v)}",
+        [
+            f"Which {plural(tw)} have a {nw} {words_} {v}? Show their {ow}.",
+            f"List the {ow} of {plural(tw)} with {nw} {words_} {v}.",
+            f"What {plural(ow)} do {plural(tw)} whose {nw} is {words_} {v} have?",
+        ],
+        [t.name],
+        [out.name, n.name],
+    )
+
+
+def filter_date(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if _cols(t, "date", min_distinct=2)])
+    if t is None:
+        return None
+    d = _pick(rng, _cols(t, "date", min_distinct=2))
+    out = _name_col(rng, t)
+    v = _value(rng, d)
+    if out is None or out.name == d.name or not isinstance(v, str) or len(v) < 4:
+        return None
+    year = v[:4]
+    tw, ow, dw = plural(t.words), out.words, d.words
+    if rng.random() < 0.5:
+        return Candidate(
+            "filter_year",
+            f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE strftime('%Y', {ident(d.name)}) = {lit(year)}",
+            [
+                f"Which {tw} have a {dw} in {year}? Give their {ow}.",
+                f"List the {ow} of {tw} whose {dw} falls in {year}.",
+                f"Show the {ow} of the {tw} from {year} (by {dw}).",
+            ],
+            [t.name],
+            [out.name, d.name],
+        )
+    return Candidate(
+        "filter_date",
+        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(d.name)} > {lit(v)}",
+        [
+            f"Which {tw} have a {dw} after {v}? Show their {ow}.",
+            f"List the {ow} of {tw} with {dw} later than {v}.",
+            f"What is the {ow} of every {tw} whose {dw} comes after {v}?",
+        ],
+        [t.name],
+        [out.name, d.name],
+    )
+
+
+def count_where(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if _cols(t, "text", min_distinct=2)])
+    if t is None:
+        return None
+    c = _pick(rng, _cols(t, "text", min_distinct=2))
+    v = _value(rng, c)
+    tw, cw = plural(t.words), c.words
+    return Candidate(
+        "count_where",
+        f"SELECT count(*) FROM {ident(t.name)} WHERE {ident(c.name)} = {lit(v)}",
+        [
+            f"How many {tw} have {cw} {v}?",
+            f"Count the {tw} whose {cw} is {v}.",
+            f"What is the number of {tw} with {cw} {v}?",
+        ],
+        [t.name],
+        [c.name],
+    )
+
+
+def distinct_values(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if [c for c in _cols(t, "text") if 1 < c.distinct < t.rows]])
+    if t is None:
+        return None
+    c = _pick(rng, [c for c in _cols(t, "text") if 1 < c.distinct < t.rows])
+    tw, cw = t.words, c.words
+    return Candidate(
+        "distinct",
+        f"SELECT DISTINCT {ident(c.name)} FROM {ident(t.name)}",
+        [
+            f"What are the different {plural(cw)} of {plural(tw)}?",
+            f"List the distinct {cw} values in {tw}.",
+            f"Which {plural(cw)} appear among the {plural(tw)}?",
+        ],
+        [t.name],
+        [c.name],
+    )
+
+
+def aggregate(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if _cols(t, "number", min_distinct=2)])
+    if t is None:
+        return None
+    n = _pick(rng, _cols(t, "number", min_distinct=2))
+    fn, w = rng.choice([("max", "highest"), ("min", "lowest"), ("avg", "average"), ("sum", "total")])
+    tw, nw = plural(t.words), n.words
+    return Candidate(
+        "aggregate",
+        f"SELECT {fn}({ident(n.name)}) FROM {ident(t.name)}",
+        [f"What is the {w} {nw} of all {tw}?", f"Find the {w} {nw} among {tw}.", f"Give the {w} {nw} over the {tw}."],
+        [t.name],
+        [n.name],
+    )
+
+
+def null_check(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if [c for c in t.columns if 0 < c.null_share < 1 and not c.is_key]])
+    if t is None:
+        return None
+    c = _pick(rng, [c for c in t.columns if 0 < c.null_share < 1 and not c.is_key])
+    neg = rng.random() < 0.5
+    tw, cw = plural(t.words), c.words
+    qs = (
+        [
+            f"How many {tw} have a {cw}?",
+            f"Count the {tw} whose {cw} is known.",
+            f"How many {tw} have their {cw} filled in?",
+        ]
+        if neg
+        else [f"How many {tw} have no {cw}?", f"Count the {tw} with a missing {cw}.", f"How many {tw} lack a {cw}?"]
+    )
+    return Candidate(
+        "null_check",
+        f"SELECT count(*) FROM {ident(t.name)} WHERE {ident(c.name)} IS {'NOT ' if neg else ''}NULL",
+        qs,
+        [t.name],
+        [c.name],
+    )
+
+
+def like_filter(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if _cols(t, "text", min_distinct=3)])
+    if t is None:
+        return None
+    c = _pick(rng, _cols(t, "text", min_distinct=3))
+    v = _value(rng, c)
+    if not isinstance(v, str):
+        return None
+    parts = [w for w in re.findall(r"[A-Za-z]{3,}", v)]
+    if not parts:
+        return None
+    sub = rng.choice(parts)
+    tw, cw = plural(t.words), c.words
+    return Candidate(
+        "like",
+        f"SELECT {ident(c.name)} FROM {ident(t.name)} WHERE {ident(c.name)} LIKE {lit('%' + sub + '%')}",
+        [
+            f"Which {tw} have a {cw} containing '{sub}'?",
+            f"List the {plural(cw)} that include the word '{sub}'.",
+            f"Find {tw} whose {cw} mentions '{sub}'.",
+        ],
+        [t.name],
+        [c.name],
+    )
+
+
+def order_limit(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if _cols(t, "number", min_distinct=3) and t.rows >= 3])
+    if t is None:
+        return None
+    n = _pick(rng, _cols(t, "number", min_distinct=3))
+    out = _name_col(rng, t)
+    if out is None or out.name == n.name:
+        return None
+    desc = rng.random() < 0.6
+    k = rng.choice([1, 1, 3, 5])
+    tw, ow, nw = t.words, out.words, n.words
+    most = "highest" if desc else "lowest"
+    if k == 1:
+        qs = [
+            f"Which {tw} has the {most} {nw}? Give its {ow}.",
+            f"What is the {ow} of the {tw} with the {most} {nw}?",
+            f"Name the {tw} with the {most} {nw}.",
+        ]
+    else:
+        qs = [
+            f"List the {ow} of the {k} {plural(tw)} with the {most} {nw}.",
+            f"Which {k} {plural(tw)} have the {most} {nw}?",
+            f"Top {k} {plural(tw)} by {nw} ({'largest' if desc else 'smallest'} first): their {ow}.",
+        ]
+    return Candidate(
+        "order_limit",
+        f"SELECT {ident(out.name)} FROM {ident(t.name)} ORDER BY {ident(n.name)} {'DESC' if desc else 'ASC'} LIMIT {k}",
+        qs,
+        [t.name],
+        [out.name, n.name],
+    )
+
+
+def group_count(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)]])
+    if t is None:
+        return None
+    g = _pick(rng, [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)])
+    tw, gw = plural(t.words), g.words
+    return Candidate(
+        "group_count",
+        f"SELECT {ident(g.name)}, count(*) FROM {ident(t.name)} GROUP BY {ident(g.name)}",
+        [
+            f"How many {tw} are there for each {gw}?",
+            f"Count the {tw} per {gw}.",
+            f"For every {gw}, how many {tw} are there?",
+        ],
+        [t.name],
+        [g.name],
+    )
+
+
+def group_having(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)]])
+    if t is None:
+        return None
+    g = _pick(rng, [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)])
+    k = rng.choice([1, 2, 3])
+    tw, gw = plural(t.words), g.words
+    return Candidate(
+        "group_having",
+        f"SELECT {ident(g.name)} FROM {ident(t.name)} GROUP BY {ident(g.name)} HAVING count(*) > {k}",
+        [
+            f"Which {plural(gw)} have more than {k} {tw}?",
+            f"List the {plural(gw)} shared by more than {k} {tw}.",
+            f"Find every {gw} that appears in over {k} {tw}.",
+        ],
+        [t.name],
+        [g.name],
+    )
+
+
+def above_average(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if _cols(t, "number", min_distinct=3)])
+    if t is None:
+        return None
+    n = _pick(rng, _cols(t, "number", min_distinct=3))
+    out = _name_col(rng, t)
+    if out is None or out.name == n.name:
+        return None
+    above = rng.random() < 0.6
+    tw, ow, nw = t.words, out.words, n.words
+    side = "above" if above else "below"
+    return Candidate(
+        "nested_avg",
+        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(n.name)} {'>' if above else '<'} "
+        f"(SELECT avg({ident(n.name)}) FROM {ident(t.name)})",
+        [
+            f"Which {plural(tw)} have a {nw} {side} the average? Give their {ow}.",
+            f"List the {ow} of {plural(tw)} whose {nw} is {side} average.",
+            f"Show the {ow} of every {tw} with a {'higher' if above else 'lower'} than average {nw}.",
+        ],
+        [t.name],
+        [out.name, n.name],
+    )
+
+
+def _join(rng: random.Random, prof: DatabaseProfile) -> tuple[Any, TableProfile, TableProfile] | None:
+    fks = [
+        f for f in prof.joins if prof.table(f.table).rows and prof.table(f.ref_table).rows and f.table != f.ref_table
+    ]
+    if not fks:
+        return None
+    f = rng.choice(fks)
+    return f, prof.table(f.table), prof.table(f.ref_table)
+
+
+def join_filter(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    j = _join(rng, prof)
+    if j is None:
+        return None
+    f, child, parent = j
+    out = _name_col(rng, child)
+    where = _pick(rng, _cols(parent, "text", min_distinct=2))
+    if out is None or where is None:
+        return None
+    v = _value(rng, where)
+    cw, pw, ow, ww = child.words, parent.words, out.words, where.words
+    return Candidate(
+        "join_filter",
+        f"SELECT T1.{ident(out.name)} FROM {ident(child.name)} AS T1 JOIN {ident(parent.name)} AS T2 "
+        f"ON T1.{ident(f.column)} = T2.{ident(f.ref_column)} WHERE T2.{ident(where.name)} = {lit(v)}",
+        [
+            f"What are the {plural(ow)} of {plural(cw)} whose {pw} has {ww} {v}?",
+            f"List the {ow} of every {cw} linked to a {pw} with {ww} {v}.",
+            f"For the {pw} with {ww} {v}, show the {ow} of its {plural(cw)}.",
+        ],
+        [child.name, parent.name],
+        [out.name, where.name],
+    )
+
+
+def join_most(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    j = _join(rng, prof)
+    if j is None:
+        return None
+    f, child, parent = j
+    name = _name_col(rng, parent)
+    if name is None:
+        return None
+    cw, pw, nw = child.words, parent.words, name.words
+    return Candidate(
+        "join_most",
+        f"SELECT T2.{ident(name.name)} FROM {ident(child.name)} AS T1 JOIN {ident(parent.name)} AS T2 "
+        f"ON T1.{ident(f.column)} = T2.{ident(f.ref_column)} GROUP BY T1.{ident(f.column)} ORDER BY count(*) DESC LIMIT 1",
+        [
+            f"Which {pw} has the most {plural(cw)}? Give its {nw}.",
+            f"What is the {nw} of the {pw} with the largest number of {plural(cw)}?",
+            f"Name the {pw} that has the most {plural(cw)}.",
+        ],
+        [child.name, parent.name],
+        [name.name],
+    )
+
+
+def join_count_group(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    j = _join(rng, prof)
+    if j is None:
+        return None
+    f, child, parent = j
+    name = _name_col(rng, parent)
+    if name is None:
+        return None
+    cw, pw, nw = child.words, parent.words, name.words
+    return Candidate(
+        "join_group",
+        f"SELECT T2.{ident(name.name)}, count(*) FROM {ident(child.name)} AS T1 JOIN {ident(parent.name)} AS T2 "
+        f"ON T1.{ident(f.column)} = T2.{ident(f.ref_column)} GROUP BY T2.{ident(name.name)}",
+        [
+            f"How many {plural(cw)} does each {pw} have? Show the {pw} {nw}.",
+            f"For each {pw} {nw}, count its {plural(cw)}.",
+            f"List every {pw}'s {nw} with the number of {plural(cw)}.",
+        ],
+        [child.name, parent.name],
+        [name.name],
+    )
+
+
+def not_in(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    j = _join(rng, prof)
+    if j is None:
+        return None
+    f, child, parent = j
+    name = _name_col(rng, parent)
+    if name is None:
+        return None
+    cw, pw, nw = child.words, parent.words, name.words
+    return Candidate(
+        "not_in",
+        f"SELECT {ident(name.name)} FROM {ident(parent.name)} WHERE {ident(f.ref_column)} NOT IN "
+        f"(SELECT {ident(f.column)} FROM {ident(child.name)} WHERE {ident(f.column)} IS NOT NULL)",
+        [
+            f"Which {plural(pw)} have no {plural(cw)}? Give their {nw}.",
+            f"List the {nw} of {plural(pw)} without any {cw}.",
+            f"Find the {plural(pw)} that no {cw} refers to.",
+        ],
+        [parent.name, child.name],
+        [name.name],
+        allow_empty=True,
+    )
+
+
+def set_operation(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    t = _pick(rng, [t for t in _tables(prof) if len(_cols(t, "text", min_distinct=2)) >= 1])
+    if t is None:
+        return None
+    a = _pick(rng, _cols(t, "text", min_distinct=2))
+    out = _name_col(rng, t)
+    if out is None or out.name == a.name or len(a.values) < 2:
+        return None
+    v1, v2 = rng.sample(a.values[:10], 2)
+    op, w = rng.choice([("UNION", "or"), ("EXCEPT", "but not")])
+    tw, ow, aw = plural(t.words), out.words, a.words
+    q = f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(a.name)} = "
+    if op == "UNION":
+        qs = [
+            f"List the {ow} of {tw} whose {aw} is {v1} or {v2}.",
+            f"Which {tw} have {aw} {v1} or {aw} {v2}? Give their {ow}.",
+        ]
+    else:
+        nums = _cols(t, "number", min_distinct=2)
+        if not nums:
+            return None
+        n = rng.choice(nums)
+        cut = _value(rng, n)
+        sql = (
+            f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(a.name)} = {lit(v1)} EXCEPT "
+            f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(n.name)} > {lit(cut)}"
+        )
+        return Candidate(
+            "set_except",
+            sql,
+            [
+                f"Which {ow} values occur among {tw} with {aw} {v1} but never among those with {n.words} above {cut}?",
+                f"List the {plural(ow)} of {tw} with {aw} {v1}, except those of {tw} whose {n.words} is over {cut}.",
+            ],
+            [t.name],
+            [out.name, a.name, n.name],
+            allow_empty=True,
+        )
+    return Candidate("set_union", f"{q}{lit(v1)} UNION {q}{lit(v2)}", qs, [t.name], [out.name, a.name])
+
+
+SHAPES: dict[str, Shape] = {
+    "list": list_column,
+    "count": count_rows,
+    "filter_text": filter_text,
+    "filter_not": filter_not,
+    "filter_number": filter_number,
+    "filter_date": filter_date,
+    "count_where": count_where,
+    "distinct": distinct_values,
+    "aggregate": aggregate,
+    "null_check": null_check,
+    "like": like_filter,
+    "order_limit": order_limit,
+    "group_count": group_count,
+    "group_having": group_having,
+    "nested_avg": above_average,
+    "join_filter": join_filter,
+    "join_most": join_most,
+    "join_group": join_count_group,
+    "not_in": not_in,
+    "set_op": set_operation,
+}
+"""Every shape, by name: synthesis draws from them in turn."""
+
+
+__all__ = ["SHAPES", "Candidate", "ident", "lit", "plural"]
