@@ -52,7 +52,7 @@ def speed_check(cfg: Any, benchmark: str, cot: bool, log: Any = print) -> dict[s
     }
     log(
         f"    this machine: {p['s_per_step']:.1f} s per training step: about {check['expected_train_minutes']:.0f} "
-        f"min for {steps} steps"
+        f"min for {steps} steps (validation and checkpoints come on top)"
     )
     if benchmark != "demo" or cot:
         return check
