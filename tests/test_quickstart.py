@@ -85,3 +85,24 @@ def test_matmul_probe_measures_something_plausible():
 
     g = matmul_gflops("fp32", n=256, rounds=2, reps=4)
     assert 0.1 < g < 1e6
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_quickstart_on_your_own_database(tmp_path):
+    """``quickstart --db FILE``: pairs synthesized from the file alone, train/test split by query
+    structure (no shape on both sides), zero-shot and fine-tuned EX, and the command to ask it."""
+    from test_data_synth import star_db
+
+    from sqltune.io import read_jsonl
+    from sqltune.sqlutil import skeleton
+
+    db = star_db(tmp_path / "star.sqlite")
+    out = tmp_path / "qs"
+    r = run_quickstart(out, "--db", str(db), "--pairs", "60", "--limit", "6", "max_steps=2", "logging_steps=1")
+    s = json.loads((out / "summary.json").read_text())
+    assert s["benchmark"] == "db" and s["databases"] == [str(db)] and s["test_questions"] == 6
+    train, test = read_jsonl(out / "data" / "train.jsonl"), read_jsonl(out / "data" / "test.jsonl")
+    assert len(read_jsonl(out / "data" / "pairs.jsonl")) == len(train) + len(test) == 60
+    assert not {skeleton(x["sql"]) for x in train} & {skeleton(x["sql"]) for x in test}
+    assert f'sqltune ask "YOUR QUESTION" --db {db} --model {s["fine_tuned_model"]}' in " ".join(r.stdout.split())

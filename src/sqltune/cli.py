@@ -597,8 +597,13 @@ def serve_openai(
 @app.command("quickstart", epilog="Example: sqltune quickstart --out runs/quickstart")
 def quickstart(
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder")] = Path("runs/quickstart"),
-    benchmark: Annotated[str, typer.Option(help="demo (embedded shop database) | spider")] = "demo",
+    benchmark: Annotated[str, typer.Option(help="demo (embedded shop database) | spider | db (with --db)")] = "demo",
     data_dir: Annotated[str | None, typer.Option(help="spider: the benchmark folder")] = None,
+    db: Annotated[
+        list[Path] | None,
+        typer.Option("--db", help="Your SQLite database: pairs synthesized from it alone, split by query structure"),
+    ] = None,
+    pairs: Annotated[int, typer.Option(help="--db: pairs to synthesize per database")] = 500,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
     limit: Annotated[int | None, typer.Option(help="Score only the first N test questions")] = None,
     cot: Annotated[
@@ -615,12 +620,19 @@ def quickstart(
     """
     from sqltune.quickstart import run_quickstart
 
-    s = run_quickstart(out_dir, benchmark, data_dir, seed, overrides, limit, log=out.print, cot=cot)
+    dbs = [str(d) for d in db or []]
+    if dbs and benchmark == "demo":
+        benchmark = "db"
+    s = run_quickstart(
+        out_dir, benchmark, data_dir, seed, overrides, limit, log=out.print, cot=cot, dbs=dbs, pairs=pairs
+    )
     out.print(s["table"])
     out.print(
         f"[bold]EX {100 * s['ex_zero_shot']:.1f}% -> {100 * s['ex_fine_tuned']:.1f}%[/bold] in {s['minutes']:.1f} min; "
         f"summary: {Path(out_dir) / 'summary.json'}; plots: {s['loss_plot']}, {s['accuracy_plot']}"
     )
+    if dbs:
+        out.print(f'ask it: sqltune ask "YOUR QUESTION" --db {dbs[0]} --model {s["fine_tuned_model"]}')
 
 
 def _pct(x: float | None) -> str:

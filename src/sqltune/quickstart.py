@@ -104,6 +104,43 @@ def cot_files(train_file: Path, test_file: Path, log: Any = print) -> tuple[Path
     return cot_train, cot_test
 
 
+def own_database_files(data: Path, dbs: list[str], seed: int, pairs: int, log: Any = print) -> tuple[Path, Path]:
+    """Pairs synthesized from the user's databases alone, built into train and test splits held
+    out by query structure (no query shape on both sides)."""
+    from sqltune.data.build import BuildConfig, build, validation_path
+    from sqltune.data.synth import SynthConfig, synthesize
+    from sqltune.errors import ConfigError
+    from sqltune.models import DEFAULT_MODEL
+
+    if not dbs:
+        raise ConfigError("--benchmark db needs --db FILE (a SQLite database)")
+    data.mkdir(parents=True, exist_ok=True)
+    pairs_file, train_file = data / "pairs.jsonl", data / "train.jsonl"
+    test_file = data / "test.jsonl"
+    if not pairs_file.exists():
+        r = synthesize(SynthConfig(db=dbs, out=str(pairs_file), n=pairs, seed=seed))
+        log(
+            f"    synthesized {r['written']} verified pairs ({', '.join(f'{k} {v}' for k, v in r['by_difficulty'].items())})"
+        )
+    if not test_file.exists():
+        build(
+            BuildConfig(
+                benchmark="pairs",
+                data_dir=str(pairs_file),
+                split="",
+                out=str(train_file),
+                schema="compact",
+                tokenizer=DEFAULT_MODEL,
+                max_prompt_tokens=1024,
+                val_fraction=0.2,
+                val_split="structure",
+                seed=seed,
+            )
+        )
+        validation_path(train_file).rename(test_file)
+    return train_file, test_file
+
+
 def accuracy_plot(before: dict[str, Any], after: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -151,6 +188,8 @@ def run_quickstart(
     eval_limit: int | None = None,
     log: Any = print,
     cot: bool = False,
+    dbs: list[str] | None = None,
+    pairs: int = 500,
 ) -> dict[str, Any]:
     from sqltune.models import DEFAULT_MODEL, pull_model
     from sqltune.train.config import load_config
@@ -184,10 +223,13 @@ def run_quickstart(
         if not test_file.exists():
             build(BuildConfig(split="dev", out=str(test_file), **common))
         max_new = 128
+    elif benchmark == "db":
+        train_file, test_file = own_database_files(data, dbs or [], seed, pairs, log)
+        max_new = 160
     else:
         from sqltune.errors import ConfigError
 
-        raise ConfigError(f"--benchmark {benchmark!r}: choose demo or spider")
+        raise ConfigError(f"--benchmark {benchmark!r}: choose demo or spider, or give --db FILE")
 
     if cot:
         train_file, test_file = cot_files(train_file, test_file, log)
@@ -220,6 +262,8 @@ def run_quickstart(
     minutes = (time.perf_counter() - t0) / 60
     summary = {
         "benchmark": benchmark,
+        "databases": dbs or [],
+        "fine_tuned_model": manifest["output"],
         "cot": cot,
         "model": DEFAULT_MODEL,
         "test_questions": after["n"],
