@@ -92,10 +92,9 @@ def test_matmul_probe_measures_something_plausible():
 def test_quickstart_on_your_own_database(tmp_path):
     """``quickstart --db FILE``: pairs synthesized from the file alone, train/test split by query
     structure (no shape on both sides), zero-shot and fine-tuned EX, and the command to ask it."""
-    from test_data_synth import star_db
-
     from sqltune.io import read_jsonl
     from sqltune.sqlutil import skeleton
+    from test_data_synth import star_db
 
     db = star_db(tmp_path / "star.sqlite")
     out = tmp_path / "qs"
