@@ -4,7 +4,7 @@ For each database (``--db``, repeatable) synthesis profiles the live schema and 
 (:mod:`.synth_profile`), then draws queries from every shape of :mod:`.synth_shapes` in turn,
 with real tables, columns and values, until ``n`` pairs per database are kept or the shapes
 stop giving new ones. Each query is executed read-only with a hard timeout
-(:func:`sqltune.db.execute.run_query`, the judge's executor) and **kept only when it runs, returns
+(the judge's workers: :meth:`sqltune.judge.Judge.run`) and **kept only when it runs, returns
 rows (unless its question is about absence), not only NULLs, and a result that no pair kept so
 far on that database returned** (the judge's :func:`~sqltune.judge.score.result_key`, a bag of
 rows): no two pairs teach the same answer. Its difficulty is Spider's hardness of the SQL
@@ -28,11 +28,10 @@ from typing import Any
 
 from sqltune.data.synth_profile import DatabaseProfile, profile_database
 from sqltune.data.synth_shapes import SHAPES, Candidate
-from sqltune.db.execute import open_readonly, run_query
 from sqltune.errors import ConfigError, DataError
 from sqltune.io import write_json, write_jsonl
+from sqltune.judge import Judge
 from sqltune.judge.hardness import spider_hardness
-from sqltune.judge.score import result_key
 
 
 @dataclass(frozen=True)
@@ -75,67 +74,79 @@ def report_path(out: str | Path) -> Path:
     return p.with_name(p.stem + ".report.json")
 
 
-def _check(cand: Candidate, res: Any, max_rows: int) -> str | None:
-    """Why an executed candidate is rejected (None: kept)."""
-    if not res.ok:
-        return "timeout" if res.error_type == "timeout" else "sql_error"
-    if res.truncated or len(res.rows) > max_rows:
+def _check(cand: Candidate, ok: bool, error_type: str | None, n: int, truncated: bool, rows: list) -> str | None:
+    """Why an executed candidate is rejected (None: kept). ``rows``: the first rows of its result."""
+    if not ok:
+        return "timeout" if error_type == "timeout" else "sql_error"
+    if truncated:
         return "too_many_rows"
-    if not res.rows and not cand.allow_empty:
+    if n == 0 and not cand.allow_empty:
         return "empty"
-    if res.rows and all(v is None for r in res.rows for v in r):
+    if n and all(v is None for r in rows for v in r):
         return "all_null"
     return None
 
 
-def synth_database(prof: DatabaseProfile, cfg: SynthConfig, rng: random.Random) -> tuple[list[dict], dict]:
-    """Pairs for one profiled database and its part of the report."""
-    conn = open_readonly(prof.path)
+BATCH = 32
+"""Candidates executed per round (split over the judge's workers)."""
+
+
+def synth_database(prof: DatabaseProfile, cfg: SynthConfig, rng: random.Random, judge: Any) -> tuple[list[dict], dict]:
+    """Pairs for one profiled database and its part of the report; ``judge`` runs the queries
+    (:meth:`sqltune.judge.Judge.run`: read-only, a hard timeout, a row cap)."""
     kept: list[dict[str, Any]] = []
     rejected: Counter[str] = Counter()
     seen_sql: set[str] = set()
     seen_result: set[str] = set()
     names = list(SHAPES)
     draws = 0
-    try:
-        while len(kept) < cfg.n and draws < cfg.n * cfg.attempts:
+    limit = cfg.n * cfg.attempts
+    while len(kept) < cfg.n and draws < limit:
+        batch: list[Candidate] = []
+        while len(batch) < BATCH and draws < limit:
             shape = names[draws % len(names)]
             draws += 1
             cand = SHAPES[shape](rng, prof)
             if cand is None:
                 rejected["shape_not_applicable"] += 1
-                continue
-            if cand.sql in seen_sql:
+            elif cand.sql in seen_sql:
                 rejected["duplicate_sql"] += 1
-                continue
-            seen_sql.add(cand.sql)
-            res = run_query(conn, cand.sql, timeout=cfg.timeout, max_rows=cfg.max_rows)
-            why = _check(cand, res, cfg.max_rows)
-            if why is None:
-                key = result_key(res.rows)
-                if key in seen_result:
+            else:
+                seen_sql.add(cand.sql)
+                batch.append(cand)
+        if not batch:
+            break
+        half = (len(batch) + 1) // 2
+        groups = [g for g in (batch[:half], batch[half:]) if g]
+        results = judge.run([(prof.path, [c.sql for c in g]) for g in groups], keep_rows=50, max_bytes=200_000)
+        for g, res in zip(groups, results, strict=True):
+            if res.db_error:
+                raise DataError(f"{prof.path}: {res.db_error}")
+            for i, cand in enumerate(g):
+                if len(kept) >= cfg.n:
+                    break
+                first = res.results[i][1] if res.results else []
+                why = _check(cand, res.ok[i], res.error_types[i], res.rows[i], res.truncated[i], first)
+                if why is None and res.keys[i] in seen_result:
                     why = "same_result"
-                else:
-                    seen_result.add(key)
-            if why is not None:
-                rejected[why] += 1
-                continue
-            kept.append(
-                {
-                    "id": f"{prof.db_id}-synth-{len(kept)}",
-                    "db_id": prof.db_id,
-                    "db_path": prof.path,
-                    "question": rng.choice(cand.questions),
-                    "sql": cand.sql,
-                    "difficulty": spider_hardness(cand.sql),
-                    "shape": cand.shape,
-                    "tables": cand.tables,
-                    "columns": cand.columns,
-                    "rows": len(res.rows),
-                }
-            )
-    finally:
-        conn.close()
+                if why is not None:
+                    rejected[why] += 1
+                    continue
+                seen_result.add(res.keys[i])
+                kept.append(
+                    {
+                        "id": f"{prof.db_id}-synth-{len(kept)}",
+                        "db_id": prof.db_id,
+                        "db_path": prof.path,
+                        "question": rng.choice(cand.questions),
+                        "sql": cand.sql,
+                        "difficulty": spider_hardness(cand.sql),
+                        "shape": cand.shape,
+                        "tables": cand.tables,
+                        "columns": cand.columns,
+                        "rows": res.rows[i],
+                    }
+                )
     tables_used = Counter(t for r in kept for t in r["tables"])
     cols_all = {(t.name, c.name) for t in prof.tables for c in t.columns}
     cols_used = {(t, c) for r in kept for t in r["tables"][:1] for c in r["columns"]}
@@ -173,10 +184,11 @@ def synthesize(cfg: SynthConfig) -> dict[str, Any]:
     rng = random.Random(cfg.seed)
     pairs: list[dict[str, Any]] = []
     parts = []
-    for prof in profiles:
-        kept, part = synth_database(prof, cfg, random.Random(rng.random()))
-        pairs.extend(kept)
-        parts.append(part)
+    with Judge(workers=2, timeout=cfg.timeout, max_rows=cfg.max_rows) as judge:
+        for prof in profiles:
+            kept, part = synth_database(prof, cfg, random.Random(rng.random()), judge)
+            pairs.extend(kept)
+            parts.append(part)
     if not pairs:
         raise DataError(
             "no pair could be synthesized: every query was rejected ("

@@ -54,7 +54,7 @@ class ColumnProfile:
     @property
     def is_key(self) -> bool:
         low = self.name.lower()
-        return self.primary_key or low == "id" or low.endswith("_id") or low.endswith("id") and len(low) > 2
+        return self.primary_key or low == "id" or low.endswith(("_id", " id")) or self.name.endswith(("Id", "ID"))
 
 
 @dataclass
