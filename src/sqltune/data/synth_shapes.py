@@ -446,6 +446,17 @@ def _join(rng: random.Random, prof: DatabaseProfile) -> tuple[Any, TableProfile,
     return f, prof.table(f.table), prof.table(f.ref_table)
 
 
+def _join_named(
+    rng: random.Random, prof: DatabaseProfile
+) -> tuple[Any, TableProfile, TableProfile, ColumnProfile] | None:
+    """A foreign key with its child and parent tables and the parent's name-like column."""
+    j = _join(rng, prof)
+    if j is None:
+        return None
+    name = _name_col(rng, j[2])
+    return None if name is None else (*j, name)
+
+
 def join_filter(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
     j = _join(rng, prof)
     if j is None:
@@ -472,13 +483,10 @@ def join_filter(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
 
 
 def join_most(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
-    j = _join(rng, prof)
+    j = _join_named(rng, prof)
     if j is None:
         return None
-    f, child, parent = j
-    name = _name_col(rng, parent)
-    if name is None:
-        return None
+    f, child, parent, name = j
     cw, pw, nw = child.words, parent.words, name.words
     return Candidate(
         "join_most",
@@ -495,13 +503,10 @@ def join_most(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
 
 
 def join_count_group(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
-    j = _join(rng, prof)
+    j = _join_named(rng, prof)
     if j is None:
         return None
-    f, child, parent = j
-    name = _name_col(rng, parent)
-    if name is None:
-        return None
+    f, child, parent, name = j
     cw, pw, nw = child.words, parent.words, name.words
     return Candidate(
         "join_group",
@@ -518,13 +523,10 @@ def join_count_group(rng: random.Random, prof: DatabaseProfile) -> Candidate | N
 
 
 def not_in(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
-    j = _join(rng, prof)
+    j = _join_named(rng, prof)
     if j is None:
         return None
-    f, child, parent = j
-    name = _name_col(rng, parent)
-    if name is None:
-        return None
+    f, child, parent, name = j
     cw, pw, nw = child.words, parent.words, name.words
     return Candidate(
         "not_in",
