@@ -6,9 +6,9 @@ For a train/test pair (the demo's by default; Spider train -> dev with ``--spide
    only when its SQL returns the gold result; the test prompts get the CoT system prompt.
 2. The default model is fine-tuned twice with the quickstart's recipe, for the same
    ``--minutes`` of training: on plain SQL answers and on reasoning answers. Reasoning answers
-   are longer, so fewer fit in the same minutes: each run's schedule (max_steps) is sized from a
-   short probe of its own speed on this machine (30% longer than the probe predicts), and
-   ``max_minutes`` stops both runs at the same minute.
+   are longer, so fewer fit in the same minutes: each run's schedule (max_steps) is sized from
+   its own first batches timed on this machine (``sqltune.train.probe``; 30% longer than the
+   probe predicts), and ``max_minutes`` stops both runs at the same minute.
 3. Both predict the test split (plain: 128 new tokens; CoT: 384, the last SQL block taken) and
    are scored by the eval stage.
 
@@ -35,6 +35,7 @@ from sqltune.models import DEFAULT_MODEL, load_tokenizer, pull_model
 from sqltune.predict.run import PredictConfig, predict
 from sqltune.quickstart import RECIPE, cot_files
 from sqltune.train.config import load_config
+from sqltune.train.probe import probe_steps
 from sqltune.train.sft import train
 
 
@@ -54,7 +55,7 @@ def main() -> int:
     ap.add_argument("--dev-limit", type=int, default=None, help="score only the first N test questions")
     ap.add_argument("--out", default="runs/bench_cot")
     ap.add_argument("--minutes", type=float, default=8.0, help="training minutes per run")
-    ap.add_argument("--probe-steps", type=int, default=6, help="steps timed to measure each dataset's speed")
+    ap.add_argument("--probe-steps", type=int, default=3, help="steps timed to measure each dataset's speed")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,28 +86,24 @@ def main() -> int:
     results = {}
     for arm, tr, te, max_new in (("plain", train_file, test_file, 128), ("cot", cot_train, cot_test, 384)):
         run = out / f"train_{arm}"
-        # the speed of this dataset on this machine: a few steps timed alone, then the schedule that fits
-        probe = out / f"probe_{arm}"
-        if not (probe / "manifest.json").exists():
-            train(
-                load_config(
-                    RECIPE,
-                    [f"max_steps={args.probe_steps}", "save_steps=1000", "logging_steps=1"],
-                    base={"model": DEFAULT_MODEL, "train_file": str(tr), "output_dir": str(probe)},
-                )
-            )
-        pm = json.loads((probe / "manifest.json").read_text())
-        steps_per_min = pm["global_steps"] / max(pm["train_minutes"], 1e-6)
-        # the probe's first steps include warm-up, so it underestimates the speed: schedule 30% more
-        # steps than it predicts and let max_minutes stop both runs at the same minute (both then end
-        # at the same point of their cosine schedules' tails)
-        steps = max(10, int(1.3 * steps_per_min * args.minutes))
+        # the speed of this dataset on this machine: the run's own first batches timed
+        # (sqltune.train.probe), then a schedule 30% longer than fits, so that max_minutes stops both
+        # runs at the same minute whatever the probe misjudges (a Spider probe that overestimated the
+        # step time once ended both runs early, and unequally: plain at 5.5 and CoT at 6.4 of 8 minutes)
+        base = {"model": DEFAULT_MODEL, "train_file": str(tr), "output_dir": str(run)}
+        if not (run / "manifest.json").exists():
+            s_step = probe_steps(load_config(RECIPE, ["val_fraction=0"], base=base), steps=args.probe_steps)[
+                "s_per_step"
+            ]
+            steps = max(10, int(1.3 * args.minutes * 60 / s_step))
+        else:
+            steps = json.loads((run / "manifest.json").read_text())["config"]["max_steps"]
         if not (run / "manifest.json").exists():
             train(
                 load_config(
                     RECIPE,
                     [f"max_steps={steps}", f"max_minutes={args.minutes}", "save_steps=1000"],
-                    base={"model": DEFAULT_MODEL, "train_file": str(tr), "output_dir": str(run)},
+                    base=base,
                 )
             )
         m = json.loads((run / "manifest.json").read_text())
@@ -127,7 +124,7 @@ def main() -> int:
             "train_minutes": m["train_minutes"],
             "steps": m["global_steps"],
             "scheduled_steps": steps,
-            "examples_seen": m["global_steps"] * 4,
+            "examples_seen": m["global_steps"] * m["config"]["batch_size"] * m["config"]["grad_accum"],
             "train_tokens_per_example": round(tpe[arm], 1),
             "gen_tokens_per_question": round(sum(r["completion_tokens"] for r in recs) / len(recs), 1),
             "gen_seconds_per_question": round(gen / len(recs), 2),

@@ -44,6 +44,7 @@ def _config_args(cls: type, rename: dict[str, str] | None = None) -> list[inspec
     Help texts are the dataclass's attribute docstrings (written once); an option left out
     takes its value from the YAML, the overrides or the dataclass default, in that order."""
     import dataclasses
+    import typing
 
     from sqltune.config import base_type, field_docs
 
@@ -66,7 +67,7 @@ def _config_args(cls: type, rename: dict[str, str] | None = None) -> list[inspec
         t, _ = base_type(cls, f.name)
         flag = "--" + (rename or {}).get(f.name, f.name).replace("_", "-")
         decls = [f"{flag}/--no-{flag[2:]}"] if t is bool else [flag]
-        kind = t if t in (str, int, float, bool) else str
+        kind = t if t in (str, int, float, bool) else list[str] if typing.get_origin(t) is list else str
         default = None if f.default is dataclasses.MISSING else f.default
         show: bool | str = (
             False if default is None or f.name == "api_key" else str(default).lower() if t is bool else str(default)
@@ -150,23 +151,13 @@ def data_demo(
     typer.echo(Path(result["card"]).read_text())
 
 
-@data_app.command(
-    "synth",
-    epilog="Example: sqltune data synth --db my.sqlite --out runs/my_pairs.jsonl --n 500   "
-    "(then: sqltune data build --benchmark pairs --data-dir runs/my_pairs.jsonl --out runs/my_train.jsonl)",
-)
-def data_synth(
-    db: Annotated[list[Path], typer.Option("--db", help="A SQLite database file (repeat for several)")],
-    out_file: Annotated[Path, typer.Option("--out", help="Pairs JSONL to write (report beside it)")],
-    n: Annotated[int, typer.Option("--n", help="Pairs to keep per database")] = 500,
-    seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same file")] = 0,
-    timeout: Annotated[float, typer.Option(help="Seconds a query may run before it is stopped and rejected")] = 2.0,
-) -> None:
+def _run_synth(cfg: Any) -> None:
     """Synthesize verified question/SQL pairs from databases alone: every query executed, kept only when
-    it returns a new, non-degenerate result; difficulty by Spider's hardness."""
-    from sqltune.data.synth import SynthConfig, report_path, synthesize
+    it returns a new, non-degenerate result; difficulty by Spider's hardness; optionally a teacher LLM's
+    questions, each kept only when SQL derived back from it returns the same result."""
+    from sqltune.data.synth import report_path, synthesize
 
-    r = synthesize(SynthConfig(db=[str(d) for d in db], out=str(out_file), n=n, seed=seed, timeout=timeout))
+    r = synthesize(cfg)
     out.print(f"[bold]written[/bold] {r['written']} pairs -> {r['out']} in {r['seconds']} s")
     out.print("by difficulty: " + ", ".join(f"{k} {v}" for k, v in r["by_difficulty"].items()))
     for part in r["databases"]:
@@ -177,6 +168,18 @@ def data_synth(
         )
         if "warning" in part:
             out.print(f"[yellow]warning[/yellow] {part['warning']}")
+    t = r.get("teacher")
+    if t:
+        rej = ", ".join(f"{k} {v}" for k, v in t["rejected"].items())
+        out.print(
+            f"teacher questions: {t['teacher_questions_kept']} of {t['asked']} passed the back-check "
+            f"({t['check_model']}); rejected: {rej or 'none'}; "
+            + (
+                f"{t['dropped']} pairs dropped"
+                if t["on_reject"] == "drop"
+                else "the others keep their built-in question"
+            )
+        )
     out.print(f"report: {report_path(r['out'])}")
 
 
@@ -660,6 +663,7 @@ def _run_cot(cfg: Any) -> None:
 def _register_stages() -> None:
     from sqltune.data.build import BuildConfig
     from sqltune.data.cot import CotConfig
+    from sqltune.data.synth import SynthConfig
     from sqltune.evaluate.run import EvalConfig
     from sqltune.predict.run import PredictConfig
 
@@ -668,6 +672,12 @@ def _register_stages() -> None:
         epilog="Example: sqltune data build --benchmark spider --data-dir ../shared/data/spider --split dev "
         "--out runs/spider_dev.jsonl --schema compact   (or: sqltune data build build.yaml key=value ...)",
     )(_stage(BuildConfig, _run_build))
+    data_app.command(
+        "synth",
+        epilog="Example: sqltune data synth --db my.sqlite --out runs/my_pairs.jsonl --n 500   "
+        "(then: sqltune data build --benchmark pairs --data-dir runs/my_pairs.jsonl --out runs/my_train.jsonl; "
+        "a teacher LLM's questions: --teacher openai --teacher-url http://localhost:8000/v1 --teacher-model NAME)",
+    )(_stage(SynthConfig, _run_synth))
     data_app.command(
         "cot",
         epilog="Example: sqltune data cot --dataset runs/bird_train.jsonl --out runs/bird_train.cot.jsonl "

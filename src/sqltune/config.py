@@ -92,6 +92,12 @@ def _coerce(cls: type, name: str, value: Any) -> tuple[Any, str | None]:
     t, nullable = base_type(cls, name)
     if value is None:
         return None, (None if nullable or t is object else f"{name}: null is not allowed (a {t.__name__} is)")
+    if typing.get_origin(t) is list:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return [str(value)], None  # one value where a list is wanted: a YAML scalar, an override
+        if not isinstance(value, list | tuple):
+            return value, f"{name}: {value!r} should be a list"
+        return [str(v) for v in value], None
     if t is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value), None
     if t is float and isinstance(value, str):

@@ -62,6 +62,18 @@ TEACHER_PROMPT = (
 COT_FINAL = "Finally, the SQL statement for the text question is: "
 """The line before the SQL block in the cookbook's reasoning answers."""
 
+QUESTION_WRITER_PROMPT = (
+    "You write the questions that people who use a database ask about it.\n\n"
+    "-- DB Schema: {db_schema}\n\n"
+    "-- SQL: {sql}\n\n"
+    "-- Its result ({columns}), first rows: {rows}\n\n"
+    "Write the one question, in plain everyday words, whose exact answer is this SQL's result. "
+    "Say what the SQL asks, no more and no less; keep its values as they are written in it; "
+    "do not mention SQL, tables or column identifiers. Reply with the question only."
+)
+"""What a teacher LLM is asked to write a synthesized query's question from (``sqltune data synth
+--teacher openai``); the question is kept only when SQL derived back from it returns the same result."""
+
 SCHEMA_STYLES = ("ddl", "text", "compact")
 RECORD_FORMATS = ("chat", "alpaca")
 
@@ -219,6 +231,17 @@ def teacher_prompt(db_schema: str, question: str, evidence: str, gold_sql: str) 
         .replace("{external_knowledge}", evidence)
         .replace("{question}", question)
         .replace("{gold_SQL}", gold_sql)
+    )
+
+
+def question_writer_prompt(db_schema: str, sql: str, columns: list[str], rows: list[Any]) -> str:
+    """:data:`QUESTION_WRITER_PROMPT` filled in: the schema, the query, its columns and first rows."""
+    shown = "; ".join(", ".join(_cell(v) for v in r) for r in rows[:5]) or "(no rows)"
+    return (
+        QUESTION_WRITER_PROMPT.replace("{db_schema}", db_schema)
+        .replace("{sql}", sql)
+        .replace("{columns}", ", ".join(columns) or "?")
+        .replace("{rows}", shown)
     )
 
 

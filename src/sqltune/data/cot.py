@@ -189,9 +189,14 @@ class OpenAITeacher:
         return hashlib.sha256(raw.encode()).hexdigest()
 
     def ask(self, record: dict[str, Any], prompt: str, temperature: float, sample: int) -> Reply:
+        return self.chat([{"role": "user", "content": prompt}], temperature, sample)
+
+    def chat(self, messages: list[dict[str, str]], temperature: float, sample: int) -> Reply:
+        """One chat completion (cached; retried with backoff); a lone user turn is keyed by its text."""
         import openai
 
-        k = self.key(prompt, temperature, sample)
+        lone = len(messages) == 1 and messages[0]["role"] == "user"
+        k = self.key(messages[0]["content"] if lone else json.dumps(messages), temperature, sample)
         hit = self.cache.get(k)
         if hit is not None:
             return Reply(hit["text"], hit.get("prompt_tokens", 0), hit.get("completion_tokens", 0), cached=True)
@@ -200,7 +205,7 @@ class OpenAITeacher:
             try:
                 r = self.client.chat.completions.create(
                     model=self.cfg.teacher_model or "",
-                    messages=[{"role": "user", "content": prompt}],
+                    messages=messages,
                     temperature=temperature,
                     max_tokens=self.cfg.max_tokens,
                     seed=sample,

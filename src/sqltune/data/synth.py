@@ -9,7 +9,9 @@ rows (unless its question is about absence), not only NULLs, and a result that n
 far on that database returned** (the judge's :func:`~sqltune.judge.score.result_key`, a bag of
 rows): no two pairs teach the same answer. Its difficulty is Spider's hardness of the SQL
 (:func:`sqltune.judge.hardness.spider_hardness`), and its question one of the shape's phrasings,
-drawn at random, so that the model does not learn one sentence pattern per shape.
+drawn at random, so that the model does not learn one sentence pattern per shape; with
+``teacher='openai'`` a teacher LLM rewrites each question, kept only when SQL derived back from
+it returns the same result (:mod:`.synth_teacher`).
 
 The output is the pairs format ``sqltune data build --benchmark pairs`` reads (question, sql,
 db_path, difficulty; plus shape), written only when the whole run succeeds; the report
@@ -28,10 +30,12 @@ from typing import Any
 
 from sqltune.data.synth_profile import DatabaseProfile, profile_database
 from sqltune.data.synth_shapes import SHAPES, Candidate
+from sqltune.data.synth_teacher import ON_REJECT, rephrase
 from sqltune.errors import ConfigError, DataError
 from sqltune.io import write_json, write_jsonl
 from sqltune.judge import Judge
 from sqltune.judge.hardness import spider_hardness
+from sqltune.prompts import SCHEMA_STYLES
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,34 @@ class SynthConfig:
     """Rows read per table to profile its columns."""
     attempts: int = 20
     """Draws per wanted pair before synthesis stops looking (n * attempts in all)."""
+    teacher: str = "builtin"
+    """builtin (the shapes' own phrasings) | openai (a teacher LLM writes each question; kept only
+    when SQL derived back from it returns the same result: :mod:`.synth_teacher`)."""
+    teacher_url: str | None = None
+    """openai: the server, e.g. http://localhost:8000/v1 (default $OPENAI_BASE_URL)."""
+    teacher_model: str | None = None
+    """openai: the model name the server knows."""
+    api_key: str | None = field(default=None, repr=False)
+    """openai: API key (default $OPENAI_API_KEY); never written to the report."""
+    check_model: str | None = None
+    """The model that derives SQL back from each teacher question (default: the teacher)."""
+    check_url: str | None = None
+    """Its server (default: the teacher's)."""
+    on_reject: str = "builtin"
+    """A teacher question that fails the back-check: builtin (keep the pair with its built-in
+    question) | drop (drop the pair)."""
+    teacher_schema: str = "ddl"
+    """Schema style the teacher and the back-check are shown (ddl, text, compact)."""
+    teacher_temperature: float = 0.7
+    """Temperature of the question writer (the back-check runs at 0)."""
+    teacher_max_tokens: int = 512
+    teacher_concurrency: int = 8
+    """Teacher requests in flight."""
+    teacher_retries: int = 4
+    """Retries of a failed request, with exponential backoff."""
+    teacher_backoff: float = 0.5
+    teacher_timeout: float = 120.0
+    """Seconds per request."""
 
     def validate(self) -> None:
         problems = []
@@ -65,6 +97,16 @@ class SynthConfig:
             problems.append(f"n: {self.n} must be at least 1")
         if self.timeout <= 0:
             problems.append(f"timeout: {self.timeout} must be positive")
+        if self.teacher not in ("builtin", "openai"):
+            problems.append(f"teacher: {self.teacher!r}: choose builtin or openai")
+        if self.teacher == "openai" and not self.teacher_model:
+            problems.append("teacher=openai needs --teacher-model (the name the server knows)")
+        if self.on_reject not in ON_REJECT:
+            problems.append(f"on_reject: {self.on_reject!r}: choose one of {', '.join(ON_REJECT)}")
+        if self.teacher_schema not in SCHEMA_STYLES:
+            problems.append(f"teacher_schema: {self.teacher_schema!r}: choose one of {', '.join(SCHEMA_STYLES)}")
+        if self.teacher_concurrency < 1:
+            problems.append("teacher_concurrency must be at least 1")
         if problems:
             raise ConfigError("invalid synth config:\n  - " + "\n  - ".join(problems))
 
@@ -145,6 +187,7 @@ def synth_database(prof: DatabaseProfile, cfg: SynthConfig, rng: random.Random, 
                         "tables": cand.tables,
                         "columns": cand.columns,
                         "rows": res.rows[i],
+                        "_preview": (res.results[i][0], first[:5]) if res.results else ([], []),
                     }
                 )
     tables_used = Counter(t for r in kept for t in r["tables"])
@@ -189,6 +232,14 @@ def synthesize(cfg: SynthConfig) -> dict[str, Any]:
             kept, part = synth_database(prof, cfg, random.Random(rng.random()), judge)
             pairs.extend(kept)
             parts.append(part)
+        teacher_part = None
+        if cfg.teacher == "openai" and pairs:
+            out_path = Path(cfg.out)
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            cache = out_path.with_name(out_path.stem + ".teacher_cache.jsonl")
+            pairs, teacher_part = rephrase(pairs, cfg, judge, cache)
+    for r in pairs:
+        r.pop("_preview", None)
     if not pairs:
         raise DataError(
             "no pair could be synthesized: every query was rejected ("
@@ -206,8 +257,9 @@ def synthesize(cfg: SynthConfig) -> dict[str, Any]:
         "out": str(out),
         "by_difficulty": dict(sorted(Counter(r["difficulty"] for r in pairs).items())),
         "databases": parts,
+        **({"teacher": teacher_part} if teacher_part else {}),
         "seconds": round(time.perf_counter() - t0, 2),
-        "config": asdict(cfg),
+        "config": {k: v for k, v in asdict(cfg).items() if k != "api_key"},
     }
     write_json(report_path(out), report)
     return report
