@@ -7,8 +7,8 @@ For a train/test pair (the demo's by default; Spider train -> dev with ``--spide
 2. The default model is fine-tuned twice with the quickstart's recipe, for the same
    ``--minutes`` of training: on plain SQL answers and on reasoning answers. Reasoning answers
    are longer, so fewer fit in the same minutes: each run's schedule (max_steps) is sized from
-   its own first batches timed on this machine (``sqltune.train.probe``; 30% longer than the
-   probe predicts), and ``max_minutes`` stops both runs at the same minute.
+   its own first batches timed on this machine (``sqltune.train.probe``; twice as long as the
+   probe predicts fits), and ``max_minutes`` stops both runs at the same minute.
 3. Both predict the test split (plain: 128 new tokens; CoT: 384, the last SQL block taken) and
    are scored by the eval stage.
 
@@ -87,15 +87,15 @@ def main() -> int:
     for arm, tr, te, max_new in (("plain", train_file, test_file, 128), ("cot", cot_train, cot_test, 384)):
         run = out / f"train_{arm}"
         # the speed of this dataset on this machine: the run's own first batches timed
-        # (sqltune.train.probe), then a schedule 30% longer than fits, so that max_minutes stops both
-        # runs at the same minute whatever the probe misjudges (a Spider probe that overestimated the
-        # step time once ended both runs early, and unequally: plain at 5.5 and CoT at 6.4 of 8 minutes)
+        # (sqltune.train.probe), then a schedule twice as long as fits, so that max_minutes stops
+        # both runs at the same minute whatever the probe misjudges (on Spider its first batches ran
+        # 1.8x slower than the run's average: a schedule sized to fit ended both runs early, unequally)
         base = {"model": DEFAULT_MODEL, "train_file": str(tr), "output_dir": str(run)}
         if not (run / "manifest.json").exists():
             s_step = probe_steps(load_config(RECIPE, ["val_fraction=0"], base=base), steps=args.probe_steps)[
                 "s_per_step"
             ]
-            steps = max(10, int(1.3 * args.minutes * 60 / s_step))
+            steps = max(10, int(2.0 * args.minutes * 60 / s_step))
         else:
             steps = json.loads((run / "manifest.json").read_text())["config"]["max_steps"]
         if not (run / "manifest.json").exists():

@@ -5,8 +5,8 @@ scored on those databases' real, human-written Spider dev questions.
    synthesis speed (pairs per second; target >= 500 verified pairs in <= 60 s per database);
 2. the Spider dev questions of those databases, compact prompts: zero-shot EX of the default model;
 3. synth-tuned: the default model fine-tuned on the synthesized pairs of all of them, for
-   ``--minutes`` of training (the schedule sized by ``sqltune.train.probe`` so that it ends at the
-   minute, ``max_minutes`` as the guard);
+   ``--minutes`` of training (a schedule twice as long as ``sqltune.train.probe`` says fits, and
+   ``max_minutes`` stops the run at the minute);
 4. generic: the same model fine-tuned for the same minutes on Spider train (no dev database in it);
 5. both predict the dev questions and are scored by the eval stage.
 
@@ -43,8 +43,10 @@ def fine_tune(train_file: Path, run: Path, minutes: float) -> dict:
         return json.loads((run / "manifest.json").read_text())
     base = {"model": DEFAULT_MODEL, "train_file": str(train_file), "output_dir": str(run)}
     probe_cfg = load_config(RECIPE, ["val_fraction=0"], base=base)
-    s = probe_steps(probe_cfg, steps=3)["s_per_step"] * 1.15  # the Trainer's step runs ~15% over the probe's
-    steps = max(10, int(minutes * 60 / s))
+    # a schedule twice as long as the probe says fits, so that max_minutes stops both arms at the
+    # same minute whatever the probe misjudges (its first batches are not the run's average)
+    s = probe_steps(probe_cfg, steps=3)["s_per_step"]
+    steps = max(10, int(2.0 * minutes * 60 / s))
     cfg = load_config(
         RECIPE,
         [f"max_steps={steps}", f"max_minutes={minutes}", "val_fraction=0", "save_steps=100000", "logging_steps=10"],

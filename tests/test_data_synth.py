@@ -13,7 +13,7 @@ import pytest
 
 from sqltune.data.build import BuildConfig, build
 from sqltune.data.synth import SynthConfig, report_path, synthesize
-from sqltune.data.synth_profile import profile_database, words
+from sqltune.data.synth_profile import profile_database, singular, words
 from sqltune.db.execute import execute
 from sqltune.errors import DataError
 from sqltune.io import read_jsonl
@@ -104,6 +104,8 @@ def test_names_read_as_words():
     assert words("Song_release_year") == "song release year"
     assert words("customerName") == "customer name"
     assert words("room id") == "room id"
+    got = [singular(w) for w in ("order items", "categories", "addresses", "boxes", "singer", "status", "bus")]
+    assert got == ["order item", "category", "address", "box", "singer", "status", "bus"]
 
 
 def test_profile_reads_keys_values_and_infers_undeclared_joins(tmp_path):

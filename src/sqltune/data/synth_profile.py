@@ -34,6 +34,24 @@ def words(name: str) -> str:
     return " ".join(s.lower().split()) or name.lower()
 
 
+_KEEP_S = ("ss", "us", "is", "news", "series", "species", "status", "data")
+
+
+def singular(phrase: str) -> str:
+    """A table's words as one thing, for "each ..." and "every ...": ``order items`` -> ``order item``,
+    ``categories`` -> ``category``, ``addresses`` -> ``address``; ``singer`` and ``status`` stay."""
+    head, _, last = phrase.rpartition(" ")
+    if last.endswith(_KEEP_S) or len(last) < 4:
+        return phrase
+    if last.endswith("ies"):
+        last = last[:-3] + "y"
+    elif last.endswith(("sses", "xes", "ches", "shes", "zes")):
+        last = last[:-2]
+    elif last.endswith("s"):
+        last = last[:-1]
+    return f"{head} {last}" if head else last
+
+
 @dataclass
 class ColumnProfile:
     name: str
@@ -65,7 +83,8 @@ class TableProfile:
 
     @property
     def words(self) -> str:
-        return words(self.name)
+        """The table's name as words, in the singular (``orders`` -> "order"): plurals are made from it."""
+        return singular(words(self.name))
 
     def column(self, name: str) -> ColumnProfile | None:
         return next((c for c in self.columns if c.name.lower() == name.lower()), None)
@@ -197,4 +216,4 @@ def _infer_keys(prof: DatabaseProfile, conn: sqlite3.Connection) -> list[Foreign
     return out
 
 
-__all__ = ["ColumnProfile", "DatabaseProfile", "TableProfile", "profile_database", "words"]
+__all__ = ["ColumnProfile", "DatabaseProfile", "TableProfile", "profile_database", "singular", "words"]

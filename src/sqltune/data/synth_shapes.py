@@ -226,7 +226,7 @@ def filter_date(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
         [
             f"Which {tw} have a {dw} after {v}? Show their {ow}.",
             f"List the {ow} of {tw} with {dw} later than {v}.",
-            f"What is the {ow} of every {tw} whose {dw} comes after {v}?",
+            f"What is the {ow} of every {t.words} whose {dw} comes after {v}?",
         ],
         [t.name],
         [out.name, d.name],
