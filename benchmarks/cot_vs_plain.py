@@ -102,7 +102,8 @@ def main() -> int:
             train(
                 load_config(
                     RECIPE,
-                    [f"max_steps={steps}", f"max_minutes={args.minutes}", "save_steps=1000"],
+                    # no validation passes: they would spend the arms' minutes unequally (CoT examples are longer)
+                    [f"max_steps={steps}", f"max_minutes={args.minutes}", "save_steps=1000", "val_fraction=0"],
                     base=base,
                 )
             )

@@ -57,6 +57,8 @@ def main() -> None:
             f"expected {sc.get('expected_train_minutes')} min of training and {sc.get('expected_minutes')} min in all; "
             f"took {s['train_minutes']} and {wall:.1f}"
         )
+    if s.get("stage_seconds"):
+        print("seconds by stage: " + ", ".join(f"{k} {v:.0f}" for k, v in s["stage_seconds"].items()))
     train = json.loads((out / "train" / "manifest.json").read_text())
     print(
         f"training: {train['global_steps']} steps, shared_prefix {train.get('shared_prefix')}, "

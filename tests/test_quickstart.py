@@ -101,6 +101,9 @@ def test_quickstart_on_your_own_database(tmp_path):
     r = run_quickstart(out, "--db", str(db), "--pairs", "60", "--limit", "6", "max_steps=2", "logging_steps=1")
     s = json.loads((out / "summary.json").read_text())
     assert s["benchmark"] == "db" and s["databases"] == [str(db)] and s["test_questions"] == 6
+    stages = s["stage_seconds"]  # where the minutes went, stage by stage, adding up to the whole run
+    assert list(stages) == ["model", "data", "speed_check", "zero_shot", "fine_tune", "fine_tuned_eval"]
+    assert all(v >= 0 for v in stages.values()) and abs(sum(stages.values()) - 60 * s["minutes"]) < 2
     train, test = read_jsonl(out / "data" / "train.jsonl"), read_jsonl(out / "data" / "test.jsonl")
     assert len(read_jsonl(out / "data" / "pairs.jsonl")) == len(train) + len(test) == 60
     assert not {skeleton(x["sql"]) for x in train} & {skeleton(x["sql"]) for x in test}

@@ -198,8 +198,17 @@ def run_quickstart(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    stages: dict[str, float] = {}
+    mark = [t0]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        stages[name] = round(now - mark[0], 1)
+        mark[0] = now
+
     log("1/5 model: pulling the default model (once)")
     pull_model(DEFAULT_MODEL)
+    lap("model")
 
     log("2/5 data")
     data = out / "data"
@@ -244,21 +253,26 @@ def run_quickstart(
     manifest_file = run_dir / "manifest.json"
     paths = {"model": DEFAULT_MODEL, "train_file": str(train_file), "output_dir": str(run_dir)}
     cfg = load_config(RECIPE, overrides, base=paths)
+    lap("data")
     check = {} if manifest_file.exists() else speed_check(cfg, benchmark, cot, log)
+    lap("speed_check")
     log("3/5 zero-shot: predict and score the test split with the base model")
     _predict(test_file, DEFAULT_MODEL, out / "zero_shot" / "pred.jsonl", max_new, cot)
     before = _eval(test_file, out / "zero_shot" / "pred.jsonl", out / "zero_shot" / "eval")
     log(f"    zero-shot EX {100 * before['ex']:.1f}%")
+    lap("zero_shot")
 
     log("4/5 fine-tune")
     manifest = read_json(manifest_file) if manifest_file.exists() else train(cfg)
     log(f"    trained {manifest['global_steps']} steps in {manifest['train_minutes']:.1f} min")
+    lap("fine_tune")
 
     log("5/5 fine-tuned: predict and score again")
     _predict(test_file, manifest["output"], out / "fine_tuned" / "pred.jsonl", max_new, cot)
     after = _eval(test_file, out / "fine_tuned" / "pred.jsonl", out / "fine_tuned" / "eval")
 
     accuracy_plot(before, after, out / "accuracy.png")
+    lap("fine_tuned_eval")
     minutes = (time.perf_counter() - t0) / 60
     summary = {
         "benchmark": benchmark,
@@ -276,6 +290,7 @@ def run_quickstart(
         },
         "minutes": round(minutes, 2),
         "speed_check": check,
+        "stage_seconds": stages,
         "train_minutes": manifest["train_minutes"],
         "loss_plot": manifest.get("loss_plot"),
         "accuracy_plot": str(out / "accuracy.png"),

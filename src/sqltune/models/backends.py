@@ -72,8 +72,14 @@ class Backend(Protocol):
 # --------------------------------------------------------------------------- hf
 
 
+MIN_SHARED_PREFIX = 32
+"""Tokens a batch's prompts must share before the hf backend computes their prefix once."""
+
+
 class HFBackend:
-    """Batched generation with transformers: left padding, length-sorted batches, static KV cache."""
+    """Batched generation with transformers: left padding, a static KV cache; with ``shared_prefix``
+    (default) the prompts are batched by their common prefix (a database's system prompt and schema),
+    which each batch computes once and shares (:mod:`sqltune.models.kvcache`)."""
 
     name = "hf"
 
@@ -87,6 +93,7 @@ class HFBackend:
         static_cache: bool = True,
         model_obj: Any = None,
         tokenizer: Any = None,
+        shared_prefix: bool = True,
     ):
         from sqltune.models.load import (
             context_length,
@@ -103,6 +110,7 @@ class HFBackend:
         self.precision = pick_precision(precision, self.device)
         self.batch_size = batch_size
         self.static_cache = static_cache
+        self.shared_prefix = shared_prefix
         self.load_in_4bit = load_in_4bit
         if load_in_4bit and not self.device.startswith("cuda"):
             raise ConfigError(
@@ -138,19 +146,31 @@ class HFBackend:
             "precision": "nf4" if self.load_in_4bit else self.precision,
             "batch_size": self.batch_size,
             "static_cache": self.static_cache,
+            "shared_prefix": self.shared_prefix,
             "eos_token_ids": self.eos_ids,
         }
 
     def _generate_batch(self, batch: list[list[int]], params: GenParams, sample: bool, n: int) -> list[list[int]]:
         import torch
 
-        width = max(len(x) for x in batch)
+        from sqltune.models.kvcache import cache_kwarg, common_length, expand_cache, prefill
+
+        p = 0
+        if self.shared_prefix and len(batch) * n > 1 and not self.load_in_4bit:
+            p = common_length(batch, min(len(x) for x in batch) - 1)  # every row keeps a token to run
+            p = p if p >= MIN_SHARED_PREFIX else 0
+        if p:
+            batch = [x for x in batch for _ in range(n)]  # the n samples of a prompt are rows of their own
+            n = 1
+        width = p + max(len(x) - p for x in batch)
         pad = self.tokenizer.pad_token_id
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for i, x in enumerate(batch):
-            ids[i, width - len(x) :] = torch.tensor(x)
-            mask[i, width - len(x) :] = 1
+            # [shared prefix | left padding | the row's own suffix]: positions come from the mask
+            ids[i, :p], mask[i, :p] = torch.tensor(x[:p], dtype=torch.long), 1
+            ids[i, width - len(x) + p :] = torch.tensor(x[p:])
+            mask[i, width - len(x) + p :] = 1
         temperature = params.sample_temperature if sample else params.temperature
         kwargs: dict[str, Any] = {
             "max_new_tokens": params.max_new_tokens,
@@ -162,9 +182,12 @@ class HFBackend:
             kwargs.update(do_sample=True, temperature=temperature, top_p=params.top_p, top_k=params.top_k or None)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if self.static_cache and not self.load_in_4bit:
-            kwargs["cache_implementation"] = "static"
         with torch.inference_mode():
+            if p:  # the prefix once, its keys and values shared by every row
+                cache, _ = prefill(self.model, ids[:1, :p].to(self.model.device))
+                kwargs[cache_kwarg(self.model)] = expand_cache(cache, len(batch))
+            elif self.static_cache and not self.load_in_4bit:
+                kwargs["cache_implementation"] = "static"
             out = self.model.generate(
                 input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device), **kwargs
             )
@@ -224,7 +247,10 @@ class HFBackend:
         encoded = [encode_prompt(self.tokenizer, m) for m in prompts]
         results: list[list[Completion]] = [[] for _ in prompts]
         room = self.max_context - params.max_new_tokens if self.max_context else None
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        if self.shared_prefix:  # prompts with the same prefix (system prompt, schema) side by side
+            order = sorted(range(len(prompts)), key=lambda i: encoded[i])
+        else:  # similar lengths side by side: the least padding
+            order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         runnable = []
         for i in order:
             if room is not None and len(encoded[i]) > room:
@@ -410,7 +436,7 @@ class VLLMBackend:
 
 def make_backend(name: str, model: str, **kwargs: Any) -> Backend:
     if name == "hf":
-        keys = ("device", "precision", "load_in_4bit", "batch_size", "static_cache")
+        keys = ("device", "precision", "load_in_4bit", "batch_size", "static_cache", "shared_prefix")
         return HFBackend(model, **{k: v for k, v in kwargs.items() if k in keys})
     if name == "openai":
         keys = ("base_url", "api_key", "concurrency", "retries")

@@ -75,6 +75,8 @@ class PredictConfig:
     """hf: NF4 weights via bitsandbytes (CUDA only)."""
     static_cache: bool = True
     """hf: static KV cache."""
+    shared_prefix: bool = True
+    """hf: batch prompts by their common prefix (system prompt and schema) and compute it once per batch."""
     base_url: str | None = None
     """openai: server URL, e.g. http://localhost:8000/v1 (default $OPENAI_BASE_URL)."""
     api_key: str | None = field(default=None, repr=False)

@@ -26,6 +26,8 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from sqltune.models.kvcache import cache_kwarg, common_length, expand_cache, prefill
+
 IGNORE = -100
 MIN_PREFIX = 8
 """A shorter common prefix is not worth a separate forward: the batch runs the plain way."""
@@ -38,11 +40,7 @@ def common_prefix_length(examples: Sequence[dict[str, list[int]]]) -> int:
         return 0
     ids = [e["input_ids"] for e in examples]
     first_label = min(next((i for i, x in enumerate(e["labels"]) if x != IGNORE), len(e["labels"])) for e in examples)
-    limit = min(min(len(x) for x in ids), first_label - 1)
-    head = ids[0]
-    n = 0
-    while n < limit and all(x[n] == head[n] for x in ids[1:]):
-        n += 1
+    n = common_length(ids, max(0, first_label - 1))
     return n if n >= MIN_PREFIX else 0
 
 
@@ -127,22 +125,6 @@ class PrefixGroupedSampler:
             yield from batch
 
 
-def expand_cache(cache: Any, batch: int) -> Any:
-    """The prefix's keys and values broadcast to ``batch`` rows (views, no copy)."""
-    from transformers import DynamicCache
-
-    pairs = [(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1)) for layer in cache.layers]
-    return DynamicCache(ddp_cache_data=pairs)
-
-
-def _cache_kwarg(model: Any) -> str:
-    """``cache`` (transformers >= 5.24) or ``past_key_values`` (before): the forward's KV-cache argument."""
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
-
-
 def shared_prefix_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> tuple[Any, dict]:
     """The loss of a :class:`PrefixCollator` batch: the prefix once, the suffixes against its cache.
 
@@ -159,11 +141,10 @@ def shared_prefix_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: A
         return labelled_head_loss(model, rest, num_items_in_batch)
     ids = rest["input_ids"]
     b, s = ids.shape
-    head = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
+    cache, _ = prefill(model, prefix)
     positions = torch.arange(p, p + s, device=ids.device)
-    cache = getattr(head, "cache", None) or head.past_key_values
     extra = {
-        _cache_kwarg(model): expand_cache(cache, b),
+        cache_kwarg(model): expand_cache(cache, b),
         "attention_mask": torch.cat([rest["attention_mask"].new_ones(b, p), rest["attention_mask"]], dim=1),
         "position_ids": positions.expand(b, -1),
         "use_cache": True,
