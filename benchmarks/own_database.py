@@ -22,22 +22,15 @@ import json
 import time
 from pathlib import Path
 
+from synth_finetune import score  # the same scoring: predict 160 new tokens, eval stage
+
 from sqltune.data.build import BuildConfig, build
 from sqltune.data.demo import build_demo
-from sqltune.evaluate.run import EvalConfig, run_eval
 from sqltune.io import read_jsonl
 from sqltune.models import DEFAULT_MODEL
-from sqltune.predict.run import PredictConfig, predict
 from sqltune.quickstart import run_quickstart
 
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "shop_handwritten.jsonl"
-
-
-def score(dataset: Path, model: str, out: Path) -> dict:
-    pred = out / "pred.jsonl"
-    predict(PredictConfig(dataset=str(dataset), out=str(pred), model=model, max_new_tokens=160), progress=False)
-    s, _ = run_eval(EvalConfig(dataset=str(dataset), pred=str(pred), out=str(out / "eval"), timeout=30.0, workers=2))
-    return s
 
 
 def main() -> None:
