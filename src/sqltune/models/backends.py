@@ -73,7 +73,8 @@ class Backend(Protocol):
 
 
 MIN_SHARED_PREFIX = 32
-"""Tokens a batch's prompts must share before the hf backend computes their prefix once."""
+"""Tokens a batch's prompts must share (and at least half of their mean length) before the hf
+backend computes their prefix once."""
 
 
 class HFBackend:
@@ -158,7 +159,9 @@ class HFBackend:
         p = 0
         if self.shared_prefix and len(batch) * n > 1 and not self.load_in_4bit:
             p = common_length(batch, min(len(x) for x in batch) - 1)  # every row keeps a token to run
-            p = p if p >= MIN_SHARED_PREFIX else 0
+            # worth it when the prefix is most of the prompt (one database's schema), not when only
+            # the system prompt is shared: then the static cache's faster decoding wins
+            p = p if p >= MIN_SHARED_PREFIX and 2 * p >= sum(map(len, batch)) / len(batch) else 0
         if p:
             batch = [x for x in batch for _ in range(n)]  # the n samples of a prompt are rows of their own
             n = 1

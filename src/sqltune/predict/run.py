@@ -214,10 +214,15 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     write_json(manifest_path(out), manifest)
     params = cfg.gen_params()
     judge = Judge(workers=1, timeout=cfg.vote_timeout) if cfg.num_samples > 1 else None
-    # Length-sorted chunks: similar prompt lengths share a batch (less padding); each chunk is
-    # written as soon as it is done, so at most one chunk is lost to a kill.
+    # Chunks of similar prompts: with the hf backend's shared prefix, prompts in text order (one
+    # database's questions side by side: their system prompt and schema computed once per batch),
+    # else by length (less padding). Each chunk is written as soon as it is done, so at most one
+    # chunk is lost to a kill.
     chunk = {"hf": cfg.batch_size, "llamacpp": cfg.slots * 8}.get(cfg.backend, cfg.concurrency * 2)
-    todo.sort(key=lambda r: -len(json.dumps(messages_from_record(r))))
+    if cfg.backend == "hf" and cfg.shared_prefix:
+        todo.sort(key=lambda r: json.dumps(messages_from_record(r, cfg.cot)))
+    else:
+        todo.sort(key=lambda r: -len(json.dumps(messages_from_record(r))))
     bar = _progress(len(records), len(records) - len(todo)) if progress else None
     started = time.perf_counter()
     statuses: dict[str, int] = {}
