@@ -43,7 +43,7 @@ def main() -> None:
     demo = out / "demo"
     if not (demo / "shop.sqlite").exists():
         build_demo(demo, schema="compact", fmt="chat", seed=0, tokenizer=DEFAULT_MODEL)
-    shop = demo / "shop.sqlite"
+    shop = (demo / "shop.sqlite").resolve()  # a relative path would be read beside the fixture
 
     t0 = time.perf_counter()
     qs = run_quickstart(out / "quickstart_db", dbs=[str(shop)], benchmark="db", pairs=args.pairs)
@@ -51,11 +51,13 @@ def main() -> None:
     synth = json.loads((out / "quickstart_db" / "data" / "pairs.report.json").read_text())
 
     hand = out / "handwritten.jsonl"
-    build(
+    built = build(
         BuildConfig(
             benchmark="pairs", data_dir=str(HANDWRITTEN), split="", db=str(shop), out=str(hand), schema="compact"
         )
     )
+    if built["written"] != len(read_jsonl(HANDWRITTEN)):
+        raise SystemExit(f"hand-written questions: {built['written']} built, skipped {built['skipped']}")
     rows = [("base model (zero-shot)", "-", None, score(hand, DEFAULT_MODEL, out / "hand_zero_shot"))]
     demo_qs = Path(args.demo_model).parents[1] / "summary.json"
     if Path(args.demo_model).exists():
