@@ -59,7 +59,9 @@ class Teacher:
                     self.calls["check"] += 1
                     k = int(re.search(r"riddle number (\d+)", msgs[1]["content"]).group(1))
                     sql = self.sql_of[k]
-                    sql = {0: sql, 1: f"SELECT * FROM ({sql})", 2: "SELECT 1"}[k % 4]
+                    # k % 4 == 1: another text, the same rows in the same order (a subquery may reorder them)
+                    other = sql.replace("SELECT ", "SELECT  ", 1) if "ORDER BY" in sql else f"SELECT * FROM ({sql})"
+                    sql = {0: sql, 1: other, 2: "SELECT 1"}[k % 4]
                     text = f"```sql\n{sql}\n```"
             return {
                 "id": "x",

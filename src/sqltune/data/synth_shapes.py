@@ -584,6 +584,89 @@ def set_operation(rng: random.Random, prof: DatabaseProfile) -> Candidate | None
     return Candidate("set_union", f"{q}{lit(v1)} UNION {q}{lit(v2)}", qs, [t.name], [out.name, a.name])
 
 
+def filter_and(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    """Two conditions at once: a text value and a number bound."""
+    t = _pick(
+        rng, [t for t in _tables(prof) if _cols(t, "text", min_distinct=2) and _cols(t, "number", min_distinct=3)]
+    )
+    if t is None:
+        return None
+    a, n = _pick(rng, _cols(t, "text", min_distinct=2)), _pick(rng, _cols(t, "number", min_distinct=3))
+    out = _name_col(rng, t)
+    if out is None or out.name in (a.name, n.name):
+        return None
+    va, vn = _value(rng, a), _value(rng, n)
+    op, w = rng.choice([(">", "above"), ("<", "below")])
+    tw, ow, aw, nw = plural(t.words), out.words, a.words, n.words
+    return Candidate(
+        "filter_and",
+        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(a.name)} = {lit(va)} AND {ident(n.name)} {op} {lit(vn)}",
+        [
+            f"Which {tw} with {aw} {va} have a {nw} {w} {vn}? Give their {ow}.",
+            f"List the {ow} of {tw} whose {aw} is {va} and whose {nw} is {w} {vn}.",
+            f"Show the {ow} for {tw} with {aw} {va} and {nw} {w} {vn}.",
+        ],
+        [t.name],
+        [out.name, a.name, n.name],
+    )
+
+
+def project_two(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    """Two columns of the rows that match a value."""
+    t = _pick(rng, [t for t in _tables(prof) if len(_cols(t, min_distinct=2)) >= 3])
+    if t is None:
+        return None
+    where = _pick(rng, _cols(t, "text", min_distinct=2) or _cols(t, min_distinct=2))
+    rest = [c for c in _cols(t, min_distinct=1) if c.name != where.name]
+    if len(rest) < 2:
+        return None
+    c1, c2 = rng.sample(rest, 2)
+    v = _value(rng, where)
+    tw, ww = t.words, where.words
+    return Candidate(
+        "project_two",
+        f"SELECT {ident(c1.name)}, {ident(c2.name)} FROM {ident(t.name)} WHERE {ident(where.name)} = {lit(v)}",
+        [
+            f"What are the {c1.words} and {c2.words} of the {plural(tw)} with {ww} {v}?",
+            f"For {plural(tw)} whose {ww} is {v}, show the {c1.words} and the {c2.words}.",
+            f"Give the {c1.words} and {c2.words} of every {tw} with {ww} {v}.",
+        ],
+        [t.name],
+        [c1.name, c2.name, where.name],
+    )
+
+
+def group_aggregate(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    """An average, total, largest or smallest number per group."""
+    t = _pick(
+        rng,
+        [
+            t
+            for t in _tables(prof)
+            if _cols(t, "number", min_distinct=3) and [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)]
+        ],
+    )
+    if t is None:
+        return None
+    g = _pick(rng, [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)])
+    n = _pick(rng, [c for c in _cols(t, "number", min_distinct=3) if c.name != g.name])
+    if n is None:
+        return None
+    fn, w = rng.choice([("avg", "average"), ("sum", "total"), ("max", "largest"), ("min", "smallest")])
+    tw, gw, nw = plural(t.words), g.words, n.words
+    return Candidate(
+        "group_aggregate",
+        f"SELECT {ident(g.name)}, {fn}({ident(n.name)}) FROM {ident(t.name)} GROUP BY {ident(g.name)}",
+        [
+            f"What is the {w} {nw} of {tw} for each {gw}?",
+            f"For every {gw}, give the {w} {nw} of its {tw}.",
+            f"Show each {gw} with the {w} {nw} among its {tw}.",
+        ],
+        [t.name],
+        [g.name, n.name],
+    )
+
+
 SHAPES: dict[str, Shape] = {
     "list": list_column,
     "count": count_rows,
@@ -605,6 +688,9 @@ SHAPES: dict[str, Shape] = {
     "join_group": join_count_group,
     "not_in": not_in,
     "set_op": set_operation,
+    "filter_and": filter_and,
+    "project_two": project_two,
+    "group_aggregate": group_aggregate,
 }
 """Every shape, by name: synthesis draws from them in turn."""
 
