@@ -130,6 +130,8 @@ def test_star_schema_pairs_cover_every_hardness_and_are_verified(tmp_path):
     assert set(rep["by_difficulty"]) == {"easy", "medium", "hard", "extra"}
     shapes = {p["shape"] for p in pairs}
     assert {"join_filter", "join_most", "group_having", "nested_avg", "like", "null_check"} <= shapes
+    assert {"filter_between", "filter_or", "filtered_aggregate", "count_distinct", "join_project"} <= shapes
+    assert shapes & {"join_aggregate", "join_count"}
     assert any(p["shape"].startswith("filter_") and "date" in p["sql"] for p in pairs)
     part = rep["databases"][0]
     assert part["tables_covered"] == "4/4" and part["rejected"]

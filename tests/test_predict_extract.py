@@ -9,7 +9,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sqltune.extract import extract_sql
+from sqltune.extract import extract_sql, sql_block_closed
 
 CASES = yaml.safe_load((Path(__file__).parent / "fixtures" / "extraction_cases.yaml").read_text())
 
@@ -37,3 +37,25 @@ def test_none_and_empty():
     assert extract_sql(None) == ""
     assert extract_sql("") == ""
     assert extract_sql("I do not know.") == ""
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(st.one_of(st.text(max_size=20), SQLISH, st.just(" name FROM t")), max_size=20),
+    st.lists(st.one_of(st.text(max_size=20), SQLISH), max_size=12),
+)
+def test_a_closed_sql_block_fixes_the_extracted_query(head, tail):
+    # what generation may stop at: once the block is closed, no continuation changes the answer
+    text = "".join(head)
+    if sql_block_closed(text):
+        assert extract_sql(text) and extract_sql(text + "".join(tail)) == extract_sql(text)
+
+
+def test_closed_sql_block_cases():
+    assert sql_block_closed("```sql\nSELECT a FROM t\n```")
+    assert sql_block_closed("Here it is:\n```\nSELECT a FROM t;\n```\nThis query")
+    assert not sql_block_closed("```sql\nSELECT a FROM t\n")  # still open
+    assert not sql_block_closed("SELECT a FROM t;")  # no fence: a block may still follow and win
+    assert not sql_block_closed("```python\nprint(1)\n```")  # not SQL: a later block may be
+    assert not sql_block_closed("```sql\n```")  # empty: the next block counts
+    assert sql_block_closed("```sql\n```\n```sql\nSELECT 1\n```")

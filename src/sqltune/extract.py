@@ -95,6 +95,19 @@ def _fenced(text: str) -> list[str]:
     return blocks
 
 
+def sql_block_closed(text: str) -> bool:
+    """Whether ``text`` already holds a closed fenced SQL block that :func:`extract_sql` (``cot=False``)
+    would take: what a model writes after it cannot change the extracted query, so generation may
+    stop there."""
+    for m in _FENCE.finditer(text):
+        if not m.group(0).endswith("```") or m.end() == m.start(2) + len(m.group(2)):
+            return False  # the first unclosed block runs to the end of the text
+        lang, body = m.group(1).lower(), m.group(2)
+        if lang in ("sql", "sqlite", "postgresql", "mysql", "") and _START.search(body) and _clean(body):
+            return True
+    return False
+
+
 def extract_sql(text: str | None, cot: bool = False) -> str:
     """The SQL query in ``text`` (see the module docstring); ``""`` if there is none."""
     try:

@@ -667,6 +667,202 @@ def group_aggregate(rng: random.Random, prof: DatabaseProfile) -> Candidate | No
     )
 
 
+def filter_between(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    """A number inside a range."""
+    t = _pick(rng, [t for t in _tables(prof) if _cols(t, "number", min_distinct=4)])
+    if t is None:
+        return None
+    n = _pick(rng, _cols(t, "number", min_distinct=4))
+    out = _name_col(rng, t)
+    if out is None or out.name == n.name or len(n.values) < 2:
+        return None
+    lo, hi = sorted(rng.sample(n.values[:10], 2))
+    if lo == hi:
+        return None
+    tw, ow, nw = plural(t.words), out.words, n.words
+    return Candidate(
+        "filter_between",
+        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(n.name)} BETWEEN {lit(lo)} AND {lit(hi)}",
+        [
+            f"Which {tw} have a {nw} between {lo} and {hi}? Give their {ow}.",
+            f"List the {ow} of {tw} whose {nw} is from {lo} to {hi}.",
+            f"Show the {ow} of every {t.words} with {nw} in the range {lo} to {hi}.",
+        ],
+        [t.name],
+        [out.name, n.name],
+    )
+
+
+def filter_or(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    """Either of two conditions on different columns."""
+    t = _pick(rng, [t for t in _tables(prof) if len(_cols(t, min_distinct=2)) >= 3])
+    if t is None:
+        return None
+    a, b = rng.sample(_cols(t, min_distinct=2), 2)
+    out = _name_col(rng, t)
+    va, vb = _value(rng, a), _value(rng, b)
+    if out is None or out.name in (a.name, b.name) or va is None or vb is None:
+        return None
+    tw, ow = plural(t.words), out.words
+    if b.kind == "number":
+        cond, said = f"{ident(b.name)} > {lit(vb)}", f"{b.words} above {vb}"
+    else:
+        cond, said = f"{ident(b.name)} = {lit(vb)}", f"{b.words} {vb}"
+    return Candidate(
+        "filter_or",
+        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(a.name)} = {lit(va)} OR {cond}",
+        [
+            f"Which {tw} have {a.words} {va} or {said}? Give their {ow}.",
+            f"List the {ow} of {tw} whose {a.words} is {va} or that have {said}.",
+            f"Show the {ow} of the {tw} with either {a.words} {va} or {said}.",
+        ],
+        [t.name],
+        [out.name, a.name, b.name],
+    )
+
+
+def filtered_aggregate(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    """An aggregate of the rows that match a value."""
+    t = _pick(
+        rng, [t for t in _tables(prof) if _cols(t, "number", min_distinct=3) and _cols(t, "text", min_distinct=2)]
+    )
+    if t is None:
+        return None
+    n, where = _pick(rng, _cols(t, "number", min_distinct=3)), _pick(rng, _cols(t, "text", min_distinct=2))
+    v = _value(rng, where)
+    fn, w = rng.choice([("avg", "average"), ("sum", "total"), ("max", "largest"), ("min", "smallest")])
+    tw, nw, ww = plural(t.words), n.words, where.words
+    return Candidate(
+        "filtered_aggregate",
+        f"SELECT {fn}({ident(n.name)}) FROM {ident(t.name)} WHERE {ident(where.name)} = {lit(v)}",
+        [
+            f"What is the {w} {nw} of {tw} with {ww} {v}?",
+            f"Among {tw} whose {ww} is {v}, what is the {w} {nw}?",
+            f"Give the {w} {nw} for the {tw} with {ww} {v}.",
+        ],
+        [t.name],
+        [n.name, where.name],
+    )
+
+
+def count_distinct(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    """How many different values a column takes, overall or among matching rows."""
+    t = _pick(rng, [t for t in _tables(prof) if _cols(t, min_distinct=2)])
+    if t is None:
+        return None
+    c = _pick(rng, _cols(t, min_distinct=2))
+    tw, cw = plural(t.words), c.words
+    where = _pick(rng, [x for x in _cols(t, "text", min_distinct=2) if x.name != c.name])
+    if where is not None and rng.random() < 0.6:
+        v = _value(rng, where)
+        return Candidate(
+            "count_distinct",
+            f"SELECT count(DISTINCT {ident(c.name)}) FROM {ident(t.name)} WHERE {ident(where.name)} = {lit(v)}",
+            [
+                f"How many different {plural(cw)} do {tw} with {where.words} {v} have?",
+                f"Count the distinct {plural(cw)} among {tw} whose {where.words} is {v}.",
+                f"For {tw} with {where.words} {v}, how many distinct {cw} values are there?",
+            ],
+            [t.name],
+            [c.name, where.name],
+        )
+    return Candidate(
+        "count_distinct",
+        f"SELECT count(DISTINCT {ident(c.name)}) FROM {ident(t.name)}",
+        [
+            f"How many different {plural(cw)} do the {tw} have?",
+            f"Count the distinct {plural(cw)} of {tw}.",
+            f"How many distinct {cw} values appear among {tw}?",
+        ],
+        [t.name],
+        [c.name],
+    )
+
+
+def join_project(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    """A column from each side of a foreign key, for the child rows that match a value."""
+    j = _join_named(rng, prof)
+    if j is None:
+        return None
+    f, child, parent, name = j
+    out = _pick(rng, [c for c in _cols(child, min_distinct=2)])
+    if out is None:
+        return None
+    where = _pick(rng, [c for c in _cols(child, min_distinct=2) if c.name != out.name])
+    cw, pw, nw, ow = child.words, parent.words, name.words, out.words
+    sql = (
+        f"SELECT T1.{ident(out.name)}, T2.{ident(name.name)} FROM {ident(child.name)} AS T1 JOIN "
+        f"{ident(parent.name)} AS T2 ON T1.{ident(f.column)} = T2.{ident(f.ref_column)}"
+    )
+    if where is None:
+        return Candidate(
+            "join_project",
+            sql,
+            [
+                f"Show the {ow} of every {cw} with the {nw} of its {pw}.",
+                f"List each {cw}'s {ow} and its {pw}'s {nw}.",
+                f"For every {cw}, give its {ow} and the {nw} of the {pw} it belongs to.",
+            ],
+            [child.name, parent.name],
+            [out.name, name.name],
+        )
+    v = _value(rng, where)
+    if where.kind == "number":
+        cond, said = f"T1.{ident(where.name)} > {lit(v)}", f"{where.words} above {v}"
+    else:
+        cond, said = f"T1.{ident(where.name)} = {lit(v)}", f"{where.words} {v}"
+    return Candidate(
+        "join_project",
+        f"{sql} WHERE {cond}",
+        [
+            f"For {plural(cw)} with {said}, show their {ow} and the {nw} of their {pw}.",
+            f"List the {ow} and the {pw} {nw} of every {cw} with {said}.",
+            f"Which {plural(cw)} have {said}? Give each one's {ow} and its {pw}'s {nw}.",
+        ],
+        [child.name, parent.name],
+        [out.name, name.name, where.name],
+    )
+
+
+def join_aggregate(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    """An aggregate over the child rows of the parents that match a value."""
+    j = _join(rng, prof)
+    if j is None:
+        return None
+    f, child, parent = j
+    n = _pick(rng, [c for c in _cols(child, "number", min_distinct=3)])
+    where = _pick(rng, _cols(parent, "text", min_distinct=2))
+    if n is None or where is None:
+        return None
+    v = _value(rng, where)
+    fn, w = rng.choice([("avg", "average"), ("sum", "total"), ("max", "largest"), ("min", "smallest"), ("count", "")])
+    cw, pw, nw, ww = child.words, parent.words, n.words, where.words
+    on = f"FROM {ident(child.name)} AS T1 JOIN {ident(parent.name)} AS T2 ON T1.{ident(f.column)} = T2.{ident(f.ref_column)}"
+    if fn == "count":
+        return Candidate(
+            "join_count",
+            f"SELECT count(*) {on} WHERE T2.{ident(where.name)} = {lit(v)}",
+            [
+                f"How many {plural(cw)} belong to a {pw} with {ww} {v}?",
+                f"Count the {plural(cw)} whose {pw} has {ww} {v}.",
+                f"What is the number of {plural(cw)} of {plural(pw)} with {ww} {v}?",
+            ],
+            [child.name, parent.name],
+            [where.name],
+        )
+    return Candidate(
+        "join_aggregate",
+        f"SELECT {fn}(T1.{ident(n.name)}) {on} WHERE T2.{ident(where.name)} = {lit(v)}",
+        [
+            f"What is the {w} {nw} of {plural(cw)} whose {pw} has {ww} {v}?",
+            f"For the {plural(pw)} with {ww} {v}, give the {w} {nw} of their {plural(cw)}.",
+            f"Among {plural(cw)} of a {pw} with {ww} {v}, what is the {w} {nw}?",
+        ],
+        [child.name, parent.name],
+        [n.name, where.name],
+    )
+
+
 SHAPES: dict[str, Shape] = {
     "list": list_column,
     "count": count_rows,
@@ -691,6 +887,12 @@ SHAPES: dict[str, Shape] = {
     "filter_and": filter_and,
     "project_two": project_two,
     "group_aggregate": group_aggregate,
+    "filter_between": filter_between,
+    "filter_or": filter_or,
+    "filtered_aggregate": filtered_aggregate,
+    "count_distinct": count_distinct,
+    "join_project": join_project,
+    "join_aggregate": join_aggregate,
 }
 """Every shape, by name: synthesis draws from them in turn."""
 

@@ -28,6 +28,9 @@ class GenParams:
     num_samples: int = 1  # candidates per question: the first greedy, the others sampled
     sample_temperature: float = 0.7
     seed: int = 0
+    stop_after_sql: bool = False
+    """hf: end an answer once it holds a closed fenced SQL block, the one ``extract_sql`` takes from a
+    non-CoT answer (what would follow cannot change it); off for chain of thought and chat."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +78,30 @@ class Backend(Protocol):
 MIN_SHARED_PREFIX = 32
 """Tokens a batch's prompts must share (and at least half of their mean length) before the hf
 backend computes their prefix once."""
+
+
+class _SqlStop:
+    """A stopping criterion for ``generate``: a row ends once its text holds a closed fenced SQL
+    block (:func:`sqltune.extract.sql_block_closed`); ``ended[row]`` is its answer's length then."""
+
+    def __init__(self, tokenizer: Any, start: int, ticks: frozenset[int]):
+        self.tokenizer, self.start, self.ticks = tokenizer, start, ticks
+        self.ended: list[int | None] = []
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        from sqltune.extract import sql_block_closed
+
+        if not self.ended:
+            self.ended = [None] * input_ids.shape[0]
+        length = input_ids.shape[1] - self.start
+        for r, t in enumerate(input_ids[:, -1].tolist()):
+            if self.ended[r] is None and t in self.ticks:
+                text = self.tokenizer.decode(input_ids[r, self.start :].tolist(), skip_special_tokens=True)
+                if sql_block_closed(text):
+                    self.ended[r] = length
+        return torch.tensor([e is not None for e in self.ended], dtype=torch.bool, device=input_ids.device)
 
 
 class HFBackend:
@@ -154,7 +181,7 @@ class HFBackend:
     def _generate_batch(self, batch: list[list[int]], params: GenParams, sample: bool, n: int) -> list[list[int]]:
         import torch
 
-        from sqltune.models.kvcache import cache_kwarg, common_length, expand_cache, prefill
+        from sqltune.models.kvcache import cache_kwarg, common_length, expand_cache, prefill, static_cache
 
         p = 0
         if self.shared_prefix and len(batch) * n > 1 and not self.load_in_4bit:
@@ -185,10 +212,21 @@ class HFBackend:
             kwargs.update(do_sample=True, temperature=temperature, top_p=params.top_p, top_k=params.top_k or None)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        stop = None
+        if params.stop_after_sql:
+            from transformers import StoppingCriteriaList
+
+            stop = _SqlStop(self.tokenizer, width, self._backtick_ids())
+            kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
         with torch.inference_mode():
             if p:  # the prefix once, its keys and values shared by every row
                 cache, _ = prefill(self.model, ids[:1, :p].to(self.model.device))
-                kwargs[cache_kwarg(self.model)] = expand_cache(cache, len(batch))
+                if self.static_cache:  # written in place while decoding: half the step of a growing cache
+                    rows = len(batch) * n
+                    shared = static_cache(self.model, cache, rows, width + params.max_new_tokens)
+                else:
+                    shared = expand_cache(cache, len(batch))
+                kwargs[cache_kwarg(self.model)] = shared
             elif self.static_cache and not self.load_in_4bit:
                 kwargs["cache_implementation"] = "static"
             out = self.model.generate(
@@ -196,14 +234,22 @@ class HFBackend:
             )
         new = out[:, width:].tolist()
         result = []
-        for row in new:
+        for r, row in enumerate(new):
             cut = len(row)
-            for j, t in enumerate(row):
+            if stop is not None and stop.ended[r] is not None:
+                cut = stop.ended[r]
+            for j, t in enumerate(row[:cut]):
                 if t in self.eos_ids:
                     cut = j
                     break
             result.append(row[:cut])
         return result
+
+    def _backtick_ids(self) -> frozenset[int]:
+        """Token ids whose text holds a backtick: only those can close a fence."""
+        if getattr(self, "_ticks", None) is None:
+            self._ticks = frozenset(i for tok, i in self.tokenizer.get_vocab().items() if "`" in tok)
+        return self._ticks
 
     def stream(self, messages: list[dict[str, str]], params: GenParams) -> Any:
         """One prompt's answer as it is generated: an iterator of text pieces (the greedy or sampled first candidate)."""

@@ -77,6 +77,9 @@ class PredictConfig:
     """hf: static KV cache."""
     shared_prefix: bool = True
     """hf: batch prompts by their common prefix (system prompt and schema) and compute it once per batch."""
+    stop_after_sql: bool = True
+    """hf: end each answer once its fenced SQL block is closed (what follows could not change the
+    extracted query; not with cot, whose last block counts)."""
     base_url: str | None = None
     """openai: server URL, e.g. http://localhost:8000/v1 (default $OPENAI_BASE_URL)."""
     api_key: str | None = field(default=None, repr=False)
@@ -132,6 +135,7 @@ class PredictConfig:
             num_samples=self.num_samples,
             sample_temperature=self.sample_temperature,
             seed=self.seed,
+            stop_after_sql=self.stop_after_sql and not self.cot,
         )
 
 

@@ -61,6 +61,8 @@ class AskConfig:
     """ddl | text | compact; default: the style the model was trained with, else ddl."""
     cot: bool = False
     """The model reasons first: take the last SQL block and return the reasoning beside it."""
+    stop_after_sql: bool = True
+    """hf: end each candidate once its fenced SQL block is closed (not with cot)."""
 
     def validate(self) -> None:
         problems = []
@@ -167,7 +169,12 @@ def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> 
     """One round for a batch of questions, from any rounds: one generate call, then every
     candidate through the judge. A question is ``done`` when it is answered, abstained on, or out
     of repairs; otherwise its next prompt carries the failing SQL and the engine's error."""
-    params = GenParams(max_new_tokens=cfg.max_new_tokens, num_samples=cfg.samples, sample_temperature=cfg.temperature)
+    params = GenParams(
+        max_new_tokens=cfg.max_new_tokens,
+        num_samples=cfg.samples,
+        sample_temperature=cfg.temperature,
+        stop_after_sql=cfg.stop_after_sql and not cfg.cot,
+    )
     g0 = time.perf_counter()
     outs = backend.generate([p.messages for p in batch], params)
     gen_s = time.perf_counter() - g0
