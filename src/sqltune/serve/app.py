@@ -70,8 +70,11 @@ class ServeConfig:
     """Queries that may run at once (each on its own killable worker)."""
     batch_size: int = 16
     """Questions gathered into one generate call at most."""
-    batch_wait: float = 0.02
-    """Seconds the batcher waits for more questions before generating."""
+    batch_wait: float = 0.1
+    """Seconds the batcher waits for the next question before generating: while questions keep
+    arriving this close together (a burst of clients), it keeps gathering them."""
+    batch_wait_max: float = 0.5
+    """Seconds the batcher gathers one batch at most before generating."""
     log_dir: str | None = None
     """Where requests.jsonl, answers.jsonl and feedback.jsonl go (default: sqltune-logs beside the first database)."""
 
@@ -132,9 +135,19 @@ class Batcher:
     """A queue in front of the model, batching by round: questions that wait together are generated
     together, whether they are new or back for a repair round (continuous batching)."""
 
-    def __init__(self, backend: Any, judge: Any, cfg: AskConfig, style: str, batch_size: int, wait: float):
+    def __init__(
+        self,
+        backend: Any,
+        judge: Any,
+        cfg: AskConfig,
+        style: str,
+        batch_size: int,
+        wait: float,
+        wait_max: float | None = None,
+    ):
         self.backend, self.judge, self.cfg, self.style = backend, judge, cfg, style
         self.batch_size, self.wait = batch_size, wait
+        self.wait_max = max(wait, wait if wait_max is None else wait_max)
         self.q: queue.Queue[tuple[Pending, Future]] = queue.Queue()
         self.lock = threading.Lock()  # the model, shared with the OpenAI routes
         self.batches: list[int] = []
@@ -151,12 +164,15 @@ class Batcher:
             batch, again = again[: self.batch_size], again[self.batch_size :]
             if not batch:
                 batch.append(self.q.get())
-            deadline = time.monotonic() + self.wait
+            # gather while questions keep coming within `wait` of each other, for `wait_max` at most
+            last = first = time.monotonic()
             while len(batch) < self.batch_size:
+                deadline = min(last + self.wait, first + self.wait_max)
                 try:
                     batch.append(self.q.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
+                last = time.monotonic()
             self.batches.append(len(batch))
             try:
                 with self.lock:
@@ -257,7 +273,7 @@ def create_app(
     pool = JudgePool(cfg.judges, ask_cfg.timeout, ask_cfg.max_rows)
     for j in pool.all:  # start every worker now, before requests arrive
         j.run([(databases[0].path, ["SELECT 1"])])
-    batcher = Batcher(backend, _PoolJudge(pool), ask_cfg, style, cfg.batch_size, cfg.batch_wait)
+    batcher = Batcher(backend, _PoolJudge(pool), ask_cfg, style, cfg.batch_size, cfg.batch_wait, cfg.batch_wait_max)
     limiter = RateLimit(cfg.rate_limit)
     answers: dict[str, dict[str, Any]] = {}
 
