@@ -61,7 +61,7 @@ class Teacher:
                     sql = self.sql_of[k]
                     # k % 4 == 1: another text, the same rows in the same order (a subquery may reorder them)
                     other = sql.replace("SELECT ", "SELECT  ", 1) if "ORDER BY" in sql else f"SELECT * FROM ({sql})"
-                    sql = {0: sql, 1: other, 2: "SELECT 1"}[k % 4]
+                    sql = {0: sql, 1: other, 2: "SELECT -987654321"}[k % 4]  # a result no pair has
                     text = f"```sql\n{sql}\n```"
             return {
                 "id": "x",

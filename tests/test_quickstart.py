@@ -108,3 +108,42 @@ def test_quickstart_on_your_own_database(tmp_path):
     assert len(read_jsonl(out / "data" / "pairs.jsonl")) == len(train) + len(test) == 60
     assert not {skeleton(x["sql"]) for x in train} & {skeleton(x["sql"]) for x in test}
     assert f'sqltune ask "YOUR QUESTION" --db {db} --model {s["fine_tuned_model"]}' in " ".join(r.stdout.split())
+
+
+def test_mix_adds_as_many_generic_examples_and_checks_its_input(tmp_path, school_db):
+    from conftest import make_school_dataset
+    from sqltune.errors import ConfigError
+    from sqltune.io import read_jsonl, write_jsonl
+    from sqltune.quickstart import mixed_train_file
+
+    (tmp_path / "data").mkdir()
+    own = make_school_dataset(tmp_path / "data" / "train.jsonl", school_db, n=5)
+    generic = make_school_dataset(tmp_path / "generic.jsonl", school_db, n=12)
+    rows = read_jsonl(generic)
+    for i, r in enumerate(rows):
+        r["id"] = f"g-{i}"
+    write_jsonl(generic, rows)
+    mixed = read_jsonl(mixed_train_file(own, str(generic), seed=0, log=lambda *_: None))
+    ids = [r["id"] for r in mixed]
+    assert len(ids) == 10 and sum(i.startswith("g-") for i in ids) == 5 and len(set(ids)) == 10
+    assert ids != sorted(ids, key=lambda i: i.startswith("g-"))  # shuffled, not appended
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(bad, [{"id": "x", "question": "q"}])
+    other = own.with_name("t2.jsonl")
+    write_jsonl(other, read_jsonl(own))
+    with pytest.raises(ConfigError, match="record 1 has no 'messages'"):
+        mixed_train_file(other, str(bad), 0)
+
+
+def test_mix_usage_errors_name_the_fix(tmp_path):
+    for args, said in (
+        (["--mix", str(tmp_path)], "--mix goes with --db"),
+        (["--db", str(tmp_path / "x.sqlite"), "--mix", str(tmp_path / "nope")], "no such file or folder"),
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "sqltune", "quickstart", "--out", str(tmp_path / "qs"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 2 and said in r.stdout + r.stderr and "Traceback" not in r.stderr

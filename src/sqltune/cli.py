@@ -607,6 +607,13 @@ def quickstart(
         typer.Option("--db", help="Your SQLite database: pairs synthesized from it alone, split by query structure"),
     ] = None,
     pairs: Annotated[int, typer.Option(help="--db: pairs to synthesize per database")] = 500,
+    mix: Annotated[
+        str | None,
+        typer.Option(
+            help="--db: generic text-to-SQL data mixed into training, as many examples as your pairs "
+            "(a Spider folder, or a 'sqltune data build' JSONL): keeps the model's general skill"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
     limit: Annotated[int | None, typer.Option(help="Score only the first N test questions")] = None,
     cot: Annotated[
@@ -627,7 +634,7 @@ def quickstart(
     if dbs and benchmark == "demo":
         benchmark = "db"
     s = run_quickstart(
-        out_dir, benchmark, data_dir, seed, overrides, limit, log=out.print, cot=cot, dbs=dbs, pairs=pairs
+        out_dir, benchmark, data_dir, seed, overrides, limit, log=out.print, cot=cot, dbs=dbs, pairs=pairs, mix=mix
     )
     out.print(s["table"])
     out.print(

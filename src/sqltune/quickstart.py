@@ -25,11 +25,11 @@ RECIPE = Path(__file__).parent / "recipes" / "quickstart.yaml"
 """The training recipe; configs/smollm2-135m/full.yaml is the same for 'sqltune train'."""
 
 
-REFERENCE = {"minutes": 17.2, "s_per_step": 5.31}
+REFERENCE = {"minutes": 10.2, "s_per_step": 4.83}
 """The demo quickstart's wall minutes (benchmarks/quickstart.py, model pulled afresh) and its
 recipe's probed seconds per training step (:func:`sqltune.train.probe.probe_steps`), both
-measured in one run on the 2-core CI machine on 2026-12-01, a slow day there (the previous
-training path's step took 6.8 s against 3.6 s on 2026-11-22)."""
+measured in one run on the 2-core CI machine on 2026-12-02 (benchmarks/results/quickstart_2026-12-02b.txt;
+the same recipe took 17.2 and 15.8 minutes on two slower days before the static prefix cache)."""
 PROMISE = 20.0
 """The README's wall-time figure for the quickstart on 2 CPU cores, in minutes."""
 
@@ -141,6 +141,55 @@ def own_database_files(data: Path, dbs: list[str], seed: int, pairs: int, log: A
     return train_file, test_file
 
 
+def mixed_train_file(train_file: Path, mix: str, seed: int, log: Any = print) -> Path:
+    """The own pairs' train split plus as many generic examples (a Spider folder, built here with the
+    same compact prompts, or a data-stage JSONL), shuffled: the database's questions without losing
+    the general skill (``benchmarks/synth_finetune.py`` measures the mix against either alone)."""
+    import random
+
+    from sqltune.data.build import BuildConfig, build
+    from sqltune.errors import ConfigError
+    from sqltune.io import read_jsonl, write_jsonl
+    from sqltune.models import DEFAULT_MODEL
+
+    out = train_file.with_name(train_file.stem + ".mixed.jsonl")
+    if out.exists():
+        return out
+    src = Path(mix)
+    if src.is_dir():
+        if not (src / "train_spider.json").exists():
+            raise ConfigError(f"--mix {mix}: a folder must be Spider's (train_spider.json in it), or give a JSONL file")
+        generic_file = train_file.with_name("mix_source.jsonl")
+        if not generic_file.exists():
+            build(
+                BuildConfig(
+                    benchmark="spider",
+                    data_dir=str(src),
+                    split="train",
+                    out=str(generic_file),
+                    schema="compact",
+                    tokenizer=DEFAULT_MODEL,
+                    max_prompt_tokens=512,
+                )
+            )
+    elif src.is_file():
+        generic_file = src
+    else:
+        raise ConfigError(f"--mix {mix}: no such file or folder")
+    own, generic = read_jsonl(train_file), read_jsonl(generic_file)
+    for i, rec in enumerate(generic[:50]):
+        if not isinstance(rec.get("messages"), list):
+            raise ConfigError(
+                f"--mix {generic_file}: record {i + 1} has no 'messages' field: give a chat-format file "
+                "made by 'sqltune data build' (or a Spider folder)"
+            )
+    rows = own + random.Random(seed).sample(generic, min(len(own), len(generic)))
+    random.Random(seed + 1).shuffle(rows)
+    write_jsonl(out, rows)
+    log(f"    mixed {len(rows) - len(own)} generic examples from {mix} into the {len(own)} own pairs")
+    return out
+
+
 def accuracy_plot(before: dict[str, Any], after: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -190,11 +239,19 @@ def run_quickstart(
     cot: bool = False,
     dbs: list[str] | None = None,
     pairs: int = 500,
+    mix: str | None = None,
 ) -> dict[str, Any]:
     from sqltune.models import DEFAULT_MODEL, pull_model
     from sqltune.train.config import load_config
     from sqltune.train.sft import train
 
+    if mix is not None:
+        from sqltune.errors import ConfigError
+
+        if benchmark != "db":
+            raise ConfigError("--mix goes with --db: it mixes generic data into your database's own pairs")
+        if not Path(mix).exists():
+            raise ConfigError(f"--mix {mix}: no such file or folder (a Spider folder or a 'sqltune data build' JSONL)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -234,6 +291,8 @@ def run_quickstart(
         max_new = 128
     elif benchmark == "db":
         train_file, test_file = own_database_files(data, dbs or [], seed, pairs, log)
+        if mix:
+            train_file = mixed_train_file(train_file, mix, seed, log)
         max_new = 160
     else:
         from sqltune.errors import ConfigError
@@ -277,6 +336,7 @@ def run_quickstart(
     summary = {
         "benchmark": benchmark,
         "databases": dbs or [],
+        "mix": mix,
         "fine_tuned_model": manifest["output"],
         "cot": cot,
         "model": DEFAULT_MODEL,
