@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from sqltune.evaluate.run import EvalConfig, run_eval
 from sqltune.io import read_jsonl, write_jsonl
 from sqltune.models import DEFAULT_MODEL, pull_model
 from sqltune.predict.run import PredictConfig, predict
-from sqltune.quickstart import RECIPE
+from sqltune.quickstart import RECIPE, mixed_train_file
 from sqltune.train.config import load_config
 from sqltune.train.probe import probe_steps
 from sqltune.train.sft import train
@@ -120,12 +119,8 @@ def main() -> None:
             )
         )
 
-    mixed_train = out / "mixed_train.jsonl"
-    if not mixed_train.exists():
-        own, generic = read_jsonl(synth_train), read_jsonl(spider_train)
-        rows = own + random.Random(0).sample(generic, min(len(own), len(generic)))
-        random.Random(1).shuffle(rows)
-        write_jsonl(mixed_train, rows)
+    # the product's own mixing (quickstart --db ... --mix): the pairs plus as many Spider train examples, shuffled
+    mixed_train = mixed_train_file(synth_train, str(spider_train), seed=0)
 
     zs = score(dev, DEFAULT_MODEL, out / "zero_shot")
     m_synth = fine_tune(synth_train, out / "train_synth", args.minutes)

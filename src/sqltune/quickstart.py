@@ -104,13 +104,33 @@ def cot_files(train_file: Path, test_file: Path, log: Any = print) -> tuple[Path
     return cot_train, cot_test
 
 
+def build_compact(
+    benchmark: str, data_dir: str | Path, split: str, out: Path, max_prompt_tokens: int, **kw: Any
+) -> None:
+    """``sqltune data build`` with the quickstart's prompts: compact schema, the default model's tokenizer."""
+    from sqltune.data.build import BuildConfig, build
+    from sqltune.models import DEFAULT_MODEL
+
+    build(
+        BuildConfig(
+            benchmark=benchmark,
+            data_dir=str(data_dir),
+            split=split,
+            out=str(out),
+            schema="compact",
+            tokenizer=DEFAULT_MODEL,
+            max_prompt_tokens=max_prompt_tokens,
+            **kw,
+        )
+    )
+
+
 def own_database_files(data: Path, dbs: list[str], seed: int, pairs: int, log: Any = print) -> tuple[Path, Path]:
     """Pairs synthesized from the user's databases alone, built into train and test splits held
     out by query structure (no query shape on both sides)."""
-    from sqltune.data.build import BuildConfig, build, validation_path
+    from sqltune.data.build import validation_path
     from sqltune.data.synth import SynthConfig, synthesize
     from sqltune.errors import ConfigError
-    from sqltune.models import DEFAULT_MODEL
 
     if not dbs:
         raise ConfigError("--benchmark db needs --db FILE (a SQLite database)")
@@ -123,20 +143,7 @@ def own_database_files(data: Path, dbs: list[str], seed: int, pairs: int, log: A
             f"    synthesized {r['written']} verified pairs ({', '.join(f'{k} {v}' for k, v in r['by_difficulty'].items())})"
         )
     if not test_file.exists():
-        build(
-            BuildConfig(
-                benchmark="pairs",
-                data_dir=str(pairs_file),
-                split="",
-                out=str(train_file),
-                schema="compact",
-                tokenizer=DEFAULT_MODEL,
-                max_prompt_tokens=1024,
-                val_fraction=0.2,
-                val_split="structure",
-                seed=seed,
-            )
-        )
+        build_compact("pairs", pairs_file, "", train_file, 1024, val_fraction=0.2, val_split="structure", seed=seed)
         validation_path(train_file).rename(test_file)
     return train_file, test_file
 
@@ -147,10 +154,8 @@ def mixed_train_file(train_file: Path, mix: str, seed: int, log: Any = print) ->
     the general skill (``benchmarks/synth_finetune.py`` measures the mix against either alone)."""
     import random
 
-    from sqltune.data.build import BuildConfig, build
     from sqltune.errors import ConfigError
     from sqltune.io import read_jsonl, write_jsonl
-    from sqltune.models import DEFAULT_MODEL
 
     out = train_file.with_name(train_file.stem + ".mixed.jsonl")
     if out.exists():
@@ -161,17 +166,7 @@ def mixed_train_file(train_file: Path, mix: str, seed: int, log: Any = print) ->
             raise ConfigError(f"--mix {mix}: a folder must be Spider's (train_spider.json in it), or give a JSONL file")
         generic_file = train_file.with_name("mix_source.jsonl")
         if not generic_file.exists():
-            build(
-                BuildConfig(
-                    benchmark="spider",
-                    data_dir=str(src),
-                    split="train",
-                    out=str(generic_file),
-                    schema="compact",
-                    tokenizer=DEFAULT_MODEL,
-                    max_prompt_tokens=512,
-                )
-            )
+            build_compact("spider", src, "train", generic_file, 512)
     elif src.is_file():
         generic_file = src
     else:
