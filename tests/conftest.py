@@ -8,7 +8,32 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__import__("os").environ.get("SQLTUNE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def _shared_data() -> Path:
+    """$SQLTUNE_SHARED_DATA, else ``shared/data`` beside this checkout, else beside the checkout it was
+    cloned from (a clone in /tmp of a working tree that sits next to the data)."""
+    import os
+    import subprocess
+
+    if os.environ.get("SQLTUNE_SHARED_DATA"):
+        return Path(os.environ["SQLTUNE_SHARED_DATA"])
+    here = ROOT.parent / "shared" / "data"
+    if here.exists():
+        return here
+    try:
+        origin = subprocess.run(
+            ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    source = Path(origin.removeprefix("file://")) if origin and "://" not in origin.removeprefix("file://") else None
+    if source is not None and source.is_dir() and (source.resolve().parent / "shared" / "data").exists():
+        return source.resolve().parent / "shared" / "data"
+    return here
+
+
+SHARED = _shared_data()
 
 
 def _need(path: Path) -> Path:
