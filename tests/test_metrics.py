@@ -9,14 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import SHARED
 from sqltune.judge import spider_em
 from sqltune.judge.match import normalized_match
 from sqltune.judge.text import exact_match, token_match
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED = Path(
-    __import__("os").environ.get("SQLTUNE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
 _LINES = (FIXTURES / "spider_em_pairs.jsonl").read_text().splitlines()
 META = json.loads(_LINES[0])["meta"]
 PAIRS = [json.loads(x) for x in _LINES[1:]]
