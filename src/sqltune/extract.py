@@ -100,8 +100,8 @@ def sql_block_closed(text: str) -> bool:
     would take: what a model writes after it cannot change the extracted query, so generation may
     stop there."""
     for m in _FENCE.finditer(text):
-        if not m.group(0).endswith("```") or m.end() == m.start(2) + len(m.group(2)):
-            return False  # the first unclosed block runs to the end of the text
+        if not m.group(0).endswith("```"):
+            return False  # an unclosed block runs to the end of the text
         lang, body = m.group(1).lower(), m.group(2)
         if lang in ("sql", "sqlite", "postgresql", "mysql", "") and _START.search(body) and _clean(body):
             return True
