@@ -4,9 +4,11 @@ Starts the real app (uvicorn on loopback) with the default model (SmolLM2-135M, 
 demo test split's questions, first one at a time (``--sequential`` of them), then ``--total``
 requests from ``--clients`` concurrent clients, and prints errors, throughput, the ratio
 (target: 0 errors, >= 4x with 16 clients; batching the concurrent questions into one generate
-call is the lever) and p50/p95 latency.
+call is the lever) and p50/p95 latency. On the hf backend the server batches continuously (a
+request joins the running batch when a row frees and leaves it the step its answer ends);
+``--by-round`` measures the round batcher instead.
 
-    python benchmarks/serve_load.py [--clients 16] [--total 50] [--sequential 12]
+    python benchmarks/serve_load.py [--clients 16] [--total 50] [--sequential 12] [--by-round]
     python benchmarks/serve_load.py --backend llamacpp     # the same model exported to q8_0 GGUF, on llama.cpp
 
 With ``--backend llamacpp`` the default model is exported once (``sqltune export gguf``, q8_0) and
@@ -44,6 +46,7 @@ def main() -> int:
     ap.add_argument("--sequential", type=int, default=12)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--backend", default="hf", choices=["hf", "llamacpp"])
+    ap.add_argument("--by-round", action="store_true", help="hf: batch by round instead of continuous batching")
     ap.add_argument("--gguf", default="runs/bench_serve/smollm2-135m.q8_0.gguf", help="llamacpp: the file (made once)")
     args = ap.parse_args()
     import uvicorn
@@ -66,7 +69,7 @@ def main() -> int:
             [Database(demo["database"])],
             AskConfig(max_new_tokens=args.max_new_tokens),
             "compact",
-            ServeConfig(log_dir=str(Path(tmp) / "logs"), rate_limit=0),
+            ServeConfig(log_dir=str(Path(tmp) / "logs"), rate_limit=0, continuous=not args.by_round),
         )
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -93,6 +96,7 @@ def main() -> int:
         seq_s = time.perf_counter() - t0
         qs = [questions[i % len(questions)] for i in range(args.total)]
         first = len(app.state.batcher.batches)
+        stats0 = app.state.backend.stats() if hasattr(app.state.backend, "stats") else None
         t0 = time.perf_counter()
         with cf.ThreadPoolExecutor(args.clients) as pool:
             conc = list(pool.map(one, qs))
@@ -100,6 +104,7 @@ def main() -> int:
         client.close()
         server.should_exit = True
         batches = app.state.batcher.batches[first:]
+        stats1 = app.state.backend.stats() if stats0 is not None else None
         app.state.close()
 
     seq_rate, conc_rate = len(seq) / seq_s, len(conc) / conc_s
@@ -116,9 +121,19 @@ def main() -> int:
     print(
         f"{args.clients} clients, {len(conc)} requests: {conc_s:.1f} s = {conc_rate:.3f} questions/s; p50 {statistics.median(lat):.2f} s, p95 {p95:.2f} s"
     )
-    print(
-        f"generate batches while concurrent: largest {max(batches)}, mean {statistics.fmean(batches):.1f}; sizes {batches}"
-    )
+    if stats0 is not None and stats1 is not None:  # continuous batching: rows per decode step
+        steps = stats1["steps"] - stats0["steps"]
+        rows = stats1["rows_per_step"] * stats1["steps"] - stats0["rows_per_step"] * stats0["steps"]
+        print(
+            f"continuous batch while concurrent: {steps} decode steps, {rows / max(steps, 1):.1f} rows a step, "
+            f"most {stats1['most_rows']}; prompt tokens computed {stats1['prompt_tokens_computed']}, "
+            f"reused from kept prefixes {stats1['prompt_tokens_reused']} (whole run)"
+        )
+    else:
+        print(
+            f"generate batches while concurrent: largest {max(batches)}, mean {statistics.fmean(batches):.1f}; "
+            f"sizes {batches}"
+        )
     print(f"answered: {sum(a for *_, a in conc)} of {len(conc)} (the rest: an honest I don't know)")
     ratio = conc_rate / seq_rate
     ok = errors == 0 and ratio >= 4

@@ -104,6 +104,23 @@ class _SqlStop:
         return torch.tensor([e is not None for e in self.ended], dtype=torch.bool, device=input_ids.device)
 
 
+def prompt_too_long(backend: Any, n_tokens: int, params: GenParams) -> Completion | None:
+    """The refusal for a prompt of ``n_tokens`` that leaves no room for ``max_new_tokens`` in the
+    hf model's context (``backend.max_context``), or None when it fits."""
+    room = backend.max_context - params.max_new_tokens if backend.max_context else None
+    if room is None or n_tokens <= room:
+        return None
+    return Completion(
+        "",
+        n_tokens,
+        0,
+        "prompt_too_long",
+        f"prompt has {n_tokens} tokens; with max_new_tokens={params.max_new_tokens} the model's context of "
+        f"{backend.max_context} leaves room for {room}: use a shorter schema style (--schema compact) or lower "
+        "--max-new-tokens",
+    )
+
+
 class HFBackend:
     """Batched generation with transformers: left padding, a static KV cache; with ``shared_prefix``
     (default) the prompts are batched by their common prefix (a database's system prompt and schema),
@@ -295,25 +312,15 @@ class HFBackend:
 
         encoded = [encode_prompt(self.tokenizer, m) for m in prompts]
         results: list[list[Completion]] = [[] for _ in prompts]
-        room = self.max_context - params.max_new_tokens if self.max_context else None
         if self.shared_prefix:  # prompts with the same prefix (system prompt, schema) side by side
             order = sorted(range(len(prompts)), key=lambda i: encoded[i])
         else:  # similar lengths side by side: the least padding
             order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         runnable = []
         for i in order:
-            if room is not None and len(encoded[i]) > room:
-                results[i] = [
-                    Completion(
-                        "",
-                        len(encoded[i]),
-                        0,
-                        "prompt_too_long",
-                        f"prompt has {len(encoded[i])} tokens; with max_new_tokens={params.max_new_tokens} the "
-                        f"model's context of {self.max_context} leaves room for {room}: use a shorter schema style "
-                        f"(--schema compact) or lower --max-new-tokens",
-                    )
-                ]
+            refused = prompt_too_long(self, len(encoded[i]), params)
+            if refused:
+                results[i] = [refused]
             else:
                 runnable.append(i)
         for start in range(0, len(runnable), self.batch_size):

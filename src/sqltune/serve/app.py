@@ -23,8 +23,10 @@ What protects the databases and the server, by default:
   CORS is off unless origins are given; request bodies over ``max_body`` bytes get 413, and a
   client over ``rate_limit`` requests a minute gets 429.
 
-Concurrent ``/v1/ask`` requests are gathered into one batched ``generate`` call (a queue in
-front of the model). Each request is logged as one JSON line (``requests.jsonl``); every answer
+Concurrent ``/v1/ask`` requests share the model's batch: on the hf backend by continuous
+batching (:mod:`sqltune.models.continuous`: each answer has a row of its own, joins when a row is
+free and leaves the step it ends), on the others by round (a queue in front of the model gathers
+the questions waiting together into one ``generate`` call). Each request is logged as one JSON line (``requests.jsonl``); every answer
 and feedback goes to ``answers.jsonl``, and the confirmed and corrected answers to
 ``feedback.jsonl`` in the pairs format that ``sqltune data build --benchmark pairs`` reads.
 """
@@ -44,7 +46,7 @@ from typing import Any
 
 from sqltune.errors import ConfigError
 from sqltune.judge import Judge
-from sqltune.serve.ask import AskConfig, Database, Pending, run_sql, start, step
+from sqltune.serve.ask import AskConfig, Database, Pending, ask_many, run_sql, start, step
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -69,7 +71,10 @@ class ServeConfig:
     judges: int = 4
     """Queries that may run at once (each on its own killable worker)."""
     batch_size: int = 16
-    """Questions gathered into one generate call at most."""
+    """Questions gathered into one generate call at most (hf: rows of the continuous batch)."""
+    continuous: bool = True
+    """hf: continuous batching (a request joins the running batch when a row frees, and leaves it
+    the step its answer ends) instead of batching by round."""
     batch_wait: float = 0.1
     """Seconds the batcher waits for the next question before generating: while questions keep
     arriving this close together (a burst of clients), it keeps gathering them."""
@@ -188,6 +193,29 @@ class Batcher:
                     again.append((p, f))  # a repair round, batched with whatever arrives meanwhile
 
 
+class Asker:
+    """Each question on a thread of its own, through every round of the ask engine; its generate
+    calls join the hf backend's continuous batch (:class:`sqltune.models.continuous.ContinuousHF`),
+    where a row frees the step its answer ends and a repair rejoins at once."""
+
+    def __init__(self, engine: Any, judge: Any, cfg: AskConfig, style: str, workers: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.engine, self.judge, self.cfg, self.style = engine, judge, cfg, style
+        self.lock = None  # the engine takes the model for each step itself
+        self.threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sqltune-ask")
+
+    @property
+    def batches(self) -> list[int]:
+        """The most rows decoded in one step so far (the round batcher lists its batches)."""
+        return [self.engine.widest]
+
+    def submit(self, question: str, db: Database, evidence: str) -> Future:
+        return self.threads.submit(
+            lambda: ask_many([(question, db, evidence)], self.engine, self.judge, self.cfg, self.style)[0]
+        )
+
+
 class RateLimit:
     def __init__(self, per_minute: int):
         self.per_minute = per_minute
@@ -273,12 +301,22 @@ def create_app(
     pool = JudgePool(cfg.judges, ask_cfg.timeout, ask_cfg.max_rows)
     for j in pool.all:  # start every worker now, before requests arrive
         j.run([(databases[0].path, ["SELECT 1"])])
-    batcher = Batcher(backend, _PoolJudge(pool), ask_cfg, style, cfg.batch_size, cfg.batch_wait, cfg.batch_wait_max)
+    from sqltune.models.backends import HFBackend
+
+    batcher: Any
+    if cfg.continuous and isinstance(backend, HFBackend) and not backend.load_in_4bit:
+        from sqltune.models.continuous import ContinuousHF
+
+        backend = ContinuousHF(backend, slots=cfg.batch_size)
+        batcher = Asker(backend, _PoolJudge(pool), ask_cfg, style, workers=4 * cfg.batch_size)
+    else:
+        batcher = Batcher(backend, _PoolJudge(pool), ask_cfg, style, cfg.batch_size, cfg.batch_wait, cfg.batch_wait_max)
     limiter = RateLimit(cfg.rate_limit)
     answers: dict[str, dict[str, Any]] = {}
 
     app = FastAPI(title="sqltune serve", docs_url=None, redoc_url=None)
     app.state.batcher, app.state.pool, app.state.log_dir = batcher, pool, log_dir
+    app.state.backend = backend
     if cfg.cors:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -1,0 +1,82 @@
+"""Continuous batching (the hf backend under ``sqltune serve``): the same answers as the batch
+path, whatever joins or leaves the batch meanwhile."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from conftest import make_school_dataset
+from sqltune import prompts
+from sqltune.io import read_jsonl
+from sqltune.models.backends import GenParams, HFBackend
+from sqltune.models.continuous import ContinuousHF
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model):
+    return HFBackend(str(tiny_model), device="cpu", precision="fp32")
+
+
+@pytest.fixture
+def school_prompts(tmp_path, school_db):
+    rows = read_jsonl(make_school_dataset(tmp_path / "d.jsonl", school_db, n=4))
+    msgs = [prompts.messages_from_record(r) for r in rows]
+    # a repair-like turn: a longer prompt that shares the first one's beginning
+    msgs.append([*msgs[0], {"role": "assistant", "content": "SELECT 1"}, {"role": "user", "content": "again"}])
+    return msgs
+
+
+@pytest.mark.parametrize("length", [1024, 8])  # 8: the cache grows, and rows move right and back
+def test_same_greedy_answers_as_the_batch_path(backend, school_prompts, length):
+    params = GenParams(max_new_tokens=24)
+    ref = [c[0] for c in backend.generate(school_prompts, params)]
+    engine = ContinuousHF(backend, slots=3, length=length)
+    got: list = [None] * len(school_prompts)
+
+    def ask(i: int) -> None:
+        got[i] = engine.generate([school_prompts[i]], params)[0][0]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(school_prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [g.text for g in got] == [r.text for r in ref]
+    assert [g.completion_tokens for g in got] == [r.completion_tokens for r in ref]
+    st = engine.stats()
+    assert st["most_rows"] > 1  # requests shared decode steps
+    assert st["most_rows"] <= 3  # never more rows than slots
+    assert st["prompt_tokens_reused"] > 0  # the shared schema was computed once
+
+
+def test_rows_leave_when_they_end(backend, school_prompts):
+    engine = ContinuousHF(backend, slots=4)
+    short, long_ = GenParams(max_new_tokens=2), GenParams(max_new_tokens=30)
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.setdefault("long", engine.generate([school_prompts[0]], long_)))
+    t.start()
+    out["short"] = engine.generate([school_prompts[1]], short)
+    t.join(timeout=120)
+    assert out["short"][0][0].completion_tokens <= 2
+    assert out["long"][0][0].completion_tokens <= 30
+    # steps ran for the longest answer only, not for the sum of both
+    assert engine.stats()["steps"] < 30 + 2
+
+
+def test_samples_are_reproducible_and_first_is_greedy(backend, school_prompts):
+    params = GenParams(max_new_tokens=12, num_samples=3, sample_temperature=1.0, seed=7)
+    a = ContinuousHF(backend).generate(school_prompts[:2], params)
+    b = ContinuousHF(backend).generate(school_prompts[:2], params)
+    assert [[c.text for c in x] for x in a] == [[c.text for c in x] for x in b]
+    assert all(len(x) == 3 for x in a)
+    greedy = backend.generate(school_prompts[:2], GenParams(max_new_tokens=12))
+    assert [x[0].text for x in a] == [g[0].text for g in greedy]
+
+
+def test_too_long_prompt_is_refused_not_run(backend, school_prompts):
+    engine = ContinuousHF(backend)
+    out = engine.generate(school_prompts[:1], GenParams(max_new_tokens=backend.max_context))
+    assert out[0][0].status == "prompt_too_long"
+    assert engine.stats()["steps"] == 0
