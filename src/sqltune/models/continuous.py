@@ -72,6 +72,7 @@ class _Slots:
         self.dtype, self.device = dtype, device
         self.w = 0  # the slot the next step writes
         self.lo = 0  # the first slot a row in flight reads
+        self._cache: Any = None
 
     def move(self, n: int, src: int, dst: int, width: int) -> None:
         """Slots [src, src + width) of the first ``n`` rows to [dst, dst + width)."""
@@ -94,7 +95,10 @@ class _Slots:
             t[dst, :, start : self.w] = t[src, :, start : self.w]
 
     def cache(self) -> Any:
-        """A transformers ``Cache`` over these tensors, for one decode step of the rows in flight."""
+        """A transformers ``Cache`` over these tensors for the decode steps (made once: its layers
+        read ``w``, ``lo`` and the tensors as they are at each step)."""
+        if self._cache is not None:
+            return self._cache
         from transformers.cache_utils import Cache, CacheLayerMixin
 
         slots = self
@@ -123,7 +127,8 @@ class _Slots:
             def get_max_length(self) -> int:
                 return slots.length
 
-        return Cache(layers=[SlotLayer(i) for i in range(len(self.k))])
+        self._cache = Cache(layers=[SlotLayer(i) for i in range(len(self.k))])
+        return self._cache
 
 
 class ContinuousHF:
@@ -139,6 +144,7 @@ class ContinuousHF:
         self.model_name = backend.model_name
         self.slots, self.length, self.n_prefixes = slots, length, prefixes
         self.eos = set(backend.eos_ids)
+        self.cache_arg = cache_kwarg(self.model)  # the forward's name for its cache argument
         self.lock = threading.Lock()  # the model: held for each step, and by stream() for its whole answer
         self.q: queue.Queue[_Request] = queue.Queue()
         self.rows: list[_Row] = []
@@ -259,9 +265,7 @@ class ContinuousHF:
         if best is not None and have >= MIN_REUSED_PREFIX:
             self.prefixes.move_to_end(best)
             kept = self.prefixes[best]
-            kwargs[cache_kwarg(self.model)] = DynamicCache(
-                ddp_cache_data=[(k[:, :, :have], v[:, :, :have]) for k, v in kept]
-            )
+            kwargs[self.cache_arg] = DynamicCache(ddp_cache_data=[(k[:, :, :have], v[:, :, :have]) for k, v in kept])
         else:
             have = 0
         dev = self.store.device if self.store is not None else next(self.model.parameters()).device
@@ -338,7 +342,7 @@ class ContinuousHF:
             attention_mask=mask,
             use_cache=True,
             logits_to_keep=1,
-            **{cache_kwarg(self.model): s.cache()},
+            **{self.cache_arg: s.cache()},
         )
         s.w += 1
         self.steps += 1
