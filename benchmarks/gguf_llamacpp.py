@@ -3,10 +3,12 @@
 1. Exports the model to f16 and to q8_0 with ``sqltune export gguf`` (llama.cpp's own
    converter, every check on): export seconds, file size, the checks' figures.
 2. Predicts the demo test split with the hf backend's defaults (``sqltune predict``: batch 16,
-   precision auto) and with the llamacpp backend on the q8_0 file (its defaults: 4 slots,
+   precision auto) and with the llamacpp backend on the q8_0 file (its defaults: 8 slots,
    threads = physical cores): the same records, so the same prompts; one run each, alone.
 3. Scores both with the eval stage: EX, and questions/s of the generation (model loading
    excluded, timed separately).
+4. The same split one question at a time (hf batch 1, llamacpp 1 slot): what a lone user of
+   ``sqltune ask`` or ``serve`` waits, per question.
 
 Targets: llamacpp >= 3x the hf backend's questions/s, with EX within 1 question.
 
@@ -32,8 +34,8 @@ from sqltune.predict.run import PredictConfig, predict
 
 def one(spec: str) -> None:
     """Load one backend with its defaults and time ``predict`` on the test split (a child process)."""
-    test, pred, model, backend = json.loads(spec)
-    cfg = PredictConfig(dataset=test, out=pred, model=model, backend=backend)
+    test, pred, model, backend, settings = json.loads(spec)
+    cfg = PredictConfig(dataset=test, out=pred, model=model, backend=backend, **settings)
     t0 = time.perf_counter()
     b = make_backend(backend, model, batch_size=cfg.batch_size, precision=cfg.precision, slots=cfg.slots)
     load = time.perf_counter() - t0
@@ -75,11 +77,11 @@ def main() -> int:
             "prompts_from": c["parity"]["prompts_from"],
         }
 
-    def timed(name: str, model: str, backend: str) -> dict:
+    def timed(name: str, model: str, backend: str, **settings: int) -> dict:
         # each backend in a fresh process: torch's and llama.cpp's OpenMP thread pools never share one
         pred = out / f"pred_{name}.jsonl"
         pred.unlink(missing_ok=True)
-        cmd = [sys.executable, __file__, "--one", json.dumps([str(test), str(pred), model, backend])]
+        cmd = [sys.executable, __file__, "--one", json.dumps([str(test), str(pred), model, backend, settings])]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"{name}: {r.stderr[-2000:]}")
@@ -97,8 +99,18 @@ def main() -> int:
 
     hf = timed("hf", str(run / "train" / "model"), "hf")
     ll = timed("llamacpp", exports["q8_0"]["file"], "llamacpp")
+    hf1 = timed("hf_one", str(run / "train" / "model"), "hf", batch_size=1)
+    ll1 = timed("llamacpp_one", exports["q8_0"]["file"], "llamacpp", slots=1)
     ratio = ll["questions_per_s"] / hf["questions_per_s"]
-    result = {"questions": n, "exports": exports, "hf": hf, "llamacpp_q8_0": ll, "speed_ratio": round(ratio, 2)}
+    ratio1 = ll1["questions_per_s"] / hf1["questions_per_s"]
+    result = {
+        "questions": n,
+        "exports": exports,
+        "hf": hf,
+        "llamacpp_q8_0": ll,
+        "speed_ratio": round(ratio, 2),
+        "one_at_a_time": {"hf": hf1, "llamacpp_q8_0": ll1, "speed_ratio": round(ratio1, 2)},
+    }
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     for t, e in exports.items():
         print(
@@ -106,12 +118,12 @@ def main() -> int:
             f"checks ok={e['ok']}: template {e['template_identical']}, tokens {e['tokens_identical']} "
             f"({e['prompts_from']}); greedy text {e['greedy_text_identical']}, SQL {e['greedy_sql_identical']}"
         )
-    for name, r in (("hf (defaults)", hf), ("llamacpp q8_0", ll)):
+    for name, r in (("hf (defaults)", hf), ("llamacpp q8_0", ll), ("hf batch 1", hf1), ("llamacpp 1 slot", ll1)):
         print(
             f"{name:15s} EX {100 * r['ex']:.1f}% ({r['correct']}/{n}); {r['questions_per_s']} questions/s "
             f"({r['generate_s']} s for {n}, {r['completion_tokens']} tokens; load {r['load_s']} s); {r['backend']}"
         )
-    print(f"speed ratio llamacpp / hf: {ratio:.2f}x")
+    print(f"speed ratio llamacpp / hf: {ratio:.2f}x (one question at a time: {ratio1:.2f}x)")
     print(f"target >= 3x questions/s: {'MET' if ratio >= 3 else 'NOT MET'}")
     diff = abs(ll["correct"] - hf["correct"])
     print(f"target EX within 1 question: {'MET' if diff <= 1 else 'NOT MET'} ({diff} apart)")

@@ -18,6 +18,10 @@ from sqltune.errors import ConfigError, ModelError
 
 BACKENDS = ("hf", "openai", "vllm", "llamacpp")
 
+LLAMACPP_SLOTS = 8
+"""llamacpp's default parallel sequences: on 2 CPU cores the demo split ran 3.0 questions/s with 8, 1.9 with 4
+and 2.3 with 16 (``benchmarks/gguf_llamacpp.py``)."""
+
 
 @dataclass(frozen=True)
 class GenParams:
@@ -502,7 +506,7 @@ def make_backend(name: str, model: str, **kwargs: Any) -> Backend:
     if name == "llamacpp":
         from sqltune.models.llamacpp import LlamaCppBackend
 
-        settings = {"slots": kwargs.get("slots") or 4, "threads": kwargs.get("threads")}
+        settings = {"slots": kwargs.get("slots") or LLAMACPP_SLOTS, "threads": kwargs.get("threads")}
         settings.update({k: kwargs[k] for k in ("context", "grammar") if kwargs.get(k) is not None})
         return LlamaCppBackend(model, **settings)
     raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")

@@ -18,12 +18,13 @@ endpoints (``/tokenize``, ``/apply-template``, ``/v1/chat/completions``) are the
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from sqltune.errors import ConfigError, ModelError
-from sqltune.models.backends import Completion, GenParams, generate_per_request
+from sqltune.models.backends import LLAMACPP_SLOTS, Completion, GenParams, generate_per_request
 
 SQL_GRAMMAR = r"""root ::= ("SELECT" | "select" | "WITH" | "with") [^;]* ";"?"""
 """An answer that is one SELECT or WITH statement (what sqltune's prompts ask for)."""
@@ -64,6 +65,15 @@ def _xllamacpp() -> Any:
     return xllamacpp
 
 
+def cpu_features(xl: Any) -> str:
+    """The instruction sets this llama.cpp build uses (``AVX2 FMA ...``): a prebuilt wheel may lack the CPU's best."""
+    try:
+        info = xl.get_system_info()
+    except AttributeError:  # an older wheel without it
+        return "?"
+    return " ".join(re.findall(r"(\w+) = 1", info))
+
+
 def gguf_path(model: str) -> str:
     """The ``.gguf`` file for a path: the file itself, or the one ``.gguf`` in a folder."""
     p = Path(model)
@@ -90,7 +100,7 @@ class LlamaCppBackend:
     def __init__(
         self,
         model: str,
-        slots: int = 4,
+        slots: int = LLAMACPP_SLOTS,
         threads: int | None = None,
         context: int = 2048,
         grammar: str | None = None,
@@ -123,6 +133,7 @@ class LlamaCppBackend:
             raise ModelError(f"{self.where}: llama.cpp could not load it ({e})") from None
         self.load_seconds = time.perf_counter() - t0
         self.version = getattr(xl, "__version__", "?")
+        self.cpu_features = cpu_features(xl)
         self.base_url = self.server.listening_address
 
     def info(self) -> dict[str, Any]:
@@ -135,6 +146,7 @@ class LlamaCppBackend:
             "context_per_slot": self.context,
             "grammar": "sql" if self.grammar == SQL_GRAMMAR else bool(self.grammar),
             "xllamacpp": self.version,
+            "cpu_features": self.cpu_features,
         }
 
     def chat(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from sqltune.io import (
     write_json,
 )
 from sqltune.judge import Judge
-from sqltune.models.backends import BACKENDS, Backend, GenParams, make_backend
+from sqltune.models.backends import BACKENDS, LLAMACPP_SLOTS, Backend, GenParams, make_backend
 from sqltune.models.load import normalize_precision
 from sqltune.prompts import messages_from_record
 
@@ -88,7 +88,7 @@ class PredictConfig:
     """openai: requests in flight."""
     retries: int = 4
     """openai: retries per request, with exponential backoff."""
-    slots: int = 4
+    slots: int = LLAMACPP_SLOTS
     """llamacpp: sequences decoded together (each keeps its last prompt's KV cache for the next)."""
     threads: int | None = None
     """llamacpp: CPU threads (default: the physical cores)."""
