@@ -19,8 +19,8 @@ from sqltune.errors import ConfigError, ModelError
 BACKENDS = ("hf", "openai", "vllm", "llamacpp")
 
 LLAMACPP_SLOTS = 8
-"""llamacpp's default parallel sequences: on 2 CPU cores the demo split ran 3.0 questions/s with 8, 1.9 with 4
-and 2.3 with 16 (``benchmarks/gguf_llamacpp.py``)."""
+"""llamacpp's default parallel sequences: on 2 CPU cores the demo split ran 2.7-3.0 questions/s with 8 slots, 1.9 with
+4 and 2.3-2.6 with 16 (``benchmarks/gguf_llamacpp.py``)."""
 
 
 @dataclass(frozen=True)
