@@ -23,6 +23,7 @@ from sqltune.errors import ConfigError, ModelError
 from sqltune.export import converter
 from sqltune.export.check import read_metadata
 from sqltune.export.gguf import ExportConfig, export_gguf, report_path
+from sqltune.models.llamacpp import cpu_features
 from sqltune.predict.run import PredictConfig, manifest_path, predict
 
 pytest.importorskip("xllamacpp")
@@ -68,6 +69,17 @@ def test_llamacpp_backend_predicts_what_the_hf_backend_predicts(f32_export, tmp_
     assert [ll[i]["raw"].strip() for i in sorted(ll)] == [hf[i]["raw"].strip() for i in sorted(hf)]
     manifest = json.loads(manifest_path(tmp_path / "ll.jsonl").read_text())
     assert manifest["backend"]["backend"] == "llamacpp" and manifest["backend"]["slots"] == 3
+    assert "AVX" in manifest["backend"]["cpu_features"].split() or "NEON" in manifest["backend"]["cpu_features"]
+
+
+def test_cpu_features_name_what_the_build_uses():
+    class Wheel:
+        @staticmethod
+        def get_system_info():
+            return "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | AVX512 = 0 | OPENMP = 1 | "
+
+    assert cpu_features(Wheel) == "SSE3 AVX AVX2 OPENMP"
+    assert cpu_features(object()) == "?"  # a wheel too old to say
 
 
 def test_sql_grammar_forces_a_select(f32_export):
