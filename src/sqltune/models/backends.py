@@ -84,6 +84,16 @@ MIN_SHARED_PREFIX = 32
 backend computes their prefix once."""
 
 
+def sql_block_ends(tokenizer: Any, answer: list[int], ticks: frozenset[int]) -> bool:
+    """Whether the answer's last token closes its fenced SQL block (:func:`sqltune.extract.sql_block_closed`):
+    decoded only when that token holds a backtick (``ticks``), so most steps cost nothing."""
+    from sqltune.extract import sql_block_closed
+
+    if not answer or answer[-1] not in ticks:
+        return False
+    return sql_block_closed(tokenizer.decode(answer, skip_special_tokens=True))
+
+
 class _SqlStop:
     """A stopping criterion for ``generate``: a row ends once its text holds a closed fenced SQL
     block (:func:`sqltune.extract.sql_block_closed`); ``ended[row]`` is its answer's length then."""
@@ -95,16 +105,17 @@ class _SqlStop:
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
-        from sqltune.extract import sql_block_closed
-
         if not self.ended:
             self.ended = [None] * input_ids.shape[0]
         length = input_ids.shape[1] - self.start
         for r, t in enumerate(input_ids[:, -1].tolist()):
-            if self.ended[r] is None and t in self.ticks:
-                text = self.tokenizer.decode(input_ids[r, self.start :].tolist(), skip_special_tokens=True)
-                if sql_block_closed(text):
-                    self.ended[r] = length
+            answer = input_ids[r, self.start :]
+            if (
+                self.ended[r] is None
+                and t in self.ticks
+                and sql_block_ends(self.tokenizer, answer.tolist(), self.ticks)
+            ):
+                self.ended[r] = length
         return torch.tensor([e is not None for e in self.ended], dtype=torch.bool, device=input_ids.device)
 
 

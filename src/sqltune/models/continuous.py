@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqltune.models.backends import Completion, GenParams, prompt_too_long
+from sqltune.models.backends import Completion, GenParams, prompt_too_long, sql_block_ends
 from sqltune.models.kvcache import cache_kwarg, common_length
 
 MIN_REUSED_PREFIX = 16
@@ -375,15 +375,13 @@ class ContinuousHF:
 
     def _take(self, row: _Row, tok: int) -> bool:
         """Add a token to the row's answer; True when the answer is complete (then it is delivered)."""
-        from sqltune.extract import sql_block_closed
-
         done = tok in self.eos
         if not done:
             row.out.append(tok)
             row.last = tok
             done = len(row.out) >= row.req.max_new
-            if not done and row.req.stop_after_sql and tok in self.backend._backtick_ids():
-                done = sql_block_closed(self.tokenizer.decode(row.out, skip_special_tokens=True))
+            if not done and row.req.stop_after_sql:
+                done = sql_block_ends(self.tokenizer, row.out, self.backend._backtick_ids())
         if done:
             row.req.future.set_result(row.out)
         return done
