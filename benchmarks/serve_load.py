@@ -12,9 +12,10 @@ request joins the running batch when a row frees and leaves it the step its answ
     python benchmarks/serve_load.py --backend llamacpp     # the same model exported to q8_0 GGUF, on llama.cpp
 
 With ``--backend llamacpp`` the default model is exported once (``sqltune export gguf``, q8_0) and
-served in-process by llama.cpp: continuous batching over 16 slots, and each slot keeps the KV cache
-of its last prompt, so the system prompt and schema that every question on one database shares
-are computed once per slot instead of once per question.
+served in-process by llama.cpp: continuous batching over its slots (8), each question on a thread of
+its own whose requests take a slot as one frees (``--by-round``: the round batcher in front of it),
+and each slot keeps the KV cache of its last prompt, so the system prompt and schema that every
+question on one database shares are computed once per slot instead of once per question.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main() -> int:
     ap.add_argument("--sequential", type=int, default=12)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--backend", default="hf", choices=["hf", "llamacpp"])
-    ap.add_argument("--by-round", action="store_true", help="hf: batch by round instead of continuous batching")
+    ap.add_argument("--by-round", action="store_true", help="batch by round instead of continuously")
     ap.add_argument("--gguf", default="runs/bench_serve/smollm2-135m.q8_0.gguf", help="llamacpp: the file (made once)")
     args = ap.parse_args()
     import uvicorn
@@ -129,6 +130,8 @@ def main() -> int:
             f"most {stats1['most_rows']}; prompt tokens computed {stats1['prompt_tokens_computed']}, "
             f"reused from kept prefixes {stats1['prompt_tokens_reused']} (whole run)"
         )
+    elif args.backend == "llamacpp" and not args.by_round:
+        print(f"continuous batch while concurrent: llama.cpp's {backend.slots} slots")
     else:
         print(
             f"generate batches while concurrent: largest {max(batches)}, mean {statistics.fmean(batches):.1f}; "

@@ -222,3 +222,48 @@ def test_a_lora_run_is_merged_first_then_exported(tmp_path, school_db, gguf_test
     mtime = (run / "merged" / "model.safetensors").stat().st_mtime
     export_gguf(ExportConfig(model=str(run), out=str(tmp_path / "again.gguf"), type="f16", check=False))
     assert (run / "merged" / "model.safetensors").stat().st_mtime == mtime  # the merge is reused
+
+
+@pytest.mark.parametrize("continuous", [True, False])
+def test_serve_on_the_llamacpp_backend(f32_export, school_db, tmp_path, continuous):
+    """Continuous: each question on a thread of its own, its requests in llama.cpp's slots while
+    another question's are (generate calls overlap); by round: one generate call at a time."""
+    import concurrent.futures as cf
+    import itertools
+    import threading
+    import time
+
+    import httpx
+
+    from sqltune.models.llamacpp import LlamaCppBackend
+    from sqltune.serve.app import ServeConfig, create_app
+    from sqltune.serve.ask import AskConfig, Database
+    from test_serve import Server
+
+    backend = LlamaCppBackend(str(f32_export[0]), slots=2)
+    calls, lock = [], threading.Lock()
+    generate = backend.generate
+
+    def timed(prompts, params):
+        t0 = time.perf_counter()
+        out = generate(prompts, params)
+        with lock:
+            calls.append((t0, time.perf_counter()))
+        return out
+
+    backend.generate = timed
+    cfg = ServeConfig(log_dir=str(tmp_path / "logs"), continuous=continuous, batch_wait=0.0)
+    app = create_app(backend, "tiny", [Database(school_db)], AskConfig(max_new_tokens=8), "compact", cfg)
+    assert type(app.state.batcher).__name__ == ("Asker" if continuous else "Batcher")
+    srv = Server(app)
+    try:
+        qs = ["How many students?", "List every course.", "Who teaches math?", "Name the oldest student."]
+        with httpx.Client(base_url=srv.url, timeout=120) as c, cf.ThreadPoolExecutor(4) as pool:
+            rs = list(pool.map(lambda q: c.post("/v1/ask", json={"question": q, "db": "school"}), qs))
+    finally:
+        srv.stop()
+    assert [r.status_code for r in rs] == [200] * 4
+    assert all(r.json()["answered"] is False for r in rs)  # the tiny model writes no SQL: an honest "I don't know"
+    calls.sort()
+    overlap = any(b[0] < a[1] for a, b in itertools.pairwise(calls))  # sorted by start: any overlap is adjacent
+    assert overlap is continuous

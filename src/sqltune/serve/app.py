@@ -25,8 +25,9 @@ What protects the databases and the server, by default:
 
 Concurrent ``/v1/ask`` requests share the model's batch: on the hf backend by continuous
 batching (:mod:`sqltune.models.continuous`: each answer has a row of its own, joins when a row is
-free and leaves the step it ends), on the others by round (a queue in front of the model gathers
-the questions waiting together into one ``generate`` call). Each request is logged as one JSON line (``requests.jsonl``); every answer
+free and leaves the step it ends), on llamacpp by llama.cpp's own slots (each question on a thread
+of its own, each answer a request that takes a slot as one frees), on the others by round (a queue
+in front of the model gathers the questions waiting together into one ``generate`` call). Each request is logged as one JSON line (``requests.jsonl``); every answer
 and feedback goes to ``answers.jsonl``, and the confirmed and corrected answers to
 ``feedback.jsonl`` in the pairs format that ``sqltune data build --benchmark pairs`` reads.
 """
@@ -73,8 +74,8 @@ class ServeConfig:
     batch_size: int = 16
     """Questions gathered into one generate call at most (hf: rows of the continuous batch)."""
     continuous: bool = True
-    """hf: continuous batching (a request joins the running batch when a row frees, and leaves it
-    the step its answer ends) instead of batching by round."""
+    """hf and llamacpp: continuous batching (a request joins the running batch when a row or slot
+    frees, and leaves it the step its answer ends) instead of batching by round."""
     batch_wait: float = 0.1
     """Seconds the batcher waits for the next question before generating: while questions keep
     arriving this close together (a burst of clients), it keeps gathering them."""
@@ -195,8 +196,8 @@ class Batcher:
 
 class Asker:
     """Each question on a thread of its own, through every round of the ask engine; its generate
-    calls join the hf backend's continuous batch (:class:`sqltune.models.continuous.ContinuousHF`),
-    where a row frees the step its answer ends and a repair rejoins at once."""
+    calls join a continuous batch — the hf backend's (:class:`sqltune.models.continuous.ContinuousHF`)
+    or llama.cpp's own slots — where a row frees the step its answer ends and a repair rejoins at once."""
 
     def __init__(self, engine: Any, judge: Any, cfg: AskConfig, style: str, workers: int):
         from concurrent.futures import ThreadPoolExecutor
@@ -207,8 +208,9 @@ class Asker:
 
     @property
     def batches(self) -> list[int]:
-        """The most rows decoded in one step so far (the round batcher lists its batches)."""
-        return [self.engine.widest]
+        """The most rows decoded in one step so far, where the engine counts them (the round batcher
+        lists its batches)."""
+        return [self.engine.widest] if hasattr(self.engine, "widest") else []
 
     def submit(self, question: str, db: Database, evidence: str) -> Future:
         return self.threads.submit(
@@ -308,6 +310,9 @@ def create_app(
         from sqltune.models.continuous import ContinuousHF
 
         backend = ContinuousHF(backend, slots=cfg.batch_size)
+        batcher = Asker(backend, _PoolJudge(pool), ask_cfg, style, workers=4 * cfg.batch_size)
+    elif cfg.continuous and getattr(backend, "name", None) == "llamacpp":
+        # llama.cpp batches continuously itself: each answer a request, each request a free slot
         batcher = Asker(backend, _PoolJudge(pool), ask_cfg, style, workers=4 * cfg.batch_size)
     else:
         batcher = Batcher(backend, _PoolJudge(pool), ask_cfg, style, cfg.batch_size, cfg.batch_wait, cfg.batch_wait_max)
