@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -45,6 +44,8 @@ from sqltune.evaluate.run import EvalConfig, run_eval
 from sqltune.export.gguf import ExportConfig, export_gguf
 from sqltune.io import read_jsonl
 from sqltune.models.backends import make_backend
+from sqltune.models.kvcache import common_length
+from sqltune.models.llamacpp import physical_cores
 from sqltune.models.load import encode_prompt, load_tokenizer
 from sqltune.predict.run import PredictConfig, predict
 
@@ -65,16 +66,13 @@ def shared_prefix_tokens(model: str, records: list[dict]) -> tuple[float, int]:
     """Mean prompt tokens of the records and the tokens all their prompts begin with (system prompt, schema)."""
     tok = load_tokenizer(model)
     ids = [encode_prompt(tok, r["messages"]) for r in records]
-    common = 0
-    while all(len(x) > common and x[common] == ids[0][common] for x in ids):
-        common += 1
-    return sum(map(len, ids)) / len(ids), common
+    return sum(map(len, ids)) / len(ids), common_length(ids)
 
 
 def batched_bench(binary: str, gguf: str, prompt: int, answer: int) -> dict[int, dict[str, float]]:
     """llama.cpp's ``llama-batched-bench``: prompt and decode tokens/s at 1, 8 and 16 sequences."""
     cmd = [binary, "-m", gguf, "-c", "16384", "-npp", str(prompt), "-ntg", str(answer), "-npl", "1,8,16"]
-    cmd += ["-t", str(os.cpu_count() or 2), "-fa", "on"]
+    cmd += ["-t", str(physical_cores()), "-fa", "on"]  # the backend's threads
     r = subprocess.run(cmd, capture_output=True, text=True)
     rows = {}
     for line in r.stdout.splitlines():

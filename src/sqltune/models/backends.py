@@ -109,7 +109,7 @@ class _SqlStop:
             self.ended = [None] * input_ids.shape[0]
         length = input_ids.shape[1] - self.start
         for r, t in enumerate(input_ids[:, -1].tolist()):
-            answer = input_ids[r, self.start :]
+            answer = input_ids[r, self.start :]  # a view; read (tolist, decode) only after a backtick
             if (
                 self.ended[r] is None
                 and t in self.ticks

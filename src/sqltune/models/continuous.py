@@ -137,6 +137,9 @@ class ContinuousHF:
     ``slots``: rows decoded together at most; ``length``: the slots first allocated per row (more
     when a prompt needs them); ``prefixes``: prompts whose keys and values are kept for reuse."""
 
+    continuous = True
+    """Requests from any number of threads join one running batch (serve puts questions on threads)."""
+
     name = "hf"
 
     def __init__(self, backend: Any, slots: int = 16, length: int = 1024, prefixes: int = 16):

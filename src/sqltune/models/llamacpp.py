@@ -96,6 +96,8 @@ class LlamaCppBackend:
     """In-process llama.cpp: ``slots`` sequences decoded together, ``threads`` physical cores."""
 
     name = "llamacpp"
+    continuous = True
+    """llama.cpp batches requests from any number of threads over its slots as they free."""
 
     def __init__(
         self,

@@ -310,9 +310,7 @@ def create_app(
         from sqltune.models.continuous import ContinuousHF
 
         backend = ContinuousHF(backend, slots=cfg.batch_size)
-        batcher = Asker(backend, _PoolJudge(pool), ask_cfg, style, workers=4 * cfg.batch_size)
-    elif cfg.continuous and getattr(backend, "name", None) == "llamacpp":
-        # llama.cpp batches continuously itself: each answer a request, each request a free slot
+    if cfg.continuous and getattr(backend, "continuous", False):  # an engine that batches requests as they come
         batcher = Asker(backend, _PoolJudge(pool), ask_cfg, style, workers=4 * cfg.batch_size)
     else:
         batcher = Batcher(backend, _PoolJudge(pool), ask_cfg, style, cfg.batch_size, cfg.batch_wait, cfg.batch_wait_max)
