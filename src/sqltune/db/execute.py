@@ -16,7 +16,7 @@ What this protects against, and how (each property has a hostile-input test):
 
 What it does not protect against: a malicious SQLite *file* (open only files you trust), and
 CPU spent by the database engine inside a single virtual-machine instruction (bounded by
-the length limit). Other engines are reached through SQLAlchemy for schema reading only.
+the length limit). The other engines' executors are in :mod:`sqltune.db.engine`.
 """
 
 from __future__ import annotations
@@ -159,3 +159,18 @@ def execute(path: str | Path, sql: str, timeout: float = 30.0, max_rows: int | N
         return run_query(conn, sql, timeout=timeout, max_rows=max_rows)
     finally:
         conn.close()
+
+
+class SqliteExecutor:
+    """The SQLite implementation of :class:`sqltune.db.engine.Executor`."""
+
+    engine = "sqlite"
+
+    def __init__(self, path: str | Path):
+        self.conn = open_readonly(path)
+
+    def run(self, sql: str, timeout: float = 30.0, max_rows: int | None = ROW_CAP) -> QueryResult:
+        return run_query(self.conn, sql, timeout=timeout, max_rows=max_rows)
+
+    def close(self) -> None:
+        self.conn.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltune.db.execute import open_readonly
+from sqltune.db.target import display, resolve
 from sqltune.errors import ExecutionError
 
 
@@ -125,18 +126,20 @@ def _pk_of(conn: sqlite3.Connection, table: str) -> str | None:
 
 
 def _introspect_sqlalchemy(url: str, db_id: str, sample_rows: int) -> Schema:
+    import sqlalchemy as sa
+
+    target = resolve(url)
     try:
-        import sqlalchemy as sa
-    except ImportError:
-        raise ExecutionError(f"{url}: reading this database needs SQLAlchemy: pip install 'sqltune[sql]'") from None
-    try:
-        engine = sa.create_engine(url)
+        engine = target.sqlalchemy_engine()
         insp = sa.inspect(engine)
         names = insp.get_table_names()
+    except ExecutionError:
+        raise
     except Exception as e:  # driver missing, connection refused, ...
-        raise ExecutionError(f"{url}: cannot read the schema ({type(e).__name__}: {e})") from None
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ExecutionError(f"{display(url)}: cannot read the schema ({type(e).__name__}: {msg})") from None
     tables, fks = [], []
-    dialect = engine.dialect.name
+    dialect = target.engine if target.engine != "other" else engine.dialect.name
     with engine.connect() as conn:
         for name in names:
             pk = set(insp.get_pk_constraint(name).get("constrained_columns") or [])
@@ -154,6 +157,44 @@ def _introspect_sqlalchemy(url: str, db_id: str, sample_rows: int) -> Schema:
                     fks.append(ForeignKey(name, src, fk["referred_table"], dst))
     engine.dispose()
     return Schema(db_id=db_id, tables=tuple(tables), foreign_keys=tuple(fks), dialect=dialect)
+
+
+def _introspect_duckdb(path: str, db_id: str, sample_rows: int) -> Schema:
+    """DuckDB's own catalog functions, on the sandboxed read-only connection (duckdb-engine's inspector
+    queries PostgreSQL catalog types that DuckDB 2 no longer has)."""
+    from sqltune.db.duckdb_exec import DuckdbExecutor
+
+    ex = DuckdbExecutor(resolve(f"duckdb:///{path}"))
+    try:
+        conn = ex.conn
+        cols: dict[str, list[tuple[str, str]]] = {}
+        for table, column, dtype in conn.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE NOT internal "
+            "AND schema_name = 'main' ORDER BY table_oid, column_index"
+        ).fetchall():
+            cols.setdefault(table, []).append((column, dtype))
+        pks: dict[str, set[str]] = {}
+        fks: list[ForeignKey] = []
+        for table, kind, names, ref_table, ref_names in conn.execute(
+            "SELECT table_name, constraint_type, constraint_column_names, referenced_table, referenced_column_names "
+            "FROM duckdb_constraints() WHERE schema_name = 'main'"
+        ).fetchall():
+            if kind == "PRIMARY KEY":
+                pks[table] = set(names)
+            elif kind == "FOREIGN KEY":
+                fks.extend(ForeignKey(table, a, ref_table, b) for a, b in zip(names, ref_names, strict=False))
+        tables = []
+        for name, columns in cols.items():
+            sample_cols: tuple[str, ...] = ()
+            rows: tuple[tuple[Any, ...], ...] = ()
+            if sample_rows > 0:
+                r = ex.run(f"SELECT * FROM {_quote(name)} LIMIT {int(sample_rows)}")
+                sample_cols, rows = tuple(r.columns), tuple(r.rows)
+            tcols = tuple(Column(c, t.upper(), c in pks.get(name, set())) for c, t in columns)
+            tables.append(Table(name, tcols, sample_columns=sample_cols, sample_rows=rows))
+        return Schema(db_id=db_id, tables=tuple(tables), foreign_keys=tuple(fks), dialect="duckdb")
+    finally:
+        ex.close()
 
 
 def _read_csv_text(path: Path) -> str:
@@ -213,14 +254,15 @@ def introspect(
     exists (BIRD's layout); the descriptions are attached to the columns.
     """
     db_str = str(db)
-    if "://" in db_str and not db_str.startswith("sqlite:///"):
+    target = resolve(db_str)
+    if target.engine == "duckdb":
+        return _introspect_duckdb(target.path, db_id or target.name, sample_rows)
+    if target.engine != "sqlite":
         key: tuple[Any, ...] = (db_str, sample_rows)
         if key not in _CACHE:
-            _CACHE[key] = _introspect_sqlalchemy(db_str, db_id or db_str.rsplit("/", 1)[-1], sample_rows)
+            _CACHE[key] = _introspect_sqlalchemy(db_str, db_id or target.name, sample_rows)
         return _CACHE[key]
-    if db_str.startswith("sqlite:///"):
-        db_str = db_str[len("sqlite:///") :]
-    path = Path(db_str)
+    path = Path(target.path)
     try:
         st = os.stat(path)
     except OSError:

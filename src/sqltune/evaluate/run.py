@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltune.db.execute import ROW_CAP
+from sqltune.db.target import display, is_url
 from sqltune.errors import ConfigError
 from sqltune.evaluate.inputs import EvalItem
 from sqltune.evaluate.metrics import pass_at_k
@@ -81,6 +82,9 @@ class EvalConfig:
     """Time correct predictions and their gold this many times each to compute VES (0: off)."""
     analysis: bool = True
     """Parse with sqlglot for Spider hardness and normalized match (off: execution metrics only)."""
+    allow_privileged_role: bool = False
+    """Run on a PostgreSQL/MySQL role that can do more than read (refused otherwise): every statement still runs
+    in a read-only transaction, but server files and programs are then up to the role."""
     metrics: str = DEFAULT_METRICS
     """Metrics to compute, a comma list or 'all': ex, soft_f1, normalized_match, spider_em, token_match, exact_match."""
     """Parse with sqlglot for exact match and Spider hardness (off: execution metrics only, about 2x faster)."""
@@ -134,7 +138,7 @@ def evaluate(
     jobs: list[ScoreJob] = []
     job_items: list[int] = []
     for i, it in enumerate(items):
-        if not it.db_path or not Path(it.db_path).is_file():
+        if not it.db_path or (not is_url(it.db_path) and not Path(it.db_path).is_file()):
             missing_db.add(i)
             continue
         preds = it.candidates or [it.pred]
@@ -160,12 +164,21 @@ def evaluate(
         job_items.append(i)
 
     progress = _progress(len(jobs))
-    judge = Judge(cfg.workers, cfg.timeout, cfg.max_rows, cache=cfg.cache, cache_path=cfg.cache_path)
+    judge = Judge(
+        cfg.workers,
+        cfg.timeout,
+        cfg.max_rows,
+        cache=cfg.cache,
+        cache_path=cfg.cache_path,
+        allow_privileged_role=cfg.allow_privileged_role,
+    )
     with judge:
         cache = judge.cache
 
-        def key(job: ScoreJob) -> str:
+        def key(job: ScoreJob) -> str | None:
             assert cache is not None
+            if is_url(job.db_path):
+                return None  # a server database has no file version: its gold results are always run
             db = cache.db_hash(job.db_path)
             return GoldCache.key(db, job.gold_text, cfg.max_rows, cfg.strip_distinct, cfg.analysis)
 
@@ -225,7 +238,7 @@ def _record(it: EvalItem, res: ScoreResult | None, cfg: EvalConfig, missing: boo
         "pred_sql": it.pred,
     }
     if missing or res is None:
-        gold_status, gold_error = "missing_database", f"database not found: {it.db_path}"
+        gold_status, gold_error = "missing_database", f"database not found: {display(it.db_path)}"
     elif res.db_error:
         gold_status, gold_error = "unreadable_database", res.db_error
     elif res.gold_ok is False:

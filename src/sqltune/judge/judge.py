@@ -15,6 +15,7 @@ Use it as a context manager (``with Judge() as judge: ...``) so its workers stop
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,12 @@ class Judge:
         max_rows: int = ROW_CAP,
         cache: bool = False,
         cache_path: str | Path | None = None,
+        allow_privileged_role: bool = False,
     ):
         self.timeout = timeout
         self.max_rows = max_rows
-        self.pool = WorkerPool(work, workers=workers)
+        self.allow_privileged_role = allow_privileged_role
+        self.pool = WorkerPool(partial(work, privileged=allow_privileged_role) if allow_privileged_role else work, workers=workers)
         self.cache = GoldCache(cache_path) if cache else None
         self.gold_executed = 0
         self.gold_cached = 0
@@ -61,13 +64,13 @@ class Judge:
     def score(
         self,
         jobs: list[ScoreJob],
-        cache_key: Callable[[ScoreJob], str] | None = None,
+        cache_key: Callable[[ScoreJob], str | None] | None = None,
         on_result: Callable[[int], None] | None = None,
     ) -> list[ScoreResult]:
         """Score every job (results in job order); gold results come from and go to the cache."""
         keys: dict[int, str] = {}
         if self.cache is not None and cache_key is not None:
-            keys = {j: cache_key(job) for j, job in enumerate(jobs)}
+            keys = {j: k for j, job in enumerate(jobs) if (k := cache_key(job)) is not None}
             hits = self.cache.get_many(list(keys.values()))
             for j, k in keys.items():
                 if k in hits:

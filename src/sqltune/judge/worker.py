@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 import pickle
 import re
-import sqlite3
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqltune.db.execute import ROW_CAP, QueryResult, open_readonly, run_query
+from sqltune.db.engine import Executor, connect
+from sqltune.db.execute import ROW_CAP, QueryResult
 from sqltune.errors import ExecutionError
 from sqltune.judge.compare import outer_order_by
 from sqltune.judge.hardness import hardness_of
@@ -29,7 +29,7 @@ from sqltune.judge.match import normalize_sql, normalized_match
 from sqltune.judge.score import Verdict, failed, majority_vote, result_key, score_candidate
 from sqltune.sqlutil import parse
 
-_CONNS: OrderedDict[str, sqlite3.Connection] = OrderedDict()
+_CONNS: OrderedDict[tuple[str, bool], Executor] = OrderedDict()
 # SQLite functions whose result changes from one run to the next: such a query is always run
 _VOLATILE = re.compile(
     r"(?i)\b(random|randomblob|changes|total_changes|last_insert_rowid|date|time|datetime|julianday|strftime|"
@@ -38,13 +38,15 @@ _VOLATILE = re.compile(
 _MAX_CONNS = 16
 
 
-def _conn(path: str) -> sqlite3.Connection:
-    c = _CONNS.get(path)
+def _conn(db: str, privileged: bool = False) -> Executor:
+    """The worker's open executor for ``db`` (a SQLite path or a URL), kept for the next job."""
+    key = (db, privileged)
+    c = _CONNS.get(key)
     if c is not None:
-        _CONNS.move_to_end(path)
+        _CONNS.move_to_end(key)
         return c
-    c = open_readonly(path)
-    _CONNS[path] = c
+    c = connect(db, allow_privileged_role=privileged)
+    _CONNS[key] = c
     if len(_CONNS) > _MAX_CONNS:
         _, old = _CONNS.popitem(last=False)
         old.close()
@@ -152,11 +154,11 @@ def _cut(rows: list[tuple[Any, ...]], keep: int, max_bytes: int) -> tuple[list[t
     return out, len(rows) > keep
 
 
-def _time_query(conn: sqlite3.Connection, sql: str, repeats: int, timeout: float) -> float | None:
+def _time_query(conn: Executor, sql: str, repeats: int, timeout: float) -> float | None:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        r = run_query(conn, sql, timeout=timeout, max_rows=None)
+        r = conn.run(sql, timeout=timeout, max_rows=None)
         if not r.ok:
             return None
         times.append(time.perf_counter() - t0)
@@ -172,9 +174,9 @@ def gold_facts(sql: str) -> dict[str, Any]:
     return facts
 
 
-def score(job: ScoreJob) -> ScoreResult:
+def score(job: ScoreJob, privileged: bool = False) -> ScoreResult:
     try:
-        conn = _conn(job.db_path)
+        conn = _conn(job.db_path, privileged)
     except ExecutionError as e:
         return ScoreResult(db_error=str(e))
     entry = job.gold
@@ -187,7 +189,7 @@ def score(job: ScoreJob) -> ScoreResult:
             tree = parse(job.gold_text) if job.analysis else None
             hardness, ordered = hardness_of(tree), outer_order_by(tree, job.gold_text)
         entry = fresh = {
-            "result": pack(run_query(conn, job.gold_sql, timeout=job.timeout, max_rows=job.max_rows)),
+            "result": pack(conn.run(job.gold_sql, timeout=job.timeout, max_rows=job.max_rows)),
             "order_matters": ordered,
             "hardness": hardness,
         }
@@ -216,7 +218,7 @@ def score(job: ScoreJob) -> ScoreResult:
             # the very query the gold is, on the same read-only database: its result is the gold's
             rows, columns, truncated = gold["rows"], gold["columns"], gold["truncated"]
         else:
-            r = run_query(conn, sql, timeout=job.timeout, max_rows=job.max_rows)
+            r = conn.run(sql, timeout=job.timeout, max_rows=job.max_rows)
             if not r.ok:
                 out.verdicts.append(failed(r.error, r.error_type))
                 continue
@@ -256,9 +258,9 @@ def _text_metrics(job: ScoreJob, out: ScoreResult) -> None:
             out.exact_match = exact_match(job.gold_text, pred) if pred else False
 
 
-def run(job: RunJob) -> RunResult:
+def run(job: RunJob, privileged: bool = False) -> RunResult:
     try:
-        conn = _conn(job.db_path)
+        conn = _conn(job.db_path, privileged)
     except ExecutionError as e:
         return RunResult(db_error=str(e))
     out = RunResult()
@@ -266,7 +268,7 @@ def run(job: RunJob) -> RunResult:
         if not sql or not sql.strip():
             r = QueryResult(False, error="empty or unextractable output", error_type="empty_prediction")
         else:
-            r = run_query(conn, sql, timeout=job.timeout, max_rows=job.max_rows)
+            r = conn.run(sql, timeout=job.timeout, max_rows=job.max_rows)
         out.ok.append(r.ok)
         out.errors.append(r.error)
         out.error_types.append(r.error_type)
@@ -283,6 +285,7 @@ def run(job: RunJob) -> RunResult:
     return out
 
 
-def work(job: ScoreJob | RunJob) -> ScoreResult | RunResult:
-    """The worker pool's one function."""
-    return score(job) if isinstance(job, ScoreJob) else run(job)
+def work(job: ScoreJob | RunJob, privileged: bool = False) -> ScoreResult | RunResult:
+    """The worker pool's one function. ``privileged``: run on a database role that can do more than
+    read (``--allow-privileged-role``; every other guard of the engine's executor still holds)."""
+    return score(job, privileged) if isinstance(job, ScoreJob) else run(job, privileged)
