@@ -77,7 +77,10 @@ def test_one_path_executes_sql_for_judging():
     assert _grep(r"\bconn\.run\(") == ["judge/worker.py"]
     # one executor per engine, opened by one function
     assert _grep(r"^class \w+Executor\b") == ["db/duckdb_exec.py", "db/execute.py", "db/mysql.py", "db/postgres.py"]
-    assert _grep(r"\b(Sqlite|Postgres|Mysql|Duckdb)Executor\(") == ["db/engine.py", "db/schema.py"]  # schema.py: DuckDB's catalog
+    assert _grep(r"\b(Sqlite|Postgres|Mysql|Duckdb)Executor\(") == [
+        "db/engine.py",
+        "db/schema.py",
+    ]  # schema.py: DuckDB's catalog
     # the one-shot execute() is for callers outside the judge (scripts, tests); no module uses it
     assert [p for p in _grep(r"(?<![.\w])execute\(") if p != "db/execute.py"] == []
     assert _grep(r"^def (majority_vote|result_key)\(") == ["judge/score.py"]

@@ -371,8 +371,11 @@ _MODEL = [
 ]
 
 
+DB_HELP = "A SQLite file or a database URL: postgresql://user@host/db, mysql://user@host/db, duckdb:///file.duckdb"
+
+
 def _ask(
-    question: str, db: Path, evidence: str, as_json: bool, model: str, backend: str, base_url: str | None, cfg: Any
+    question: str, db: str, evidence: str, as_json: bool, model: str, backend: str, base_url: str | None, cfg: Any
 ) -> None:
     """Ask a database a question: prints the SQL and the rows, or "I don't know" and why (exit 3)."""
     import json
@@ -383,9 +386,9 @@ def _ask(
     from sqltune.judge import Judge
     from sqltune.serve.ask import Database, ask
 
-    database = Database(db)
+    database = Database(db, cfg.allow_privileged_role)
     b, style = _backend(model, backend, base_url, None)
-    with Judge(workers=1, timeout=cfg.timeout) as judge:
+    with Judge(workers=1, timeout=cfg.timeout, allow_privileged_role=cfg.allow_privileged_role) as judge:
         a = ask(question, database, b, judge, cfg, evidence, style)
     if as_json:
         typer.echo(json.dumps(a.to_dict(), ensure_ascii=False, default=str))
@@ -405,7 +408,7 @@ def _ask(
         raise typer.Exit(3)
 
 
-def _serve(db: list[Path], model: str, backend: str, base_url: str | None, acfg: Any, scfg: Any) -> None:
+def _serve(db: list[str], model: str, backend: str, base_url: str | None, acfg: Any, scfg: Any) -> None:
     """Serve databases and a model: the ask API, user SQL, feedback, a web page, and OpenAI-compatible chat."""
     import dataclasses
     import os
@@ -418,7 +421,7 @@ def _serve(db: list[Path], model: str, backend: str, base_url: str | None, acfg:
     if scfg.api_key is None and os.environ.get("SQLTUNE_API_KEY"):
         scfg = dataclasses.replace(scfg, api_key=os.environ["SQLTUNE_API_KEY"])
     scfg.validate()
-    databases = [Database(p) for p in db]
+    databases = [Database(p, acfg.allow_privileged_role) for p in db]
     b, style = _backend(model, backend, base_url, None)
     application = create_app(b, model, databases, acfg, style, scfg)
     where = f"http://{scfg.host}:{scfg.port}/"
@@ -432,7 +435,7 @@ def _serve(db: list[Path], model: str, backend: str, base_url: str | None, acfg:
 
 
 def _mcp(
-    db: list[Path],
+    db: list[str],
     transport: str,
     host: str,
     port: int,
@@ -450,7 +453,9 @@ def _mcp(
 
     if transport not in ("stdio", "streamable-http"):
         raise SqltuneError(f"--transport {transport!r}: choose stdio or streamable-http")
-    tools = Tools([Database(p) for p in db], lambda: _backend(model, backend, base_url, None), acfg)
+    tools = Tools(
+        [Database(p, acfg.allow_privileged_role) for p in db], lambda: _backend(model, backend, base_url, None), acfg
+    )
     server = create_server(tools)
     try:
         if transport == "stdio":
@@ -471,7 +476,7 @@ def _register_serve() -> None:
             _ask,
             [
                 _param("question", Annotated[str, typer.Argument(help="The question, in plain words")]),
-                _param("db", Annotated[Path, typer.Option(help="The SQLite database to ask")]),
+                _param("db", Annotated[str, typer.Option(help=DB_HELP)]),
                 _param(
                     "evidence",
                     Annotated[str, typer.Option(help="External knowledge for the model (BIRD's evidence)")],
@@ -489,9 +494,7 @@ def _register_serve() -> None:
         _with_configs(
             _serve,
             [
-                _param(
-                    "db", Annotated[list[Path], typer.Option(help="A SQLite database to serve (repeat for several)")]
-                ),
+                _param("db", Annotated[list[str], typer.Option(help=DB_HELP + " (repeat for several)")]),
                 *_MODEL,
             ],
             (AskConfig, ServeConfig),
@@ -501,9 +504,7 @@ def _register_serve() -> None:
         _with_configs(
             _mcp,
             [
-                _param(
-                    "db", Annotated[list[Path], typer.Option(help="A SQLite database to serve (repeat for several)")]
-                ),
+                _param("db", Annotated[list[str], typer.Option(help=DB_HELP + " (repeat for several)")]),
                 _param("transport", Annotated[str, typer.Option(help="stdio | streamable-http")], "stdio"),
                 _param("host", Annotated[str, typer.Option(help="streamable-http: address")], "127.0.0.1"),
                 _param("port", Annotated[int, typer.Option(help="streamable-http: port")], 8765),

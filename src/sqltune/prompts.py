@@ -38,6 +38,17 @@ COT_SYSTEM_PROMPT = (
 )
 """The Llama cookbook's system prompt for chain-of-thought answers (create_reasoning_dataset.py)."""
 
+ENGINE_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL", "duckdb": "DuckDB"}
+"""How the system prompt names each engine's SQL dialect."""
+
+
+def system_prompt(dialect: str = "sqlite", cot: bool = False) -> str:
+    """The system prompt for ``dialect`` (an engine name): the cookbook's text, with the engine named where it
+    says SQLite; for SQLite it is the cookbook's text byte for byte."""
+    text = COT_SYSTEM_PROMPT if cot else SYSTEM_PROMPT
+    return text if dialect == "sqlite" else text.replace("SQLite", ENGINE_NAMES.get(dialect, dialect))
+
+
 _I = " " * 8  # the cookbook's prompt is an indented triple-quoted string; its indentation is part of the text
 TEACHER_PROMPT = (
     "\n" + _I + "You are a text to SQL query translator. Based on the DB Schema and External Knowledge, given the "
@@ -180,12 +191,15 @@ def user_prompt(schema_text: str, question: str, evidence: str = "") -> str:
     return f"-- DB Schema: {schema_text}\n\n-- External Knowledge: {evidence}\n\n-- Question: {question}"
 
 
-def prompt_messages(schema_text: str, question: str, evidence: str = "", cot: bool = False) -> list[dict[str, str]]:
+def prompt_messages(
+    schema_text: str, question: str, evidence: str = "", cot: bool = False, dialect: str = "sqlite"
+) -> list[dict[str, str]]:
     """System and user turns: what the model sees at inference and before the answer in training.
 
-    ``cot``: the chain-of-thought system prompt (the model reasons, then writes the SQL block)."""
+    ``cot``: the chain-of-thought system prompt (the model reasons, then writes the SQL block).
+    ``dialect``: the engine whose SQL to write (the system prompt names it)."""
     return [
-        {"role": "system", "content": COT_SYSTEM_PROMPT if cot else SYSTEM_PROMPT},
+        {"role": "system", "content": system_prompt(dialect, cot)},
         {"role": "user", "content": user_prompt(schema_text, question, evidence)},
     ]
 

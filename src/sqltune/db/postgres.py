@@ -174,16 +174,23 @@ class PostgresExecutor:
         def cancel() -> None:
             cancelled.set()
             with contextlib.suppress(Exception):  # the connection may be gone: nothing left to cancel
-                conn.cancel_safe(timeout=2.0)
+                self.conn.cancel_safe(timeout=2.0)
 
         ms = f"{max(1, int(timeout * 1000))}ms"
         timer = threading.Timer(timeout + 1.0, cancel)
         timer.daemon = True
+        setup = "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)"
+        try:
+            conn.execute(setup, (ms, ms))
+        except self.psycopg.OperationalError:  # the connection was lost (a server restart, a terminated backend)
+            try:
+                self.conn.close()
+                self.conn = conn = self._connect()
+                conn.execute(setup, (ms, ms))
+            except (ExecutionError, self.psycopg.Error) as e:
+                return QueryResult(False, error=_first_line(e), error_type="runtime_error")
         try:
             with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)", (ms, ms)
-                )
                 timer.start()
                 cur.execute(sql, prepare=True)
                 rows, truncated = fetch(cur, max_rows)

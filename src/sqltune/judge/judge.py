@@ -39,7 +39,9 @@ class Judge:
         self.timeout = timeout
         self.max_rows = max_rows
         self.allow_privileged_role = allow_privileged_role
-        self.pool = WorkerPool(partial(work, privileged=allow_privileged_role) if allow_privileged_role else work, workers=workers)
+        self.pool = WorkerPool(
+            partial(work, privileged=allow_privileged_role) if allow_privileged_role else work, workers=workers
+        )
         self.cache = GoldCache(cache_path) if cache else None
         self.gold_executed = 0
         self.gold_cached = 0

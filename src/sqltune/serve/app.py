@@ -97,9 +97,9 @@ class ServeConfig:
 class JudgePool:
     """Several one-worker judges: a query holds one, so one runaway query blocks no one else."""
 
-    def __init__(self, n: int, timeout: float, max_rows: int):
+    def __init__(self, n: int, timeout: float, max_rows: int, allow_privileged_role: bool = False):
         self.free: queue.Queue[Judge] = queue.Queue()
-        self.all = [Judge(workers=1, timeout=timeout) for _ in range(n)]
+        self.all = [Judge(workers=1, timeout=timeout, allow_privileged_role=allow_privileged_role) for _ in range(n)]
         for j in self.all:
             self.free.put(j)
 
@@ -300,7 +300,7 @@ def create_app(
     log_dir = Path(cfg.log_dir) if cfg.log_dir else Path(databases[0].path).parent / "sqltune-logs"
     requests_log, answers_log = JsonlLog(log_dir / "requests.jsonl"), JsonlLog(log_dir / "answers.jsonl")
     feedback_log = JsonlLog(log_dir / "feedback.jsonl")
-    pool = JudgePool(cfg.judges, ask_cfg.timeout, ask_cfg.max_rows)
+    pool = JudgePool(cfg.judges, ask_cfg.timeout, ask_cfg.max_rows, ask_cfg.allow_privileged_role)
     for j in pool.all:  # start every worker now, before requests arrive
         j.run([(databases[0].path, ["SELECT 1"])])
     from sqltune.models.backends import HFBackend

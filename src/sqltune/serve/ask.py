@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from sqltune import prompts
+from sqltune.db.engine import connect
 from sqltune.db.execute import check_sqlite_file
 from sqltune.db.schema import introspect
+from sqltune.db.target import resolve
 from sqltune.errors import ConfigError, DataError
 from sqltune.extract import extract_sql, reasoning_before_sql
 from sqltune.judge import Judge, majority_vote
@@ -59,6 +61,9 @@ class AskConfig:
     """Bytes of returned rows at most."""
     schema_style: str | None = None
     """ddl | text | compact; default: the style the model was trained with, else ddl."""
+    allow_privileged_role: bool = False
+    """Run on a PostgreSQL/MySQL role that can do more than read (refused otherwise): every statement still runs
+    in a read-only transaction, but server files and programs are then up to the role."""
     cot: bool = False
     """The model reasons first: take the last SQL block and return the reasoning beside it."""
     stop_after_sql: bool = True
@@ -125,12 +130,20 @@ def served_model(model: str) -> tuple[str, str | None]:
 
 
 class Database:
-    """A served database: its path, its name (the file's stem) and its rendered schema (cached)."""
+    """A served database: its path or URL, its name (the file's stem or the database's name) and its
+    rendered schema (cached). A server database's role is checked when it is opened: a role that can
+    do more than read is refused here, at startup, unless ``allow_privileged_role``."""
 
-    def __init__(self, path: str | Path):
-        self.path = str(Path(path).resolve())
-        check_sqlite_file(self.path)
-        self.name = Path(path).stem
+    def __init__(self, path: str | Path, allow_privileged_role: bool = False):
+        target = resolve(path)
+        if target.engine == "sqlite":
+            self.path = str(Path(target.path).resolve())
+            check_sqlite_file(self.path)
+        else:
+            self.path = target.raw
+            connect(self.path, allow_privileged_role=allow_privileged_role).close()
+        self.name = target.name
+        self.dialect = target.engine
         self._schemas: dict[str, str] = {}
         self.schema = introspect(self.path, db_id=self.name)
         if not self.schema.tables:
@@ -159,7 +172,9 @@ class Pending:
 
 def start(question: str, db: Database, evidence: str, cfg: AskConfig, style: str) -> Pending:
     """A question's first round: the prompt in the trained schema style."""
-    base = prompts.prompt_messages(db.schema_text(cfg.schema_style or style), question, evidence, cot=cfg.cot)
+    base = prompts.prompt_messages(
+        db.schema_text(cfg.schema_style or style), question, evidence, cot=cfg.cot, dialect=db.dialect
+    )
     answer = Answer(question=question, db=db.name, answered=False)
     answer.timings = {"generate_s": 0.0, "execute_s": 0.0, "total_s": 0.0}
     return Pending(question, db, evidence, base, list(base), answer, started=time.perf_counter())

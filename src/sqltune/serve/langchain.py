@@ -182,15 +182,18 @@ class ChatModelBackend:
 
 
 def database_path(db: Any) -> str:
-    """The SQLite file behind a ``SQLDatabase``, a :class:`Database` or a path."""
+    """The database behind a ``SQLDatabase``, a :class:`Database`, a path or a URL: a SQLite path or a URL."""
     if isinstance(db, Database):
         return db.path
     if isinstance(db, str | Path):
         return str(db)
     engine = getattr(db, "_engine", None)
-    if engine is None or engine.dialect.name != "sqlite" or not engine.url.database:
-        raise ConfigError("sqltune's chain runs SQLite files: give a SQLDatabase over sqlite:///FILE, or the file")
-    return engine.url.database
+    if engine is None or not engine.url.database:
+        raise ConfigError("give a SQLDatabase over a database, a Database, a SQLite path or a database URL")
+    if engine.dialect.name == "sqlite":
+        return engine.url.database
+    # the URL as SQLAlchemy holds it; sqltune refuses one that carries a password, saying where it goes instead
+    return engine.url.render_as_string(hide_password=False)
 
 
 class _Asker:
@@ -200,14 +203,14 @@ class _Asker:
         from sqltune.judge import Judge
 
         cfg.validate()
-        self.database = Database(database_path(db))
+        self.database = Database(database_path(db), cfg.allow_privileged_role)
         if isinstance(llm, SqltuneChatModel):
             self.backend: Any = llm.engine  # in-process: batch through the backend itself
             style = style or served_model(llm.model)[1]
         else:
             self.backend = ChatModelBackend(llm, concurrency)
         self.cfg, self.style = cfg, style or cfg.schema_style or "ddl"
-        self.judge = Judge(workers=1, timeout=cfg.timeout)
+        self.judge = Judge(workers=1, timeout=cfg.timeout, allow_privileged_role=cfg.allow_privileged_role)
         weakref.finalize(self, self.judge.close)
 
     def __call__(self, question: str, evidence: str = "") -> dict[str, Any]:

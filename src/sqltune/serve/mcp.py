@@ -20,6 +20,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from sqlglot import exp
+
+from sqltune.db.target import SQLGLOT_DIALECT
 from sqltune.errors import ConfigError, SqltuneError
 from sqltune.serve.ask import AskConfig, Database, ask, run_sql
 
@@ -44,7 +47,7 @@ class Tools:
             raise ConfigError("give at least one database (--db FILE)")
         self.databases = {d.name: d for d in databases}
         self.cfg, self.style = cfg, style
-        self.judge = Judge(workers=1, timeout=cfg.timeout)
+        self.judge = Judge(workers=1, timeout=cfg.timeout, allow_privileged_role=cfg.allow_privileged_role)
         self._load_backend = load_backend
         self._backend: Any = None
         self._lock = threading.Lock()
@@ -79,8 +82,13 @@ class Tools:
             for f in d.schema.foreign_keys
             if f.table == t.name
         ]
-        quoted = '"' + t.name.replace('"', '""') + '"'
-        rows = run_sql(self.judge, d, f"SELECT * FROM {quoted} LIMIT {max(0, min(sample_rows, 20))}", self.cfg)
+        n = max(0, min(sample_rows, 20))
+        rows = run_sql(
+            self.judge,
+            d,
+            exp.select("*").from_(exp.to_table(t.name, quoted=True)).limit(n).sql(dialect=SQLGLOT_DIALECT[d.dialect]),
+            self.cfg,
+        )
         return {
             "db": d.name,
             "table": t.name,

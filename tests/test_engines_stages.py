@@ -1,0 +1,220 @@
+"""Every stage that runs SQL, on PostgreSQL, MariaDB and DuckDB: eval (the CLI), ask, the HTTP API's
+/v1/sql and /v1/ask (a real uvicorn server, httpx), and MCP's run_sql (the SDK's client over stdio),
+with the hostile statements through each, as a read-only role and as a write-capable role under
+--allow-privileged-role. A planted password never appears in anything a run writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sqltune.db import roles
+from sqltune.db.load import load_sqlite
+from sqltune.serve.app import ServeConfig, create_app
+from sqltune.serve.ask import AskConfig, Database
+from test_db_engines import HOSTILE, _admin_run, _state
+from test_serve import SCRIPT, ScriptedModel, Server, make_shop
+
+PLANTED = "pw-planted-7f3a9c"
+
+
+def _statements(engine: str) -> list[str]:
+    """The single-call hostile statements (each alone is what a client can send in one request)."""
+    return [e.replace("{file}", "/tmp/sqltune_evil_stage.out") for e in HOSTILE[engine] if isinstance(e, str)]
+
+
+@pytest.fixture(params=["postgresql", "mysql", "duckdb"])
+def engine_shop(request, tmp_path):
+    """The serve tests' shop loaded into an engine; yields (engine, admin URL, reader URL, writer URL)."""
+    engine = request.param
+    src = make_shop(tmp_path / "shop.sqlite")
+    if engine == "duckdb":
+        url = f"duckdb:///{tmp_path / 'shop.duckdb'}"
+        load_sqlite(src, url)
+        yield engine, url, url, url
+        return
+    admin = request.getfixturevalue("pg_db" if engine == "postgresql" else "mysql_db")
+    load_sqlite(src, admin)
+    tag = int(time.time() * 1000) % 10**8
+    reader = roles.create_reader(admin, role=f"sqltune_t_r{tag}")
+    writer = roles.create_reader(admin, role=f"sqltune_t_w{tag}", write=True)
+    try:
+        yield engine, admin, reader, writer
+    finally:
+        for r in (f"sqltune_t_r{tag}", f"sqltune_t_w{tag}"):
+            if engine == "postgresql":
+                _admin_run(admin, [f"DROP OWNED BY {r}"])
+            roles.drop_reader(admin, role=r)
+
+
+def _snapshot(engine: str, admin: str) -> object:
+    if engine == "duckdb":
+        return Path(admin.removeprefix("duckdb:///")).read_bytes()
+    return _state(engine, admin)
+
+
+@pytest.mark.parametrize("privileged", [False, True], ids=["reader", "writer-allowed"])
+def test_http_api_on_engines(engine_shop, privileged, tmp_path):
+    engine, admin, reader, writer = engine_shop
+    url = writer if privileged else reader
+    before = _snapshot(engine, admin)
+    app = create_app(
+        ScriptedModel(SCRIPT),
+        "scripted",
+        [Database(url, allow_privileged_role=privileged)],
+        AskConfig(timeout=1.0, max_rows=50, allow_privileged_role=privileged),
+        "compact",
+        ServeConfig(log_dir=str(tmp_path / "logs"), judges=2, batch_wait=0.05),
+    )
+    srv = Server(app)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            a = c.post("/v1/ask", json={"question": "How many customers are from Germany?"}).json()
+            assert a["answered"] and a["rows"] == [[2]], a
+            r = c.post("/v1/sql", json={"sql": "SELECT name FROM customers WHERE spent > 8 ORDER BY name"}).json()
+            assert r["ok"] and r["rows"] == [["Ann"], ["Bob"]], r
+            for sql in _statements(engine):
+                r = c.post("/v1/sql", json={"sql": sql}).json()
+                assert _snapshot(engine, admin) == before, f"{sql!r} changed the database"
+            t0 = time.monotonic()
+            spin = {"postgresql": "SELECT pg_sleep(30)", "mysql": "SELECT SLEEP(30)"}.get(
+                engine, "SELECT count(*) FROM range(100000000000)"
+            )
+            r = c.post("/v1/sql", json={"sql": spin}).json()
+            assert not r["ok"] and r["error_type"] == "timeout" and time.monotonic() - t0 < 3, r
+    finally:
+        srv.stop()
+    assert not Path("/tmp/sqltune_evil_stage.out").exists()
+    assert _snapshot(engine, admin) == before
+
+
+def test_eval_cli_on_engines_keeps_passwords_out(engine_shop, tmp_path):
+    """sqltune eval on a dataset whose records name the engine's URL; with PGPASSWORD and MYSQL_PWD planted
+    (trust authentication ignores them), no file the run writes holds the password."""
+    engine, admin, reader, writer = engine_shop
+    data = [
+        {
+            "id": "q1",
+            "db_id": "shop",
+            "db_path": reader,
+            "question": "Germans?",
+            "sql": "SELECT count(*) FROM customers WHERE country = 'Germany'",
+        },
+        {
+            "id": "q2",
+            "db_id": "shop",
+            "db_path": reader,
+            "question": "Names?",
+            "sql": "SELECT name FROM customers ORDER BY id",
+        },
+        {"id": "q3", "db_id": "shop", "db_path": reader, "question": "Drop", "sql": "SELECT 1"},
+    ]
+    preds = [
+        {"id": "q1", "pred_sql": "SELECT COUNT(*) FROM customers WHERE country = 'Germany'"},
+        {"id": "q2", "pred_sql": "SELECT name FROM customers"},
+        {"id": "q3", "pred_sql": "DROP TABLE customers"},
+    ]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(x) + "\n" for x in data))
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(x) + "\n" for x in preds))
+    out = tmp_path / "ev"
+    env = {"PATH": "/usr/bin:/bin", "SQLTUNE_HOME": str(tmp_path / "home"), "PGPASSWORD": PLANTED, "MYSQL_PWD": ""}
+    if engine == "mysql":
+        env["MYSQL_PWD"] = ""  # root/readers have no password here; a wrong one would be refused
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sqltune",
+            "eval",
+            "--dataset",
+            str(tmp_path / "d.jsonl"),
+            "--pred",
+            str(tmp_path / "p.jsonl"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n"] == 3 and s["correct"] == 2, s
+    res = {x["id"]: x for x in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert res["q3"]["error_type"] == "write_attempt"
+    for f in [*out.rglob("*"), *(tmp_path / "home").rglob("*")]:
+        if f.is_file():
+            assert PLANTED.encode() not in f.read_bytes(), f
+    assert PLANTED not in r.stdout + r.stderr
+
+
+def test_a_password_in_the_url_is_refused_without_echo(tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sqltune",
+            "ask",
+            "hi",
+            "--db",
+            f"postgresql://alice:{PLANTED}@127.0.0.1/x",
+            "--model",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "PGPASSWORD" in r.stderr and PLANTED not in r.stderr + r.stdout
+    assert "Traceback" not in r.stderr
+
+
+def test_mcp_run_sql_on_engines(engine_shop, tmp_path, tiny_model):
+    pytest.importorskip("mcp")
+    import anyio
+    from mcp import Client, StdioServerParameters
+
+    from test_mcp import _payload
+
+    engine, admin, reader, writer = engine_shop
+    before = _snapshot(engine, admin)
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=[
+            "-m",
+            "sqltune",
+            "mcp",
+            "--db",
+            reader,
+            "--model",
+            str(tiny_model),
+            "--max-new-tokens",
+            "8",
+            "--timeout",
+            "1",
+        ],
+        env={"SQLTUNE_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
+    )
+
+    async def session() -> dict:
+        got: dict = {"hostile": []}
+        async with Client(params, read_timeout_seconds=120) as c:
+            got["describe"] = _payload(await c.call_tool("describe_table", {"table": "customers"}))
+            got["sql"] = _payload(await c.call_tool("run_sql", {"sql": "SELECT COUNT(*) FROM customers"}))
+            for sql in _statements(engine):
+                got["hostile"].append(_payload(await c.call_tool("run_sql", {"sql": sql})))
+        return got
+
+    got = anyio.run(session)
+    assert got["sql"]["ok"] and got["sql"]["rows"] == [[4]]
+    assert [c["name"] for c in got["describe"]["columns"]] == ["id", "name", "country", "spent"]
+    assert len(got["describe"]["sample"]["rows"]) == 3
+    assert got["hostile"] and all(not h["ok"] or h["rows"] is not None for h in got["hostile"])
+    assert _snapshot(engine, admin) == before
