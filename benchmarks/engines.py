@@ -120,9 +120,60 @@ def main() -> int:
         (out / f"failures_{eng}.txt").write_text("\n".join(fails[eng]) + "\n")
         for f in fails[eng]:
             print(f"  {eng}: {f[:300]}")
-    print("gold execution time (972 queries, one connection per database):")
+    print(f"gold execution time ({total} queries, one connection per database):")
     for eng in ("sqlite", *engines):
         print(f"  {eng:<10} {eval_s[eng]:.2f} s ({eval_s[eng] / max(eval_s['sqlite'], 1e-9):.2f}x SQLite)")
+    # 3. the hostile suite (tests/fixtures/hostile.yaml) per engine and role, as the tests run it
+    import subprocess
+
+    import yaml
+
+    hostile = yaml.safe_load((ROOT / "tests" / "fixtures" / "hostile.yaml").read_text())
+    for eng, entries in hostile.items():
+        n = sum(len(e) if isinstance(e, list) else 1 for e in entries)
+        runaways = sum(1 for e in entries if isinstance(e, dict))
+        print(f"hostile suite {eng:<10} {n} statements ({runaways} runaways) per role")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(ROOT / "tests" / "test_db_engines.py"),
+            "-k",
+            "hostile",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    for line in r.stdout.splitlines():
+        if "PASSED" in line or "FAILED" in line or " passed" in line or " failed" in line:
+            print(f"  {line}")
+    print(
+        "  (each test asserts: every table's checksum unchanged, no file created, no lock held, no session of the "
+        "role left running, runaways stopped within timeout + 1 s while another query proceeds)"
+    )
+    if not args.keep:
+        import sqlalchemy as sa
+
+        from sqltune.db.target import resolve
+
+        for base, eng in ((args.pg, "postgresql"), (args.mysql, "mysql")):
+            e = resolve(base).sqlalchemy_engine(isolation_level="AUTOCOMMIT")
+            with e.connect() as c:
+                for d in present:
+                    q = f'"sqltune_bench_{d}"' if eng == "postgresql" else f"`sqltune_bench_{d}`"
+                    c.execute(
+                        sa.text(f"DROP DATABASE IF EXISTS {q}" + (" WITH (FORCE)" if eng == "postgresql" else ""))
+                    )
+                if eng == "postgresql":
+                    c.execute(sa.text("DROP ROLE IF EXISTS sqltune_bench_reader"))
+                else:
+                    c.execute(sa.text("DROP USER IF EXISTS 'sqltune_bench_reader'@'%'"))
+            e.dispose()
     return 0
 
 

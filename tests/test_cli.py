@@ -31,6 +31,7 @@ COMMANDS = [
     ["export", "gguf"],
     ["export", "converter"],
     ["mcp"],
+    ["db", "load"],
 ]
 
 

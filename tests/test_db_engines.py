@@ -350,3 +350,20 @@ def test_concurrent_queries_share_nothing(request):
         assert not errors
     finally:
         roles.drop_reader(admin, role=role)
+
+
+def test_db_load_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from sqltune.cli import app
+
+    src = make_shop_db(tmp_path / "shop.sqlite")
+    url = f"duckdb:///{tmp_path / 'shop.duckdb'}"
+    r = CliRunner().invoke(app, ["db", "load", str(src), "--to", url], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "products: 20 rows" in r.output and "category: 3 rows" in r.output
+    ex = connect(url)
+    assert ex.run("SELECT count(*) FROM products WHERE price > 15").rows == [(10,)]
+    ex.close()
+    bad = CliRunner().invoke(app, ["db", "load", str(tmp_path / "nope.sqlite"), "--to", url])
+    assert bad.exit_code == 2 and "not found" in bad.output

@@ -33,6 +33,10 @@ export_app = typer.Typer(help="Export: a run or model -> a checked GGUF file for
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(export_app, name="export")
+db_app = typer.Typer(
+    help="Databases: copy a SQLite database into PostgreSQL, MySQL/MariaDB or DuckDB.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
 
 out = Console()
 err = Console(stderr=True)
@@ -566,6 +570,25 @@ def export_gguf_cmd(
             err.print(f"[yellow]warning:[/yellow] {g['warning']}", highlight=False)
     out.print(f"report: {report_path(r['file'])}")
     require_ok(r)
+
+
+@db_app.command(
+    "load", epilog="Example: sqltune db load runs/demo/shop.sqlite --to postgresql://postgres@127.0.0.1/shop --replace"
+)
+def db_load_cmd(
+    source: Annotated[Path, typer.Argument(help="The SQLite file to copy")],
+    to: Annotated[str, typer.Option(help="postgresql://…/db, mysql://…/db or duckdb:///file.duckdb (created)")],
+    replace: Annotated[bool, typer.Option(help="Drop the target database first")] = False,
+) -> None:
+    """Copy a SQLite database with its types, keys and rows (a role that may create databases and tables)."""
+    from sqltune.db.load import load_sqlite
+
+    rep = load_sqlite(source, to, replace=replace)
+    for table, n in rep.rows.items():
+        out.print(f"{table}: {n} rows")
+    for k in rep.dropped_keys:
+        err.print(f"[yellow]{k}[/yellow]", highlight=False)
+    out.print(f"loaded {len(rep.rows)} tables into {rep.target} in {rep.seconds:.1f} s")
 
 
 @export_app.command("converter", epilog="Example: sqltune export converter")
