@@ -365,5 +365,12 @@ def test_db_load_cli(tmp_path):
     ex = connect(url)
     assert ex.run("SELECT count(*) FROM products WHERE price > 15").rows == [(10,)]
     ex.close()
-    bad = CliRunner().invoke(app, ["db", "load", str(tmp_path / "nope.sqlite"), "--to", url])
-    assert bad.exit_code == 2 and "not found" in bad.output
+    import subprocess
+
+    bad = subprocess.run(
+        [sys.executable, "-m", "sqltune", "db", "load", str(tmp_path / "nope.sqlite"), "--to", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr
