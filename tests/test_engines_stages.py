@@ -218,3 +218,41 @@ def test_mcp_run_sql_on_engines(engine_shop, tmp_path, tiny_model):
     assert len(got["describe"]["sample"]["rows"]) == 3
     assert got["hostile"] and all(not h["ok"] or h["rows"] is not None for h in got["hostile"])
     assert _snapshot(engine, admin) == before
+
+
+def test_data_build_for_an_engine(engine_shop, tmp_path):
+    """data build --target: golds transpiled, run on the engine and kept only when they return the SQLite
+    gold's result; records carry the engine's URL, dialect and prompt; the failures are named in the report."""
+    from sqltune.data.build import BuildConfig, build
+
+    engine, admin, reader, writer = engine_shop
+    src = make_shop(tmp_path / "shop_src.sqlite")
+    pairs = [
+        {"question": "Germans?", "sql": 'SELECT count(*) FROM customers WHERE country = "Germany"', "db_id": "shop"},
+        {"question": "Per country?", "sql": "SELECT Country, Name FROM Customers GROUP BY country ORDER BY country"},
+        {"question": "Big spenders?", "sql": "SELECT name FROM customers WHERE spent > 8 ORDER BY spent DESC"},
+        {"question": "A-names?", "sql": "SELECT name FROM customers WHERE name LIKE 'a%'"},  # SQLite: any case
+    ]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps({**p, "db_path": str(src)}) + "\n" for p in pairs))
+    target = reader  # one database; several are named by a template: postgresql://reader@host/spider_{db_id}
+    out = tmp_path / "built.jsonl"
+    report = build(
+        BuildConfig(
+            benchmark="pairs",
+            data_dir=str(tmp_path / "pairs.jsonl"),
+            split="",
+            out=str(out),
+            target=target,
+            schema="compact",
+        )
+    )
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    qs = {r["question"]: r for r in recs}
+    assert set(qs) == {"Germans?", "Per country?", "Big spenders?"}, report["failed_transpiled"]
+    for r in recs:
+        assert r["db_path"] == target and r["dialect"] == engine
+        assert {"postgresql": "PostgreSQL", "mysql": "MySQL", "duckdb": "DuckDB"}[engine] in r["messages"][0]["content"]
+        assert r["messages"][-1]["content"] == r["sql"]
+    assert "'Germany'" in qs["Germans?"]["sql"] and "customers" in qs["Per country?"]["sql"]
+    failed = report["failed_transpiled"]  # LIKE compares case on every engine but SQLite
+    assert [f["reason"] for f in failed] == ["target_differs"] and "A-names" not in json.dumps(recs)

@@ -204,14 +204,19 @@ def prompt_messages(
     ]
 
 
-def chat_record(schema_text: str, question: str, evidence: str, sql: str) -> dict[str, Any]:
+def chat_record(schema_text: str, question: str, evidence: str, sql: str, dialect: str = "sqlite") -> dict[str, Any]:
     """A training record in chat format: ``{"messages": [system, user, assistant]}``."""
-    return {"messages": [*prompt_messages(schema_text, question, evidence), {"role": "assistant", "content": sql}]}
+    msgs = prompt_messages(schema_text, question, evidence, dialect=dialect)
+    return {"messages": [*msgs, {"role": "assistant", "content": sql}]}
 
 
-def alpaca_record(schema_text: str, question: str, evidence: str, sql: str) -> dict[str, Any]:
+def alpaca_record(schema_text: str, question: str, evidence: str, sql: str, dialect: str = "sqlite") -> dict[str, Any]:
     """A training record in alpaca format, with the same texts as the chat format."""
-    return {"instruction": SYSTEM_PROMPT, "input": user_prompt(schema_text, question, evidence), "output": sql}
+    return {
+        "instruction": system_prompt(dialect),
+        "input": user_prompt(schema_text, question, evidence),
+        "output": sql,
+    }
 
 
 def messages_from_record(record: dict[str, Any], cot: bool = False) -> list[dict[str, str]]:
@@ -267,11 +272,13 @@ def cot_messages(record: dict[str, Any], answer: str) -> list[dict[str, str]]:
     return [*messages_from_record(record, cot=True), {"role": "assistant", "content": answer}]
 
 
-def make_record(fmt: str, schema_text: str, question: str, evidence: str, sql: str) -> dict[str, Any]:
+def make_record(
+    fmt: str, schema_text: str, question: str, evidence: str, sql: str, dialect: str = "sqlite"
+) -> dict[str, Any]:
     if fmt == "chat":
-        return chat_record(schema_text, question, evidence, sql)
+        return chat_record(schema_text, question, evidence, sql, dialect)
     if fmt == "alpaca":
-        return alpaca_record(schema_text, question, evidence, sql)
+        return alpaca_record(schema_text, question, evidence, sql, dialect)
     raise ConfigError(f"unknown record format {fmt!r}; choose one of: {', '.join(RECORD_FORMATS)}")
 
 

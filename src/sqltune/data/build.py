@@ -24,14 +24,16 @@ from typing import Any
 
 from sqltune import prompts
 from sqltune.data.example import Example, Skip
-from sqltune.db.execute import check_sqlite_file
+from sqltune.db.execute import ROW_CAP, check_sqlite_file
 from sqltune.db.schema import Schema, introspect
+from sqltune.db.target import display, engine_of
 from sqltune.errors import ConfigError, ExecutionError, SqltuneError
 from sqltune.io import sha256_file, write_json, write_jsonl
 from sqltune.judge import Judge
+from sqltune.judge.compare import outer_order_by
 from sqltune.models.load import TokenCounter, load_tokenizer
 from sqltune.splits import SPLITS, holdout
-from sqltune.sqlutil import tables_used
+from sqltune.sqlutil import parse, tables_used
 
 BENCHMARKS = ("spider", "bird", "pairs")
 
@@ -81,6 +83,13 @@ class BuildConfig:
     """pairs: folder of <db_id>/<db_id>.sqlite for records that give a db_id."""
     limit: int | None = None
     """Use only the first N examples (for quick looks)."""
+    target: str | None = None
+    """Build for another engine: a database URL where {db_id} stands for each database's name
+    (postgresql://reader@host/spider_{db_id}; load them with 'sqltune db load'). Each gold is transpiled
+    from SQLite with sqlglot, run there, and kept only when it returns the SQLite gold's result; the
+    schema and the prompt are the target's."""
+    allow_privileged_role: bool = False
+    """target: run on a role that can do more than read (refused otherwise)."""
 
     def validate(self) -> None:
         problems = []
@@ -96,6 +105,14 @@ class BuildConfig:
             problems.append(f"timeout={self.timeout}: must be positive")
         if not 0.0 <= self.val_fraction < 1.0:
             problems.append(f"val_fraction={self.val_fraction}: must be in [0, 1)")
+        if self.target is not None and not self.verify:
+            problems.append(
+                "target: needs verify=true (a transpiled gold is kept only when its result is the SQLite gold's)"
+            )
+        if self.target is not None and engine_of(self.target) not in ("postgresql", "mysql", "duckdb"):
+            problems.append(
+                f"target={display(self.target)!r}: a postgresql://, mysql:// or duckdb:/// URL with {{db_id}}"
+            )
         if self.val_split not in SPLITS:
             problems.append(f"val_split={self.val_split!r}: choose one of {', '.join(SPLITS)}")
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 16:
@@ -196,7 +213,7 @@ def build_records(
     facts: dict[int, dict[str, Any]] = {}
     kept: list[tuple[Example, _DbState]] = []
     if cfg.verify:
-        runnable = [k for k, (ex, _) in enumerate(candidates) if "://" not in ex.db_path]
+        runnable = list(range(len(candidates)))
         with Judge(workers=cfg.workers, timeout=cfg.timeout) as judge:
             results = judge.run([(candidates[k][0].db_path, [candidates[k][0].sql]) for k in runnable], analysis=True)
         verdicts = dict(zip(runnable, results, strict=True))
@@ -212,6 +229,8 @@ def build_records(
             kept.append((ex, st))
     else:
         kept = candidates
+    if cfg.target is not None:
+        kept = _retarget(kept, cfg, states, skips)
 
     prune = cfg.prune_tables if cfg.prune_tables is not None else is_training_split(cfg.split)
 
@@ -226,7 +245,9 @@ def build_records(
     shrunk_examples = 0
     lengths: list[int | None] = [None] * len(rendered)
     if counter is not None:
-        msgs = [prompts.prompt_messages(txt, ex.question, ex.evidence) for ex, _, txt in rendered]
+        msgs = [
+            prompts.prompt_messages(txt, ex.question, ex.evidence, dialect=_dialect(st)) for ex, st, txt in rendered
+        ]
         lengths = list(counter.count_many(msgs))
         budget = cfg.max_prompt_tokens
         if budget is not None:
@@ -253,7 +274,7 @@ def build_records(
                 for step, sch in steps:
                     done.append(step)
                     txt = schema_text(st, tuple(done), sch)
-                    n = counter.count(prompts.prompt_messages(txt, ex.question, ex.evidence))
+                    n = counter.count(prompts.prompt_messages(txt, ex.question, ex.evidence, dialect=_dialect(st)))
                     shrunk[step if isinstance(step, str) else step[0]] += 1
                     rendered[i] = (ex, st, txt)
                     lengths[i] = n
@@ -261,7 +282,7 @@ def build_records(
                         break
     records = []
     final_lengths = []
-    for i, (ex, _st, txt) in enumerate(rendered):
+    for i, (ex, st, txt) in enumerate(rendered):
         if cfg.max_prompt_tokens is not None and lengths[i] is not None and lengths[i] > cfg.max_prompt_tokens:  # type: ignore[operator]
             skips.append(Skip(ex.id, ex.db_id, "over_token_budget", f"{lengths[i]} tokens > {cfg.max_prompt_tokens}"))
             continue
@@ -276,7 +297,9 @@ def build_records(
             rec["gold_hardness"] = facts[id(ex)]["hardness"]
             rec["gold_ordered"] = facts[id(ex)]["order_by"]
             rec["gold_normalized"] = facts[id(ex)]["normalized"]
-        rec.update(prompts.make_record(cfg.format, txt, ex.question, ex.evidence, ex.sql))
+        if _dialect(st) != "sqlite":
+            rec["dialect"] = _dialect(st)
+        rec.update(prompts.make_record(cfg.format, txt, ex.question, ex.evidence, ex.sql, _dialect(st)))
         records.append(rec)
     stats = {
         "shrunk": dict(shrunk),
@@ -286,6 +309,58 @@ def build_records(
     return records, skips, stats
 
 
+def _dialect(st: _DbState) -> str:
+    return st.schema.dialect if st.schema is not None else "sqlite"
+
+
+def _retarget(
+    kept: list[tuple[Example, _DbState]], cfg: BuildConfig, states: dict[str, _DbState], skips: list[Skip]
+) -> list[tuple[Example, _DbState]]:
+    """The examples for ``cfg.target``: each gold transpiled, run on the target and kept only when it returns
+    the SQLite gold's result (rows as bags, or in order when the gold orders them); failures are skips."""
+    from dataclasses import replace
+
+    from sqltune.db.dialect import agree, transpile
+
+    assert cfg.target is not None
+    engine = engine_of(cfg.target)
+    moved: list[tuple[Example, str]] = []
+    for ex, st in kept:
+        assert st.schema is not None
+        cols = [c.name for t in st.schema.tables for c in t.columns]
+        try:
+            moved.append((ex, transpile(ex.sql, engine, cols)))
+        except ExecutionError as e:
+            skips.append(Skip(ex.id, ex.db_id, "transpile_failed", str(e)))
+    with Judge(workers=cfg.workers, timeout=cfg.timeout, allow_privileged_role=cfg.allow_privileged_role) as judge:
+        big = 1 << 40
+        src = judge.run([(ex.db_path, [ex.sql]) for ex, _ in moved], keep_rows=ROW_CAP, max_bytes=big)
+        urls = [cfg.target.replace("{db_id}", ex.db_id) for ex, _ in moved]
+        dst = judge.run([(u, [sql]) for u, (_, sql) in zip(urls, moved, strict=True)], keep_rows=ROW_CAP, max_bytes=big)
+    out = []
+    for (ex, sql), url, a, b in zip(moved, urls, src, dst, strict=True):
+        if b.db_error or not b.ok[0]:
+            skips.append(Skip(ex.id, ex.db_id, "target_failed", f"{b.db_error or b.errors[0]} | {sql}"))
+            continue
+        ordered = outer_order_by(parse(ex.sql), ex.sql)
+        if not a.ok or not a.ok[0] or not agree(a.results[0][1], b.results[0][1], ordered=ordered):
+            n_a = len(a.results[0][1]) if a.results else 0
+            skips.append(Skip(ex.id, ex.db_id, "target_differs", f"{n_a} vs {len(b.results[0][1])} rows | {sql}"))
+            continue
+        st = states.get(url)
+        if st is None:
+            st = states[url] = _DbState()
+            try:
+                st.schema = introspect(url, db_id=ex.db_id, sample_rows=cfg.sample_rows)
+            except ExecutionError as e:
+                st.error = str(e)
+        if st.schema is None:
+            skips.append(Skip(ex.id, ex.db_id, "unreadable_database", st.error))
+            continue
+        out.append((replace(ex, sql=sql, db_path=url), st))
+    return out
+
+
 def summarize_skips(skips: list[Skip]) -> dict[str, Any]:
     by_reason = Counter(s.reason for s in skips)
     missing = Counter(s.db_id for s in skips if s.reason in ("missing_database", "unknown_db_id"))
@@ -293,6 +368,9 @@ def summarize_skips(skips: list[Skip]) -> dict[str, Any]:
         "skipped": dict(sorted(by_reason.items())),
         "missing_databases": dict(sorted(missing.items())),
         "failed_gold": [s.to_dict() for s in skips if s.reason in ("gold_failed", "gold_timeout")],
+        "failed_transpiled": [
+            s.to_dict() for s in skips if s.reason in ("transpile_failed", "target_failed", "target_differs")
+        ],
         "skipped_examples": [s.to_dict() for s in skips],
     }
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltune.config import to_dict as config_dict
+from sqltune.db.target import is_url
 from sqltune.errors import ConfigError, DataError, ModelError
 from sqltune.extract import extract_sql
 from sqltune.io import (
@@ -304,7 +305,7 @@ def _vote(judge: Judge, batch: list[dict[str, Any]], recs: list[dict[str, Any]])
     todo = [
         (k, str(r["db_path"]))
         for k, r in enumerate(batch)
-        if "candidates" in recs[k] and r.get("db_path") and Path(str(r["db_path"])).is_file()
+        if "candidates" in recs[k] and r.get("db_path") and (is_url(r["db_path"]) or Path(str(r["db_path"])).is_file())
     ]
     chosen = judge.vote([(db, recs[k]["candidates"]) for k, db in todo])
     for (k, _), (best, votes) in zip(todo, chosen, strict=True):
