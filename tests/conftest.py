@@ -392,3 +392,49 @@ def make_shop_db(path: Path) -> Path:
     conn.commit()
     conn.close()
     return path
+
+
+# ---------------------------------------------------------------- nothing left running
+# Every process the test run starts carries this tag in its environment (or names the run's temporary
+# folder on its command line); at the end of the run none may still be alive: a leftover fails the run.
+_RUN_TAG = f"{os.getpid()}-{os.urandom(4).hex()}"
+os.environ["SQLTUNE_TEST_RUN"] = _RUN_TAG
+
+
+def _leftovers(session) -> list[str]:
+    import psutil
+
+    base = str(session.config._tmp_path_factory.getbasetemp()) if hasattr(session.config, "_tmp_path_factory") else ""
+    me = os.getpid()
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+        if p.pid == me or p.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            tagged = p.environ().get("SQLTUNE_TEST_RUN") == _RUN_TAG
+            cmd = " ".join(p.info["cmdline"] or [])
+        except (psutil.Error, OSError):
+            continue
+        if tagged or (base and base in cmd):
+            out.append(f"{p.pid}: {cmd[:200]}")
+    return out
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import time
+
+    deadline = time.time() + 5  # processes told to stop get a few seconds
+    left = _leftovers(session)
+    while left and time.time() < deadline:
+        time.sleep(0.2)
+        left = _leftovers(session)
+    if left:
+        import psutil
+
+        for line in left:
+            with __import__("contextlib").suppress(psutil.Error):
+                psutil.Process(int(line.split(":")[0])).kill()
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            "processes the tests left running (now killed):\n  " + "\n  ".join(left), red=True
+        )
+        session.exitstatus = 1

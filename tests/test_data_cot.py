@@ -218,7 +218,7 @@ def test_bad_input_is_a_clear_error(tmp_path, dataset):
         build_cot(CotConfig(dataset=str(tmp_path / "nope.jsonl"), out=str(tmp_path / "o.jsonl")))
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "1", "question": "q", "db_path": "x"}) + "\n")
-    with pytest.raises(DataError, match="record 1 has no sql"):
+    with pytest.raises(DataError, match="line 1: missing field 'sql'"):
         build_cot(CotConfig(dataset=str(bad), out=str(tmp_path / "o.jsonl")))
     with pytest.raises(ConfigError, match="teacher-model"):
         build_cot(CotConfig(dataset=str(dataset), out=str(tmp_path / "o.jsonl"), teacher="openai"))

@@ -87,7 +87,7 @@ def test_alpaca_input_records(school_db):
     ]
     f = school_db.parent / "alpaca.json"
     f.write_text(json.dumps(rows))
-    with pytest.raises(DataError, match=r"record 0: missing field 'db_path'"):
+    with pytest.raises(DataError, match=r"record 1: missing field 'db_path'"):
         build(_cfg(f))
     rep = build(_cfg(f, db=str(school_db), format="alpaca"))
     rec = json.loads((f.parent / "out.jsonl").read_text())
@@ -112,7 +112,7 @@ def test_malformed_jsonl_names_the_line(school_db):
 def test_malformed_csv_names_the_record(school_db):
     f = school_db.parent / "bad.csv"
     f.write_text("question,sql,db_path\nHow many?,SELECT count(*) FROM teacher,school.sqlite,extra\n")
-    with pytest.raises(DataError, match=r"bad.csv: record 0 .* more cells than the header"):
+    with pytest.raises(DataError, match=r"bad.csv: record 1 .* more cells than the header"):
         build(_cfg(f))
 
 
@@ -129,7 +129,7 @@ def test_missing_fields_are_all_listed_and_nothing_is_written(school_db):
     with pytest.raises(DataError) as ei:
         build(_cfg(f))
     msg = str(ei.value)
-    assert "record 1: missing field 'sql'" in msg and "record 2: missing field 'question'" in msg
+    assert "record 2: missing field 'sql'" in msg and "record 3: missing field 'question'" in msg
     assert out.read_text() == "previous content\n"
 
 

@@ -374,3 +374,32 @@ def test_db_load_cli(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_ties_under_order_by_limit_are_recognised(tmp_path):
+    """Another engine may return another of the rows tied under ORDER BY … LIMIT: as right as SQLite's pick;
+    a row that is not tied, or a missing row that had to be there, is not."""
+    import sqlite3
+
+    from sqltune.db.dialect import agree_up_to_ties
+
+    db = tmp_path / "t.sqlite"
+    c = sqlite3.connect(db)
+    c.executescript(
+        "CREATE TABLE t (name TEXT, score INT);INSERT INTO t VALUES ('a', 9), ('b', 7), ('c', 7), ('d', 5);"
+    )
+    c.commit()
+    c.close()
+
+    def run(q):
+        return execute(db, q).rows
+
+    top2 = "SELECT name FROM t ORDER BY score DESC LIMIT 2"
+    sqlite_rows = run(top2)
+    assert sqlite_rows[0] == ("a",)
+    assert agree_up_to_ties(top2, sqlite_rows, [("a",), ("b",)], run)
+    assert agree_up_to_ties(top2, sqlite_rows, [("a",), ("c",)], run)
+    assert not agree_up_to_ties(top2, sqlite_rows, [("b",), ("c",)], run)  # 'a' had to be there
+    assert not agree_up_to_ties(top2, sqlite_rows, [("a",), ("d",)], run)  # 'd' is not tied
+    plain = "SELECT name FROM t WHERE score = 7"
+    assert not agree_up_to_ties(plain, run(plain), [("b",)], run)

@@ -25,8 +25,16 @@ PLANTED = "pw-planted-7f3a9c"
 
 
 def _statements(engine: str) -> list[str]:
-    """The single-call hostile statements (each alone is what a client can send in one request)."""
-    return [e.replace("{file}", "/tmp/sqltune_evil_stage.out") for e in HOSTILE[engine] if isinstance(e, str)]
+    """The single-call hostile statements (each alone is what a client can send in one request), on the shop's
+    customers table."""
+    return [
+        e.replace("{file}", "/tmp/sqltune_evil_stage.out")
+        .replace("products", "customers")
+        .replace("price", "spent")
+        .replace("VALUES (99, 'x', 1)", "VALUES (99, 'x', 'y', 1)")
+        for e in HOSTILE[engine]
+        if isinstance(e, str)
+    ]
 
 
 @pytest.fixture(params=["postgresql", "mysql", "duckdb"])
@@ -64,8 +72,9 @@ def test_http_api_on_engines(engine_shop, privileged, tmp_path):
     engine, admin, reader, writer = engine_shop
     url = writer if privileged else reader
     before = _snapshot(engine, admin)
+    hostile = {f"hostile {i}": sql for i, sql in enumerate(_statements(engine))}
     app = create_app(
-        ScriptedModel(SCRIPT),
+        ScriptedModel({**SCRIPT, **hostile}),
         "scripted",
         [Database(url, allow_privileged_role=privileged)],
         AskConfig(timeout=1.0, max_rows=50, allow_privileged_role=privileged),
@@ -82,6 +91,10 @@ def test_http_api_on_engines(engine_shop, privileged, tmp_path):
             for sql in _statements(engine):
                 r = c.post("/v1/sql", json={"sql": sql}).json()
                 assert _snapshot(engine, admin) == before, f"{sql!r} changed the database"
+            for question, sql in hostile.items():  # the same statements written by the model, through ask
+                a = c.post("/v1/ask", json={"question": question}).json()
+                assert _snapshot(engine, admin) == before, f"{sql!r} (asked) changed the database"
+                assert "answered" in a
             t0 = time.monotonic()
             spin = {"postgresql": "SELECT pg_sleep(30)", "mysql": "SELECT SLEEP(30)"}.get(
                 engine, "SELECT count(*) FROM range(100000000000)"
@@ -120,6 +133,10 @@ def test_eval_cli_on_engines_keeps_passwords_out(engine_shop, tmp_path):
         {"id": "q2", "pred_sql": "SELECT name FROM customers"},
         {"id": "q3", "pred_sql": "DROP TABLE customers"},
     ]
+    for i, sql in enumerate(_statements(engine)):  # the hostile suite as predictions: scored, never run as writes
+        data.append({"id": f"h{i}", "db_id": "shop", "db_path": reader, "question": "?", "sql": "SELECT 'gold'"})
+        preds.append({"id": f"h{i}", "pred_sql": sql})
+    before = _snapshot(engine, admin)
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(x) + "\n" for x in data))
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(x) + "\n" for x in preds))
     out = tmp_path / "ev"
@@ -146,9 +163,10 @@ def test_eval_cli_on_engines_keeps_passwords_out(engine_shop, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     s = json.loads((out / "summary.json").read_text())
-    assert s["n"] == 3 and s["correct"] == 2, s
+    assert s["n"] == len(data) and s["correct"] == 2, s
     res = {x["id"]: x for x in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     assert res["q3"]["error_type"] == "write_attempt"
+    assert _snapshot(engine, admin) == before
     for f in [*out.rglob("*"), *(tmp_path / "home").rglob("*")]:
         if f.is_file():
             assert PLANTED.encode() not in f.read_bytes(), f
@@ -256,3 +274,78 @@ def test_data_build_for_an_engine(engine_shop, tmp_path):
     assert "'Germany'" in qs["Germans?"]["sql"] and "customers" in qs["Per country?"]["sql"]
     failed = report["failed_transpiled"]  # LIKE compares case on every engine but SQLite
     assert [f["reason"] for f in failed] == ["target_differs"] and "A-names" not in json.dumps(recs)
+
+
+def test_data_synth_on_engines(engine_shop, tmp_path):
+    """data synth --db URL: pairs written in the engine's dialect, each one run there by the judge."""
+    from sqltune.data.synth import SynthConfig, synthesize
+    from sqltune.db.engine import connect
+
+    engine, admin, reader, writer = engine_shop
+    out = tmp_path / "pairs.jsonl"
+    r = synthesize(SynthConfig(db=[reader], out=str(out), n=25, seed=0))
+    pairs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert r["written"] == len(pairs) >= 15, r
+    ex = connect(reader)
+    try:
+        for p in pairs:
+            assert p["db_path"] == reader
+            res = ex.run(p["sql"])
+            assert res.ok and res.rows, (p["sql"], res.error)
+    finally:
+        ex.close()
+    if engine == "mysql":
+        assert any("`customers`" in p["sql"] for p in pairs)  # MySQL's quoting: the dialect's own
+    else:
+        assert any('"customers"' in p["sql"] for p in pairs)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_quickstart_on_a_postgresql_database(request, tmp_path):
+    """quickstart --db postgresql://…: the demo job end to end on a server database (slow: the real model)."""
+    from test_quickstart import run_quickstart
+
+    admin = request.getfixturevalue("pg_db")
+    load_sqlite(make_shop(tmp_path / "shop.sqlite"), admin)
+    tag = int(time.time() * 1000) % 10**8
+    reader = roles.create_reader(admin, role=f"sqltune_t_r{tag}")
+    try:
+        out = tmp_path / "qs"
+        r = run_quickstart(out, "--db", reader, "--pairs", "40", "--limit", "6", "max_steps=2", "logging_steps=1")
+        s = json.loads((out / "summary.json").read_text())
+        assert s["benchmark"] == "db" and s["databases"] == [reader]
+        recs = [json.loads(x) for x in (out / "data" / "train.jsonl").read_text().splitlines()]
+        assert recs and all(x["dialect"] == "postgresql" and x["db_path"] == reader for x in recs)
+        assert "PostgreSQL" in recs[0]["messages"][0]["content"]
+        assert f"--db {reader}" in " ".join(r.stdout.split())
+    finally:
+        _admin_run(admin, [f"DROP OWNED BY sqltune_t_r{tag}"])
+        roles.drop_reader(admin, role=f"sqltune_t_r{tag}")
+
+
+def test_langchain_chain_on_a_sqldatabase_over_postgresql(request, tmp_path):
+    """LangChain's SQLDatabase.from_uri on PostgreSQL (psycopg 3): the chain answers there, read-only."""
+    pytest.importorskip("langchain_community")
+    from langchain_community.utilities import SQLDatabase
+
+    from sqltune.serve.langchain import SqltuneChatModel, sql_chain
+
+    admin = request.getfixturevalue("pg_db")
+    load_sqlite(make_shop(tmp_path / "shop.sqlite"), admin)
+    tag = int(time.time() * 1000) % 10**8
+    reader = roles.create_reader(admin, role=f"sqltune_t_r{tag}")
+    try:
+        before = _snapshot("postgresql", admin)
+        llm = SqltuneChatModel.from_backend(ScriptedModel(SCRIPT))
+        db = SQLDatabase.from_uri(reader.replace("postgresql://", "postgresql+psycopg://"))
+        chain = sql_chain(llm, db, AskConfig(repairs=0))
+        a = chain.invoke("How many customers are from Germany?")
+        assert a["answered"] and a["rows"] == [[2]], a
+        d = chain.invoke("Drop it")
+        assert not d["answered"] and d["attempts"][0]["error_type"] == "write_attempt", d
+        assert _snapshot("postgresql", admin) == before
+        db._engine.dispose()
+    finally:
+        _admin_run(admin, [f"DROP OWNED BY sqltune_t_r{tag}"])
+        roles.drop_reader(admin, role=f"sqltune_t_r{tag}")

@@ -10,7 +10,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "sqltune"
 STAGES = ("data", "train", "predict", "evaluate", "serve", "export")
-SHARED = ("models", "db", "judge", "prompts", "io", "errors", "config", "splits", "sqlutil", "extract")
+SHARED = ("models", "db", "judge", "prompts", "io", "errors", "config", "splits", "sqlutil", "extract", "records")
 TOP = ("cli", "quickstart", "__main__", "__init__")  # may import everything
 
 

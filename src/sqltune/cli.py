@@ -326,14 +326,29 @@ def merge_cmd(
     )
 
 
-def _backend(model: str, backend: str, base_url: str | None, api_key: str | None) -> tuple[Any, str]:
+def _backend(model: str, backend: str, base_url: str | None, api_key: str | None) -> tuple[Any, str | None]:
     from sqltune.models.backends import make_backend
     from sqltune.serve.ask import served_model
 
     where, style = served_model(model) if backend in ("hf", "llamacpp") else (model, None)
     with err.status(f"loading {model} ({backend})"):
         b = make_backend(backend, where, base_url=base_url, api_key=api_key, batch_size=16)
-    return b, style or "ddl"
+    return b, style
+
+
+def _style(model: str, model_style: str | None, cfg: Any) -> str:
+    """The schema style to serve with (see :func:`sqltune.prompts.choose_style`); said once when the model
+    carries no prompt contract."""
+    from sqltune import prompts
+
+    style = prompts.choose_style(model_style, cfg.schema_style, cfg.force_prompt)
+    if style.source == "default":
+        err.print(
+            f"{model} carries no prompt contract (sqltune_model.json): prompts use the ddl schema style "
+            "(--schema-style to choose)",
+            highlight=False,
+        )
+    return style
 
 
 def _options(cls: type) -> list[inspect.Parameter]:
@@ -375,6 +390,18 @@ _MODEL = [
 ]
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (systemd, Docker, Kubernetes) ends a server as Ctrl-C does: through its ``finally:``, so that its
+    worker processes stop with it. uvicorn handles the signal while it serves, then raises it again once it has
+    shut down; this handler turns that into a clean exit instead of the default immediate death."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 DB_HELP = "A SQLite file or a database URL: postgresql://user@host/db, mysql://user@host/db, duckdb:///file.duckdb"
 
 
@@ -391,7 +418,8 @@ def _ask(
     from sqltune.serve.ask import Database, ask
 
     database = Database(db, cfg.allow_privileged_role)
-    b, style = _backend(model, backend, base_url, None)
+    b, model_style = _backend(model, backend, base_url, None)
+    style = _style(model, model_style, cfg)
     with Judge(workers=1, timeout=cfg.timeout, allow_privileged_role=cfg.allow_privileged_role) as judge:
         a = ask(question, database, b, judge, cfg, evidence, style)
     if as_json:
@@ -422,11 +450,13 @@ def _serve(db: list[str], model: str, backend: str, base_url: str | None, acfg: 
     from sqltune.serve.app import create_app
     from sqltune.serve.ask import Database
 
+    _stop_on_sigterm()
     if scfg.api_key is None and os.environ.get("SQLTUNE_API_KEY"):
         scfg = dataclasses.replace(scfg, api_key=os.environ["SQLTUNE_API_KEY"])
     scfg.validate()
     databases = [Database(p, acfg.allow_privileged_role) for p in db]
-    b, style = _backend(model, backend, base_url, None)
+    b, model_style = _backend(model, backend, base_url, None)
+    style = _style(model, model_style, acfg)
     application = create_app(b, model, databases, acfg, style, scfg)
     where = f"http://{scfg.host}:{scfg.port}/"
     err.print(
@@ -457,16 +487,24 @@ def _mcp(
 
     if transport not in ("stdio", "streamable-http"):
         raise SqltuneError(f"--transport {transport!r}: choose stdio or streamable-http")
-    tools = Tools(
-        [Database(p, acfg.allow_privileged_role) for p in db], lambda: _backend(model, backend, base_url, None), acfg
-    )
+    _stop_on_sigterm()
+
+    def load() -> tuple[Any, str]:
+        b, model_style = _backend(model, backend, base_url, None)
+        return b, _style(model, model_style, acfg)
+
+    tools = Tools([Database(p, acfg.allow_privileged_role) for p in db], load, acfg)
     server = create_server(tools)
     try:
         if transport == "stdio":
             server.run("stdio")
         else:
+            import uvicorn
+
             err.print(f"MCP (streamable HTTP) on http://{host}:{port}/mcp")
-            server.run("streamable-http", host=host, port=port)
+            # uvicorn run here rather than by the SDK: open streams get 3 s to close on SIGTERM/SIGINT, then end
+            http = server.streamable_http_app(host=host)
+            uvicorn.run(http, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
     finally:
         tools.close()
 
@@ -627,8 +665,11 @@ def quickstart(
     benchmark: Annotated[str, typer.Option(help="demo (embedded shop database) | spider | db (with --db)")] = "demo",
     data_dir: Annotated[str | None, typer.Option(help="spider: the benchmark folder")] = None,
     db: Annotated[
-        list[Path] | None,
-        typer.Option("--db", help="Your SQLite database: pairs synthesized from it alone, split by query structure"),
+        list[str] | None,
+        typer.Option(
+            "--db",
+            help="Your database (a SQLite file or a URL): pairs synthesized from it alone, split by query structure",
+        ),
     ] = None,
     pairs: Annotated[int, typer.Option(help="--db: pairs to synthesize per database")] = 500,
     mix: Annotated[
@@ -654,7 +695,7 @@ def quickstart(
     """
     from sqltune.quickstart import run_quickstart
 
-    dbs = [str(d) for d in db or []]
+    dbs = list(db or [])
     if dbs and benchmark == "demo":
         benchmark = "db"
     s = run_quickstart(

@@ -23,6 +23,7 @@ Optional parts, in every style: N sample rows per table, and column descriptions
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from sqltune.db.schema import Schema, Table
@@ -282,16 +283,107 @@ def make_record(
     raise ConfigError(f"unknown record format {fmt!r}; choose one of: {', '.join(RECORD_FORMATS)}")
 
 
-def trained_schema_style(model: str) -> str | None:
-    """The schema style a model was trained with, where sqltune can tell.
+class PromptStyle(str):
+    """A schema style with where it came from: ``contract`` (the model's prompt contract), ``option`` (set by
+    the user) or ``default`` (``ddl``, for a model without a contract). It is the style string itself."""
 
-    A sqltune run (or its ``model/`` folder): ``RUN/config.yaml`` -> its train_file's records.
-    A ``.gguf`` from ``sqltune export gguf``: the export's report beside the file."""
+    source: str
+
+    def __new__(cls, style: str, source: str) -> PromptStyle:
+        obj = super().__new__(cls, style)
+        obj.source = source
+        return obj
+
+
+def choose_style(model_style: str | None, option: str | None, force: bool = False) -> PromptStyle:
+    """The schema style to serve a model with: its contract's; an option that contradicts the contract is an
+    error unless ``force``; ``ddl`` for a model without a contract."""
+    if option and model_style and option != model_style and not force:
+        raise ConfigError(
+            f"schema_style={option!r} contradicts the model's prompt contract ({model_style!r}: the prompts it was "
+            "trained on); drop the option, or add --force-prompt to serve other prompts than it learned"
+        )
+    if option:
+        return PromptStyle(option, "option")
+    if model_style:
+        return PromptStyle(model_style, "contract")
+    return PromptStyle("ddl", "default")
+
+
+CONTRACT_FILE = "sqltune_model.json"
+"""The model folder's card; its ``prompt`` key is the prompt contract."""
+CONTRACT_VERSION = 1
+
+
+def contract_from_records(train_file: str | Path) -> dict[str, Any]:
+    """The prompt contract of a model trained on ``train_file`` (sqltune data records): everything the one
+    prompt builder needs to rebuild the training prompt, read from the first record."""
     import json
-    from pathlib import Path
+
+    with open(train_file, encoding="utf-8") as fh:
+        rec = json.loads(fh.readline())
+    dialect = rec.get("dialect") or "sqlite"
+    if "messages" in rec:
+        fmt, system = "chat", next((m["content"] for m in rec["messages"] if m.get("role") == "system"), "")
+    else:
+        fmt, system = "alpaca", rec.get("instruction", "")
+    return {
+        "version": CONTRACT_VERSION,
+        "schema_style": rec.get("schema_style") or "ddl",
+        "dialect": dialect,
+        "record_format": fmt,
+        "cot": system == system_prompt(dialect, cot=True),
+        "system_prompt": system,
+        "evidence": bool(rec.get("evidence")),
+    }
+
+
+def write_contract(folder: str | Path, contract: dict[str, Any]) -> None:
+    """Put ``contract`` into the model folder's card (``sqltune_model.json``, its other keys kept)."""
+    import json
+
+    card = Path(folder) / CONTRACT_FILE
+    try:
+        data = json.loads(card.read_text()) if card.is_file() else {}
+    except ValueError:
+        data = {}
+    data["prompt"] = contract
+    card.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def read_contract(model: str | Path) -> dict[str, Any] | None:
+    """The prompt contract a model carries: its folder's card, a run's ``model/`` or ``adapter/`` folder, or a
+    ``.gguf`` file's report beside it. None for a model without one (a hub model, a base model)."""
+    import json
+
+    p = Path(model)
+    cards = [p.with_name(p.name + ".sqltune.json")] if p.suffix == ".gguf" else []
+    cards += [
+        p / CONTRACT_FILE,
+        p / "model" / CONTRACT_FILE,
+        p / "merged" / CONTRACT_FILE,
+        p / "adapter" / CONTRACT_FILE,
+    ]
+    for card in cards:
+        try:
+            c = json.loads(card.read_text()).get("prompt")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(c, dict) and c.get("schema_style"):
+            return c
+    return None
+
+
+def trained_schema_style(model: str) -> str | None:
+    """The schema style a model was trained with: its prompt contract's (:func:`read_contract`); for a run
+    made before contracts, ``RUN/config.yaml`` -> its train_file's first record; a ``.gguf``'s report."""
+    import json
 
     import yaml
 
+    contract = read_contract(model)
+    if contract is not None:
+        return str(contract["schema_style"])
     p = Path(model)
     if p.suffix == ".gguf":
         report = p.with_name(p.name + ".sqltune.json")

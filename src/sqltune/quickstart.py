@@ -133,7 +133,7 @@ def own_database_files(data: Path, dbs: list[str], seed: int, pairs: int, log: A
     from sqltune.errors import ConfigError
 
     if not dbs:
-        raise ConfigError("--benchmark db needs --db FILE (a SQLite database)")
+        raise ConfigError("--benchmark db needs --db (a SQLite file or a database URL)")
     data.mkdir(parents=True, exist_ok=True)
     pairs_file, train_file = data / "pairs.jsonl", data / "train.jsonl"
     test_file = data / "test.jsonl"
@@ -292,7 +292,7 @@ def run_quickstart(
     else:
         from sqltune.errors import ConfigError
 
-        raise ConfigError(f"--benchmark {benchmark!r}: choose demo or spider, or give --db FILE")
+        raise ConfigError(f"--benchmark {benchmark!r}: choose demo or spider, or give --db (a file or a URL)")
 
     if cot:
         train_file, test_file = cot_files(train_file, test_file, log)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqltune.data.example import Example
-from sqltune.data.records import require_fields
 from sqltune.errors import DataError
 from sqltune.io import read_json
+from sqltune.records import require_fields
 
 
 def _db_root(data_dir: Path, split: str) -> Path:

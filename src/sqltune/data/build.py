@@ -320,7 +320,7 @@ def _retarget(
     the SQLite gold's result (rows as bags, or in order when the gold orders them); failures are skips."""
     from dataclasses import replace
 
-    from sqltune.db.dialect import agree, transpile
+    from sqltune.db.dialect import agree, agree_up_to_ties, transpile
 
     assert cfg.target is not None
     engine = engine_of(cfg.target)
@@ -332,20 +332,35 @@ def _retarget(
             moved.append((ex, transpile(ex.sql, engine, cols)))
         except ExecutionError as e:
             skips.append(Skip(ex.id, ex.db_id, "transpile_failed", str(e)))
-    with Judge(workers=cfg.workers, timeout=cfg.timeout, allow_privileged_role=cfg.allow_privileged_role) as judge:
-        big = 1 << 40
-        src = judge.run([(ex.db_path, [ex.sql]) for ex, _ in moved], keep_rows=ROW_CAP, max_bytes=big)
-        urls = [cfg.target.replace("{db_id}", ex.db_id) for ex, _ in moved]
-        dst = judge.run([(u, [sql]) for u, (_, sql) in zip(urls, moved, strict=True)], keep_rows=ROW_CAP, max_bytes=big)
+    judge = Judge(workers=cfg.workers, timeout=cfg.timeout, allow_privileged_role=cfg.allow_privileged_role)
+    big = 1 << 40
+    src = judge.run([(ex.db_path, [ex.sql]) for ex, _ in moved], keep_rows=ROW_CAP, max_bytes=big)
+    urls = [cfg.target.replace("{db_id}", ex.db_id) for ex, _ in moved]
+    dst = judge.run([(u, [sql]) for u, (_, sql) in zip(urls, moved, strict=True)], keep_rows=ROW_CAP, max_bytes=big)
+
+    def sqlite_rows(db: str) -> Any:
+        def run(q: str) -> list[tuple[Any, ...]]:
+            r = judge.run([(db, [q])], keep_rows=ROW_CAP, max_bytes=big)[0]
+            if r.db_error or not r.ok[0]:
+                raise ExecutionError(r.db_error or r.errors[0] or "failed")
+            return r.results[0][1]
+
+        return run
+
     out = []
     for (ex, sql), url, a, b in zip(moved, urls, src, dst, strict=True):
         if b.db_error or not b.ok[0]:
             skips.append(Skip(ex.id, ex.db_id, "target_failed", f"{b.db_error or b.errors[0]} | {sql}"))
             continue
         ordered = outer_order_by(parse(ex.sql), ex.sql)
-        if not a.ok or not a.ok[0] or not agree(a.results[0][1], b.results[0][1], ordered=ordered):
-            n_a = len(a.results[0][1]) if a.results else 0
-            skips.append(Skip(ex.id, ex.db_id, "target_differs", f"{n_a} vs {len(b.results[0][1])} rows | {sql}"))
+        rows_a, rows_b = (a.results[0][1] if a.results else []), b.results[0][1]
+        same = bool(a.ok and a.ok[0]) and (
+            agree(rows_a, rows_b, ordered=ordered)
+            # ORDER BY … LIMIT over tied rows: another of the tied rows is as right
+            or agree_up_to_ties(ex.sql, rows_a, rows_b, sqlite_rows(ex.db_path))
+        )
+        if not same:
+            skips.append(Skip(ex.id, ex.db_id, "target_differs", f"{len(rows_a)} vs {len(rows_b)} rows | {sql}"))
             continue
         st = states.get(url)
         if st is None:
@@ -358,6 +373,7 @@ def _retarget(
             skips.append(Skip(ex.id, ex.db_id, "unreadable_database", st.error))
             continue
         out.append((replace(ex, sql=sql, db_path=url), st))
+    judge.close()
     return out
 
 

@@ -42,9 +42,10 @@ from sqltune import prompts
 from sqltune.db.schema import introspect
 from sqltune.errors import ConfigError, DataError, ModelError
 from sqltune.extract import extract_sql, reasoning_before_sql
-from sqltune.io import read_jsonl, recover_done, write_json
+from sqltune.io import recover_done, write_json
 from sqltune.judge import Judge
 from sqltune.judge.worker import ScoreJob
+from sqltune.records import read_records
 
 TEACHERS = ("builtin", "openai")
 ON_FAIL = ("drop", "plain")
@@ -264,13 +265,11 @@ def build_cot(cfg: CotConfig, progress: Any = None) -> dict[str, Any]:
     src = Path(cfg.dataset)
     if not src.is_file():
         raise DataError(f"{src}: no such dataset; build one with 'sqltune data build'")
-    records = read_jsonl(src)
+    records = read_records(
+        src, ("id", "question", "sql", "db_path"), unique="id", hint="Use a dataset from 'sqltune data build'"
+    )
     if cfg.limit is not None:
         records = records[: cfg.limit]
-    for n, r in enumerate(records, 1):
-        missing = [k for k in ("id", "question", "sql", "db_path") if k not in r]
-        if missing:
-            raise DataError(f"{src}: record {n} has no {', '.join(missing)}; use a dataset from 'sqltune data build'")
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = recover_done(out)

@@ -63,7 +63,7 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
             for row in reader:
                 if None in row:
                     raise DataError(
-                        f"{path}: record {len(rows)} (line {reader.line_num}) has more cells than the header "
+                        f"{path}: record {len(rows) + 1} (line {reader.line_num}) has more cells than the header "
                         f"({', '.join(reader.fieldnames or [])}); quote fields that contain commas"
                     )
                 rows.append(dict(row))
@@ -98,16 +98,16 @@ def load_pairs(
     out: list[Example] = []
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
-            problems.append(f"record {i}: expected an object, got {type(rec).__name__}")
+            problems.append(f"record {i + 1}: expected an object, got {type(rec).__name__}")
             continue
         question = _first(rec, QUESTION_KEYS)
         sql = _first(rec, SQL_KEYS)
         db_path = _first(rec, DB_KEYS)
         db_id = _first(rec, ("db_id",))
         if not question:
-            problems.append(f"record {i}: missing field 'question' (or 'instruction')")
+            problems.append(f"record {i + 1}: missing field 'question' (or 'instruction')")
         if not sql:
-            problems.append(f"record {i}: missing field 'sql' (or 'query' / 'output')")
+            problems.append(f"record {i + 1}: missing field 'sql' (or 'query' / 'output')")
         if not db_path:
             if db:
                 db_path = db
@@ -116,7 +116,9 @@ def load_pairs(
             elif db_id:
                 db_path = str(path.parent / db_id / f"{db_id}.sqlite")
             else:
-                problems.append(f"record {i}: missing field 'db_path' (or 'db_id'); or pass --db PATH for all records")
+                problems.append(
+                    f"record {i + 1}: missing field 'db_path' (or 'db_id'); or pass --db PATH for all records"
+                )
                 continue
         if "://" not in db_path and not Path(db_path).is_absolute():
             db_path = str((path.parent / db_path).resolve())
@@ -136,7 +138,7 @@ def load_pairs(
         shown = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
         raise DataError(
-            f"{path}: {len(problems)} bad record(s) (numbered from 0):\n  {shown}{more}\nNothing was written."
+            f"{path}: {len(problems)} bad record(s) (numbered from 1):\n  {shown}{more}\nNothing was written."
         )
     ids = [e.id for e in out]
     if len(set(ids)) != len(ids):

@@ -24,14 +24,16 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sqltune.data.synth_profile import DatabaseProfile, profile_database
 from sqltune.data.synth_shapes import SHAPES, Candidate
 from sqltune.data.synth_teacher import ON_REJECT, rephrase
-from sqltune.errors import ConfigError, DataError
+from sqltune.db.dialect import transpile
+from sqltune.db.target import SQLGLOT_DIALECT
+from sqltune.errors import ConfigError, DataError, ExecutionError
 from sqltune.io import write_json, write_jsonl
 from sqltune.judge import Judge
 from sqltune.judge.hardness import spider_hardness
@@ -43,7 +45,10 @@ class SynthConfig:
     """Settings of ``sqltune data synth``."""
 
     db: list[str] = field(default_factory=list)
-    """SQLite database files (one or more)."""
+    """The databases to synthesize from: SQLite files or URLs (postgresql://, mysql://, duckdb:///); the SQL
+    is written in each one's dialect. Repeat --db for several."""
+    allow_privileged_role: bool = False
+    """Run on a PostgreSQL/MySQL role that can do more than read (refused otherwise)."""
     out: str = ""
     """Pairs JSONL (the report goes beside it as OUT.report.json)."""
     n: int = 500
@@ -90,7 +95,7 @@ class SynthConfig:
     def validate(self) -> None:
         problems = []
         if not self.db:
-            problems.append("db: at least one SQLite file (--db FILE)")
+            problems.append("db: at least one database (--db FILE or --db URL)")
         if not self.out or not str(self.out).endswith(".jsonl"):
             problems.append(f"out: {self.out!r} must be a .jsonl file")
         if self.n < 1:
@@ -141,6 +146,7 @@ def synth_database(prof: DatabaseProfile, cfg: SynthConfig, rng: random.Random, 
     seen_sql: set[str] = set()
     seen_result: set[str] = set()
     names = list(SHAPES)
+    columns = [c.name for t in prof.tables for c in t.columns]
     draws = 0
     limit = cfg.n * cfg.attempts
     while len(kept) < cfg.n and draws < limit:
@@ -149,6 +155,12 @@ def synth_database(prof: DatabaseProfile, cfg: SynthConfig, rng: random.Random, 
             shape = names[draws % len(names)]
             draws += 1
             cand = SHAPES[shape](rng, prof)
+            if cand is not None and prof.engine != "sqlite":  # the shapes write SQLite: the target's dialect
+                try:
+                    cand = replace(cand, sql=transpile(cand.sql, prof.engine, columns, lower=False))
+                except ExecutionError:
+                    rejected["transpile_failed"] += 1
+                    continue
             if cand is None:
                 rejected["shape_not_applicable"] += 1
             elif cand.sql in seen_sql:
@@ -182,7 +194,7 @@ def synth_database(prof: DatabaseProfile, cfg: SynthConfig, rng: random.Random, 
                         "db_path": prof.path,
                         "question": rng.choice(cand.questions),
                         "sql": cand.sql,
-                        "difficulty": spider_hardness(cand.sql),
+                        "difficulty": spider_hardness(cand.sql, SQLGLOT_DIALECT[prof.engine]),
                         "shape": cand.shape,
                         "tables": cand.tables,
                         "columns": cand.columns,
@@ -219,7 +231,7 @@ def synthesize(cfg: SynthConfig) -> dict[str, Any]:
     profiled before anything is written, so a bad one stops the run with nothing half-written."""
     cfg.validate()
     t0 = time.perf_counter()
-    profiles = [profile_database(db, cfg.sample_rows) for db in cfg.db]
+    profiles = [profile_database(db, cfg.sample_rows, cfg.allow_privileged_role) for db in cfg.db]
     ids = Counter(p.db_id for p in profiles)
     if any(v > 1 for v in ids.values()):
         dup = sorted(k for k, v in ids.items() if v > 1)
@@ -227,7 +239,9 @@ def synthesize(cfg: SynthConfig) -> dict[str, Any]:
     rng = random.Random(cfg.seed)
     pairs: list[dict[str, Any]] = []
     parts = []
-    with Judge(workers=2, timeout=cfg.timeout, max_rows=cfg.max_rows) as judge:
+    with Judge(
+        workers=2, timeout=cfg.timeout, max_rows=cfg.max_rows, allow_privileged_role=cfg.allow_privileged_role
+    ) as judge:
         for prof in profiles:
             kept, part = synth_database(prof, cfg, random.Random(rng.random()), judge)
             pairs.extend(kept)

@@ -13,14 +13,17 @@ are found there. Names read as words: ``Song_release_year`` is "song release yea
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqltune.db.execute import open_readonly
+from sqltune.db.dialect import transpile
+from sqltune.db.engine import connect
+from sqltune.db.execute import QueryResult
 from sqltune.db.schema import ForeignKey, introspect
+from sqltune.db.target import display, resolve
 from sqltune.errors import DataError, ExecutionError
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?$")
@@ -97,6 +100,8 @@ class DatabaseProfile:
     tables: list[TableProfile]
     foreign_keys: list[ForeignKey] = field(default_factory=list)
     inferred_keys: list[ForeignKey] = field(default_factory=list)
+    engine: str = "sqlite"
+    """The engine the database runs on: the shapes write SQLite SQL, transpiled for any other."""
 
     def table(self, name: str) -> TableProfile:
         return next(t for t in self.tables if t.name.lower() == name.lower())
@@ -128,28 +133,38 @@ def _kind(declared: str, values: list[Any]) -> str:
     return "text" if any(k in t for k in ("CHAR", "TEXT", "CLOB")) else "other"
 
 
-def profile_database(path: str | Path, sample_rows: int = 2000) -> DatabaseProfile:
-    """Profile one SQLite file; a file that is not a readable SQLite database with at least one
-    table raises :class:`DataError` naming the file and the fix."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: no such file; pass a SQLite database file with --db")
+def profile_database(path: str | Path, sample_rows: int = 2000, allow_privileged_role: bool = False) -> DatabaseProfile:
+    """Profile one database (a SQLite file or a URL, read through its read-only executor); one that cannot
+    be read or has no table raises :class:`DataError` naming it and the fix."""
+    target = resolve(path)
+    p = Path(target.path) if target.engine == "sqlite" else None
+    if p is not None and not p.is_file():
+        raise DataError(f"{p}: no such file; pass a SQLite database file or a database URL with --db")
+    name = str(p) if p is not None else display(path)
     try:
-        schema = introspect(p)
-        conn = open_readonly(p)
-    except (ExecutionError, sqlite3.Error) as e:
-        raise DataError(f"{p}: not a readable SQLite database ({e}); pass a SQLite file with --db") from None
+        schema = introspect(str(path))
+        ex = connect(str(path), allow_privileged_role=allow_privileged_role)
+    except ExecutionError as e:
+        raise DataError(
+            f"{name}: not a readable database ({e}); pass a SQLite file or a database URL with --db"
+        ) from None
+    columns = [c.name for t in schema.tables for c in t.columns]
+
+    def run(sql: str) -> QueryResult:
+        if target.engine != "sqlite":
+            sql = transpile(sql, target.engine, columns, lower=False)
+        return ex.run(sql, timeout=60, max_rows=None)
+
     try:
         tables = []
         for t in schema.tables:
             q = _quote(t.name)
-            try:
-                n = conn.execute(f"SELECT count(*) FROM {q}").fetchone()[0]
-                cur = conn.execute(f"SELECT * FROM {q} LIMIT {int(sample_rows)}")
-                names = [d[0] for d in cur.description]
-                rows = cur.fetchall()
-            except sqlite3.Error as e:
-                raise DataError(f"{p}: table {t.name!r} cannot be read ({e})") from None
+            counted = run(f"SELECT count(*) FROM {q}")
+            sampled = run(f"SELECT * FROM {q} LIMIT {int(sample_rows)}")
+            if not counted.ok or not sampled.ok:
+                raise DataError(f"{name}: table {t.name!r} cannot be read ({counted.error or sampled.error})")
+            n = counted.rows[0][0]
+            names, rows = sampled.columns, sampled.rows
             cols = []
             for i, c in enumerate(t.columns):
                 if i >= len(names):
@@ -169,15 +184,16 @@ def profile_database(path: str | Path, sample_rows: int = 2000) -> DatabaseProfi
                 )
             tables.append(TableProfile(t.name, n, cols))
         if not tables:
-            raise DataError(f"{p}: the database has no tables; synthesis needs at least one table with rows")
-        prof = DatabaseProfile(str(p.resolve()), schema.db_id, tables, list(schema.foreign_keys))
-        prof.inferred_keys = _infer_keys(prof, conn)
+            raise DataError(f"{name}: the database has no tables; synthesis needs at least one table with rows")
+        where = str(p.resolve()) if p is not None else target.raw
+        prof = DatabaseProfile(where, schema.db_id, tables, list(schema.foreign_keys), engine=target.engine)
+        prof.inferred_keys = _infer_keys(prof, run)
     finally:
-        conn.close()
+        ex.close()
     return prof
 
 
-def _infer_keys(prof: DatabaseProfile, conn: sqlite3.Connection) -> list[ForeignKey]:
+def _infer_keys(prof: DatabaseProfile, run: Callable[[str], QueryResult]) -> list[ForeignKey]:
     """``x_id``-style columns that name another table's key and whose (sampled) values are all found there."""
     declared = {(f.table.lower(), f.column.lower()) for f in prof.foreign_keys}
     out = []
@@ -203,14 +219,14 @@ def _infer_keys(prof: DatabaseProfile, conn: sqlite3.Connection) -> list[Foreign
                     continue
                 sql = (
                     f"SELECT count(*) FROM (SELECT {_quote(c.name)} AS v FROM {_quote(t.name)} "
-                    f"WHERE {_quote(c.name)} IS NOT NULL LIMIT 500) "
+                    f"WHERE {_quote(c.name)} IS NOT NULL LIMIT 500) AS s "
                     f"WHERE v NOT IN (SELECT {_quote(target.name)} FROM {_quote(other.name)})"
                 )
                 try:
-                    missing = conn.execute(sql).fetchone()[0]
-                except sqlite3.Error:
+                    r = run(sql)
+                except ExecutionError:
                     continue
-                if missing == 0:
+                if r.ok and r.rows and r.rows[0][0] == 0:
                     out.append(ForeignKey(t.name, c.name, other.name, target.name))
                     break
     return out

@@ -14,7 +14,8 @@ result (:func:`sqltune.db.dialect.agree`); the callers count and name the failur
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlglot import exp
@@ -25,9 +26,13 @@ from sqltune.errors import ExecutionError
 from sqltune.sqlutil import parse
 
 
-def transpile(sql: str, engine: str, columns: Iterable[str] = ()) -> str:
+def transpile(sql: str, engine: str, columns: Iterable[str] = (), lower: bool = True) -> str:
     """``sql`` (SQLite) for ``engine`` (sqlite, postgresql, mysql, duckdb). ``columns``: the database's column
     names, so that a double-quoted word that names none of them becomes a string.
+
+    ``lower``: names lower-cased, for a database :mod:`sqltune.db.load` loaded (Spider's and BIRD's golds
+    name tables and columns in any case). Without it, every name is quoted exactly as written: for SQL
+    whose names come from the live database itself (synthesized pairs), whatever their case.
 
     Raises ExecutionError when sqlglot cannot read or write the query."""
     if engine == "sqlite":
@@ -52,7 +57,7 @@ def transpile(sql: str, engine: str, columns: Iterable[str] = ()) -> str:
             and node.name.lower() not in aliases
         ):
             return exp.Literal.string(node.name)
-        if isinstance(node, exp.Identifier):
+        if lower and isinstance(node, exp.Identifier):
             return exp.Identifier(this=node.name.lower(), quoted=node.quoted)
         return node
 
@@ -60,7 +65,7 @@ def transpile(sql: str, engine: str, columns: Iterable[str] = ()) -> str:
     for select in list(tree.find_all(exp.Select)):
         _aggregate_bare_columns(select)
     try:
-        return tree.sql(dialect=target)
+        return tree.sql(dialect=target, identify=not lower)
     except SqlglotError as e:
         raise ExecutionError(f"sqlglot cannot write the query for {engine}: {e}") from None
 
@@ -107,3 +112,57 @@ def agree(a: Sequence[Sequence[Any]], b: Sequence[Sequence[Any]], ordered: bool 
         return ra == rb
     key = repr
     return sorted(map(key, ra)) == sorted(map(key, rb))
+
+
+def tied_alternatives(
+    sql: str, run: Callable[[str], Sequence[Sequence[Any]]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int] | None:
+    """For a SQLite query that ends in ``ORDER BY … LIMIT k``: the rows every right answer must hold (those
+    ordered strictly before the k-th row's sort key), the rows tied with the k-th (any of which may fill the
+    rest), and k. ``run`` runs SQLite SQL and returns its rows. None for any other query, or when the query
+    cannot be rewritten."""
+    tree = parse(sql, "sqlite")
+    if not isinstance(tree, exp.Select) or not tree.args.get("order") or not tree.args.get("limit"):
+        return None
+    try:
+        k = int(tree.args["limit"].expression.name)
+    except (AttributeError, ValueError):
+        return None
+    n = len(tree.expressions)
+    keys = [o.this.copy() for o in tree.args["order"].expressions]
+    if any(isinstance(key, exp.Literal) for key in keys):
+        return None  # ORDER BY 1: a position, not a value
+    wide = tree.copy()
+    wide.set("limit", None)
+    wide = wide.select(*keys, append=True)
+    try:
+        rows = [tuple(_canon(v) for v in r) for r in run(wide.sql(dialect="sqlite"))]
+    except Exception:
+        return None
+    if len(rows) <= k:
+        return None
+    kth = rows[k - 1][n:]
+    first = next(i for i, r in enumerate(rows) if r[n:] == kth)
+    must = [r[:n] for r in rows[:first]]
+    tied = [r[:n] for r in rows[first:] if r[n:] == kth]
+    return must, tied, k
+
+
+def agree_up_to_ties(
+    sql: str, a: Sequence[Sequence[Any]], b: Sequence[Sequence[Any]], run: Callable[[str], Sequence[Sequence[Any]]]
+) -> bool:
+    """Whether ``b`` is a right answer to the SQLite query ``sql`` whose SQLite result is ``a``: the same rows,
+    or, for ``ORDER BY … LIMIT k`` over tied sort keys, the rows that must be there and others of the tie."""
+    if agree(a, b):
+        return True
+    alt = tied_alternatives(sql, run)
+    if alt is None:
+        return False
+    must, tied, k = alt
+    got = Counter(tuple(_canon(v) for v in r) for r in b)
+    if sum(got.values()) != min(k, len(must) + len(tied)):
+        return False
+    rest = got - Counter(must)
+    if sum(rest.values()) != sum(got.values()) - len(must):
+        return False  # a row that had to be there is missing
+    return not (rest - Counter(tied))

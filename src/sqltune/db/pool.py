@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +26,24 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 
+def _die_with_parent() -> None:
+    """End this worker within a second of its parent's death, however the parent died (a SIGKILL, a crash):
+    a thread watches the parent's pid. (The pipe alone does not tell: workers forked later hold copies of
+    the parent's ends of the earlier workers' pipes.)"""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="sqltune-parent-watch").start()
+
+
 def _worker_main(fn: Callable[[Any], Any], conn: Connection, done: Any) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the parent, which stops its workers
     while True:
         try:
             chunk = conn.recv()

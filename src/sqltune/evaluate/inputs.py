@@ -14,13 +14,13 @@ Databases are found at ``<db-root>/<db_id>/<db_id>.sqlite``.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqltune.errors import DataError
 from sqltune.io import read_json, read_jsonl
+from sqltune.records import read_records
 
 BIRD_SEP = "\t----- bird -----\t"
 
@@ -173,26 +173,10 @@ def load_sqltune_files(
     dataset: str | Path, pred: str | Path, db_root: str | Path | None = None, allow_missing: bool = False
 ) -> list[EvalItem]:
     dataset, pred = Path(dataset), Path(pred)
-    data = read_jsonl(dataset)
-    preds = read_jsonl(pred)
-    for i, d in enumerate(data):
-        for f in ("id", "db_id", "sql"):
-            if f not in d:
-                raise DataError(f"{dataset}: record {i}: missing field {f!r}")
+    data = read_records(dataset, ("id", "db_id", "sql"), unique="id", hint="Use a dataset from 'sqltune data build'")
+    preds = read_records(pred, ("id",), unique="id", hint="Keep one prediction per dataset id")
     ids = [str(d["id"]) for d in data]
-    dup = [k for k, v in Counter(ids).items() if v > 1]
-    if dup:
-        raise DataError(f"{dataset}: duplicate id(s) {', '.join(dup[:5])}")
-    pmap: dict[str, dict[str, Any]] = {}
-    for i, p in enumerate(preds):
-        if "id" not in p:
-            raise DataError(f"{pred}: record {i}: missing field 'id'")
-        pid = str(p["id"])
-        if pid in pmap:
-            raise DataError(
-                f"{pred}: duplicate prediction for id {pid!r} (records {list(pmap).index(pid)} and {i}); keep one"
-            )
-        pmap[pid] = p
+    pmap: dict[str, dict[str, Any]] = {str(p["id"]): p for p in preds}
     unknown = [k for k in pmap if k not in set(ids)]
     if unknown:
         raise DataError(f"{pred}: {len(unknown)} prediction(s) for ids not in {dataset}: {', '.join(unknown[:10])}")

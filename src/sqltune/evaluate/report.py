@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltune.errors import DataError
-from sqltune.evaluate.run import METRICS
+from sqltune.evaluate.metrics import METRICS
 from sqltune.io import read_json, read_jsonl, write_json, write_jsonl
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
@@ -13,35 +12,12 @@ from sqltune.db.execute import ROW_CAP
 from sqltune.db.target import display, is_url
 from sqltune.errors import ConfigError
 from sqltune.evaluate.inputs import EvalItem
-from sqltune.evaluate.metrics import pass_at_k
+from sqltune.evaluate.metrics import DEFAULT_METRICS, parse_metrics, pass_at_k
+from sqltune.evaluate.report import write_outputs
 from sqltune.judge import ERROR_TYPES, Judge, ScoreJob, ScoreResult
 from sqltune.judge.cache import GoldCache
 from sqltune.judge.compare import MODES, strip_distinct
 from sqltune.judge.hardness import spider_hardness
-
-METRICS = {
-    "ex": "execution accuracy: the prediction's result equals the gold's (comparison mode above)",
-    "soft_f1": "BIRD mini-dev's soft-F1 of the two results, cell overlap per row (rows in first-appearance order)",
-    "normalized_match": "sqltune's: equal sqlglot-normalized SQL (identifiers unquoted and lower-cased, literals kept); "
-    "stricter than Spider's EM",
-    "spider_em": "Spider's exact-set match (the official evaluation.py --etype match): components compared as sets, "
-    "values, DISTINCT, LIMIT values and JOIN conditions ignored",
-    "token_match": "the LitGPT article's: share of the gold's distinct \\w+ tokens (after sqlparse.format, "
-    "keywords upper-cased) found in the prediction",
-    "exact_match": "the LitGPT article's: equal after that same sqlparse formatting",
-}
-"""Every metric sqltune reports, with the one-line meaning report.md prints."""
-DEFAULT_METRICS = "ex,soft_f1,normalized_match"
-
-
-@functools.lru_cache(maxsize=64)
-def parse_metrics(value: str) -> tuple[str, ...]:
-    """``all``, or a comma list of METRICS names (``ex`` is always computed)."""
-    names = list(METRICS) if value.strip() == "all" else [m.strip() for m in value.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METRICS]
-    if unknown:
-        raise ConfigError(f"metrics: unknown {', '.join(unknown)}; choose from {', '.join(METRICS)} (or all)")
-    return tuple(dict.fromkeys(["ex", *names]))
 
 
 @dataclass(frozen=True)
@@ -213,7 +189,6 @@ def evaluate(
 def run_eval(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, str]]:
     """The eval stage: load the input files, score them, write the outputs; (summary, file paths)."""
     from sqltune.evaluate.inputs import detect_and_load
-    from sqltune.evaluate.report import write_outputs
 
     cfg.validate()
     if cfg.pred is None or cfg.out is None:

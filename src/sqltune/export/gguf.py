@@ -225,6 +225,7 @@ def export_gguf(cfg: ExportConfig, progress: Any = None) -> dict[str, Any]:
         "type": cfg.type,
         "source": source,
         "schema_style": source.get("schema_style"),
+        "prompt": prompts.read_contract(source["folder"]),
         "metadata": meta,
         "converter": converter.converter_info(folder_conv),
         "config": asdict(cfg),

@@ -69,9 +69,9 @@ def _first_select(tree: exp.Expression) -> tuple[exp.Select | None, int]:
     return (node if isinstance(node, exp.Select) else None), nested
 
 
-def spider_hardness(sql: str) -> str:
-    """easy / medium / hard / extra for a query; '' when it does not parse."""
-    return hardness_of(parse(sql))
+def spider_hardness(sql: str, dialect: str = "sqlite") -> str:
+    """easy / medium / hard / extra for a query (in sqlglot's ``dialect``); '' when it does not parse."""
+    return hardness_of(parse(sql, dialect))
 
 
 def hardness_of(tree: exp.Expression | None) -> str:

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sqltune import prompts
 from sqltune.errors import ConfigError, ModelError
 from sqltune.io import read_json
 
@@ -64,6 +65,9 @@ def merge(run_dir: str | Path, out_dir: str | Path, precision: str = "fp32") -> 
         "changed_tensors": len(changed),
         "adapted_modules": len(adapted),
     }
+    contract = prompts.read_contract(adapter)
+    if contract is not None:
+        info["prompt"] = contract  # the merged model serves the prompts the adapter was trained on
     (tmp / "sqltune_model.json").write_text(json.dumps(info, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

@@ -22,12 +22,11 @@ from typing import Any
 
 from sqltune.config import to_dict as config_dict
 from sqltune.db.target import is_url
-from sqltune.errors import ConfigError, DataError, ModelError
+from sqltune.errors import ConfigError, ModelError
 from sqltune.extract import extract_sql
 from sqltune.io import (
     package_versions,
     read_json,
-    read_jsonl,
     recover_done,
     sha256_file,
     sha256_text,
@@ -38,6 +37,7 @@ from sqltune.judge import Judge
 from sqltune.models.backends import BACKENDS, LLAMACPP_SLOTS, Backend, GenParams, make_backend
 from sqltune.models.load import normalize_precision
 from sqltune.prompts import messages_from_record
+from sqltune.records import read_records, side_path
 
 
 @dataclass(frozen=True)
@@ -141,28 +141,20 @@ class PredictConfig:
 
 
 def manifest_path(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(out.name.removesuffix(".jsonl") + ".manifest.json")
+    return side_path(out, "manifest")
 
 
 def load_dataset_records(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """Data-stage records; each needs ``id`` and a prompt (chat ``messages`` or alpaca fields)."""
-    records = read_jsonl(path)
-    seen: set[str] = set()
-    for n, r in enumerate(records, 1):
-        where = f"{path}: record {n}"
-        if "id" not in r:
-            raise DataError(f"{where}: no 'id' field; build the file with 'sqltune data build'")
+
+    def prompt(r: dict[str, Any]) -> str | None:
         if "messages" not in r and "instruction" not in r:
-            raise DataError(
-                f"{where} (id {r['id']}): no prompt: needs 'messages' (chat) or 'instruction'/'input' (alpaca)"
-            )
+            return "no prompt: needs 'messages' (chat) or 'instruction'/'input' (alpaca)"
         if "messages" in r and not any(m.get("role") == "user" and m.get("content") for m in r["messages"]):
-            raise DataError(f"{where} (id {r['id']}): 'messages' has no user turn with the question")
-        key = str(r["id"])
-        if key in seen:
-            raise DataError(f"{where}: duplicate id {key!r}; ids must be unique")
-        seen.add(key)
+            return f"(id {r.get('id')}) 'messages' has no user turn with the question"
+        return None
+
+    records = read_records(path, ("id",), unique="id", check=prompt, hint="Build the file with 'sqltune data build'")
     return records[:limit] if limit else records
 
 

@@ -61,6 +61,8 @@ class AskConfig:
     """Bytes of returned rows at most."""
     schema_style: str | None = None
     """ddl | text | compact; default: the style the model was trained with, else ddl."""
+    force_prompt: bool = False
+    """Serve schema_style even where it contradicts the model's prompt contract."""
     allow_privileged_role: bool = False
     """Run on a PostgreSQL/MySQL role that can do more than read (refused otherwise): every statement still runs
     in a read-only transaction, but server files and programs are then up to the role."""
@@ -110,6 +112,8 @@ class Answer:
     reasoning: str = ""
     attempts: list[Attempt] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    prompt: dict[str, str] = field(default_factory=dict)
+    """The prompt's settings: schema_style, its source (contract | option | default) and the dialect."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,10 +176,11 @@ class Pending:
 
 def start(question: str, db: Database, evidence: str, cfg: AskConfig, style: str) -> Pending:
     """A question's first round: the prompt in the trained schema style."""
-    base = prompts.prompt_messages(
-        db.schema_text(cfg.schema_style or style), question, evidence, cot=cfg.cot, dialect=db.dialect
-    )
+    used = cfg.schema_style or style
+    base = prompts.prompt_messages(db.schema_text(used), question, evidence, cot=cfg.cot, dialect=db.dialect)
     answer = Answer(question=question, db=db.name, answered=False)
+    source = "option" if cfg.schema_style else getattr(style, "source", "default")
+    answer.prompt = {"schema_style": str(used), "source": source, "dialect": db.dialect}
     answer.timings = {"generate_s": 0.0, "execute_s": 0.0, "total_s": 0.0}
     return Pending(question, db, evidence, base, list(base), answer, started=time.perf_counter())
 

@@ -116,7 +116,7 @@ def create_server(tools: Tools) -> MCPServer:
     server = MCPServer(
         name="sqltune",
         instructions=(
-            f"Read-only access to the SQLite database(s) {names}. Use list_tables and describe_table to see the "
+            f"Read-only access to the database(s) {names}. Use list_tables and describe_table to see the "
             "schema, ask to have sqltune's model write and run the SQL for a question, run_sql to run your own "
             "query. Nothing can write: the database engine refuses it."
         ),

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqltune.models.kvcache import cache_kwarg, common_length, expand_cache, prefill
+from sqltune.train.head import labelled_head_loss
 
 IGNORE = -100
 MIN_PREFIX = 8
@@ -128,11 +129,9 @@ class PrefixGroupedSampler:
 def shared_prefix_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> tuple[Any, dict]:
     """The loss of a :class:`PrefixCollator` batch: the prefix once, the suffixes against its cache.
 
-    Same value and gradients as :func:`sqltune.train.loss.labelled_head_loss` on the unsplit batch.
+    Same value and gradients as :func:`sqltune.train.head.labelled_head_loss` on the unsplit batch.
     """
     import torch
-
-    from sqltune.train.loss import labelled_head_loss
 
     prefix = inputs["prefix_ids"]
     rest = {k: v for k, v in inputs.items() if k not in ("prefix_ids", "num_tokens")}

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqltune import prompts
 from sqltune.errors import ConfigError, ModelError
 from sqltune.io import package_versions, read_jsonl, sha256_file, weights_sha256, write_json
 from sqltune.splits import holdout
@@ -281,6 +282,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     target = run / ("model" if cfg.method == "full" else "adapter")
     trainer.save_model(str(target))
     tok.save_pretrained(str(target))
+    # the prompt contract travels with the weights: whatever serves them rebuilds the training prompt
+    prompts.write_contract(target, prompts.contract_from_records(cfg.train_file))
     history = trainer.state.log_history
     (run / "log_history.json").write_text(json.dumps(history, indent=1) + "\n")
     plot = plot_loss(history, run / "loss.png")
