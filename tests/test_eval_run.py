@@ -123,7 +123,7 @@ def test_sqltune_files_bad_input(school_db, tmp_path):
     ds = _dataset(tmp_path, school_db)
     ok = [{"id": "q0", "pred_sql": "SELECT 1"}, {"id": "q1", "pred_sql": "SELECT 1"}, {"id": "q2", "pred_sql": "x"}]
     assert len(load_sqltune_files(ds, _preds(tmp_path, ok))) == 3
-    with pytest.raises(DataError, match="duplicate prediction for id 'q0'"):
+    with pytest.raises(DataError, match="duplicate id 'q0'"):
         load_sqltune_files(ds, _preds(tmp_path, [*ok, {"id": "q0", "pred_sql": "SELECT 2"}]))
     with pytest.raises(DataError, match="ids not in .*: zz"):
         load_sqltune_files(ds, _preds(tmp_path, [*ok, {"id": "zz", "pred_sql": "SELECT 2"}]))

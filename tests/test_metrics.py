@@ -71,8 +71,9 @@ def test_normalized_match_unquotes_identifiers_and_keeps_string_case():
 
 def test_eval_with_all_metrics_names_and_explains_each(tmp_path, spider_dir):
     from sqltune.evaluate.inputs import EvalItem
+    from sqltune.evaluate.metrics import METRICS
     from sqltune.evaluate.report import write_outputs
-    from sqltune.evaluate.run import METRICS, EvalConfig, evaluate
+    from sqltune.evaluate.run import EvalConfig, evaluate
 
     db = _db("concert_singer")
     gold = "SELECT count(*) FROM singer"

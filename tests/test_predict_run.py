@@ -184,7 +184,7 @@ def test_bad_inputs_are_clear_errors(dataset, tmp_path, tiny_model):
         HFBackend("smollm2-135m-nope/x/y")  # neither a name, a folder nor a hub id
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "messages": [{"role": "system", "content": "x"}]}\n')
-    with pytest.raises(DataError, match=r"bad.jsonl: 1 problem.*line 1: \(id a\) 'messages' has no user turn"):
+    with pytest.raises(DataError, match=r"(?s)bad.jsonl: 1 problem.*line 1: \(id a\) 'messages' has no user turn"):
         predict(cfg(bad, tmp_path / "o.jsonl", tiny_model), progress=False)
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         HFBackend(str(tiny_model), device="cpu", load_in_4bit=True)

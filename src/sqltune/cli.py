@@ -390,16 +390,25 @@ _MODEL = [
 ]
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_sigterm(cleanup: Callable[[], None] | None = None) -> None:
     """SIGTERM (systemd, Docker, Kubernetes) ends a server as Ctrl-C does: through its ``finally:``, so that its
     worker processes stop with it. uvicorn handles the signal while it serves, then raises it again once it has
-    shut down; this handler turns that into a clean exit instead of the default immediate death."""
+    shut down; this handler turns that into a clean exit instead of the default immediate death.
+
+    ``cleanup``: for a server that cannot unwind (MCP over stdio: a thread blocked reading stdin keeps the
+    event loop from closing), SIGTERM and SIGINT run it and end the process at once."""
+    import os
     import signal
 
     def stop(signum: int, frame: Any) -> None:
+        if cleanup is not None:
+            cleanup()
+            os._exit(0)
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    if cleanup is not None:
+        signal.signal(signal.SIGINT, stop)
 
 
 DB_HELP = "A SQLite file or a database URL: postgresql://user@host/db, mysql://user@host/db, duckdb:///file.duckdb"
@@ -497,6 +506,7 @@ def _mcp(
     server = create_server(tools)
     try:
         if transport == "stdio":
+            _stop_on_sigterm(cleanup=tools.close)
             server.run("stdio")
         else:
             import uvicorn

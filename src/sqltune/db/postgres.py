@@ -161,7 +161,7 @@ class PostgresExecutor:
         conn.read_only = True  # every transaction psycopg opens is BEGIN READ ONLY
         return conn
 
-    def run(self, sql: str, timeout: float = 30.0, max_rows: int | None = ROW_CAP) -> QueryResult:
+    def run(self, sql: str, timeout: float = 30.0, max_rows: int | None = ROW_CAP, retry: bool = True) -> QueryResult:
         start = time.monotonic()
         if self.conn.closed:
             try:
@@ -197,6 +197,13 @@ class PostgresExecutor:
                 columns = [d.name for d in cur.description or []]
             return QueryResult(True, rows, columns, truncated=truncated, seconds=time.monotonic() - start)
         except self.psycopg.Error as e:
+            state = getattr(getattr(e, "diag", None), "sqlstate", None)
+            if retry and not cancelled.is_set() and (state == "57P01" or conn.closed or conn.broken):
+                # another session of this role ended ours (pg_terminate_backend): the statement is read-only,
+                # so it runs again once, on a new connection
+                timer.cancel()
+                self._reset()
+                return self.run(sql, max(0.001, timeout - (time.monotonic() - start)), max_rows, retry=False)
             kind = "timeout" if cancelled.is_set() else _classify(e)
             return QueryResult(False, error=_first_line(e), error_type=kind, seconds=time.monotonic() - start)
         finally:
