@@ -36,6 +36,26 @@ ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ("sqlite", "postgresql", "mysql", "duckdb")
 
 
+def drop_loaded(args: argparse.Namespace, db_ids: list[str], out: Path) -> None:
+    """Drop the server databases and the reader role this benchmark made (the DuckDB files stay in --out)."""
+    import sqlalchemy as sa
+
+    from sqltune.db.target import resolve
+
+    for base, eng in ((args.pg, "postgresql"), (args.mysql, "mysql")):
+        e = resolve(base).sqlalchemy_engine(isolation_level="AUTOCOMMIT")
+        with e.connect() as c:
+            for d in db_ids:
+                q = f'"sqltune_spider_{d}"' if eng == "postgresql" else f"`sqltune_spider_{d}`"
+                c.execute(sa.text(f"DROP DATABASE IF EXISTS {q}" + (" WITH (FORCE)" if eng == "postgresql" else "")))
+            if eng == "postgresql":
+                c.execute(sa.text("DROP ROLE IF EXISTS sqltune_spider_reader"))
+            else:
+                c.execute(sa.text("DROP USER IF EXISTS 'sqltune_spider_reader'@'%'"))
+        e.dispose()
+    (out / "loaded.json").unlink(missing_ok=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spider", default=str(ROOT.parent / "shared" / "data" / "spider"))
@@ -46,6 +66,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--dev", type=int, default=300, help="dev questions scored on every engine (0: all kept)")
     ap.add_argument("--max-new-tokens", type=int, default=160)
+    ap.add_argument("--keep", action="store_true", help="keep the loaded server databases and the reader role")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

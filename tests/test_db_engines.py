@@ -257,6 +257,7 @@ def test_load_transpile_and_judge(request, engine, tmp_path):
         assert report.dropped_keys == []
         role = f"sqltune_t_r{int(time.time() * 1000) % 10**8}"
         target = roles.create_reader(admin, role=role)
+        request.addfinalizer(lambda: roles.drop_reader(admin, role=role))
     from sqltune.db.schema import introspect
 
     schema = introspect(target)
@@ -272,22 +273,17 @@ def test_load_transpile_and_judge(request, engine, tmp_path):
         'SELECT name FROM products WHERE price > 20 AND name != "item 3" ORDER BY price DESC LIMIT 3',
         "SELECT AVG(price), MAX(price) / 2 FROM products",
     ]
-    try:
-        with Judge(workers=2, timeout=5) as judge:
-            for q in queries:
-                sql = transpile(q, engine, cols)
-                want = execute(src, q)
-                got = connect(target)
-                r = got.run(sql)
-                got.close()
-                assert r.ok, (sql, r.error)
-                assert agree(want.rows, r.rows, ordered="ORDER BY" in q), (sql, want.rows, r.rows)
-                res = judge.run([(target, [sql, "SELECT nosuch FROM products"])])[0]
-                assert res.ok == [True, False] and res.error_types[1] == "unknown_column", res
-    finally:
-        if engine != "duckdb":
-            _admin_run(admin, [f"DROP OWNED BY {role}" if engine == "postgresql" else "SELECT 1"])
-            roles.drop_reader(admin, role=role)
+    with Judge(workers=2, timeout=5) as judge:
+        for q in queries:
+            sql = transpile(q, engine, cols)
+            want = execute(src, q)
+            got = connect(target)
+            r = got.run(sql)
+            got.close()
+            assert r.ok, (sql, r.error)
+            assert agree(want.rows, r.rows, ordered="ORDER BY" in q), (sql, want.rows, r.rows)
+            res = judge.run([(target, [sql, "SELECT nosuch FROM products"])])[0]
+            assert res.ok == [True, False] and res.error_types[1] == "unknown_column", res
 
 
 def test_values_are_normalised_alike(request):
