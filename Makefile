@@ -11,6 +11,7 @@ test:
 lint:
 	ruff check src tests benchmarks
 	ruff format --check src tests benchmarks
+	mypy
 
 format:
 	ruff format src tests benchmarks

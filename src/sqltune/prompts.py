@@ -388,16 +388,18 @@ def trained_schema_style(model: str) -> str | None:
     if p.suffix == ".gguf":
         report = p.with_name(p.name + ".sqltune.json")
         try:
-            return json.loads(report.read_text()).get("schema_style")
+            style = json.loads(report.read_text()).get("schema_style")
         except (OSError, ValueError, AttributeError):
             return None
+        return str(style) if style else None
     for run in (p, p.parent):
         cfg = run / "config.yaml"
         if cfg.is_file():
             try:
-                train_file = (yaml.safe_load(cfg.read_text()) or {}).get("train_file")
+                train_file = str((yaml.safe_load(cfg.read_text()) or {}).get("train_file"))
                 with open(train_file, encoding="utf-8") as fh:
-                    return json.loads(fh.readline()).get("schema_style")
+                    style = json.loads(fh.readline()).get("schema_style")
             except (OSError, ValueError, TypeError, AttributeError):
                 return None
+            return str(style) if style else None
     return None

@@ -21,8 +21,8 @@ def parse(sql: str, dialect: str = "sqlite") -> exp.Expression | None:
         trees = _dialect(dialect).parse(sql)
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError, ValueError, RecursionError):
         return None
-    trees = [t for t in trees if t is not None]
-    return trees[0] if trees else None
+    found = [t for t in trees if isinstance(t, exp.Expression)]
+    return found[0] if found else None
 
 
 def skeleton(sql: str, dialect: str = "sqlite") -> str:

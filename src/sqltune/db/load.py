@@ -203,8 +203,8 @@ def load_sqlite(source: str | Path, target: str, replace: bool = False) -> LoadR
                 fks.append((name, [fk[3]], fk[2], [fk[4]] if fk[4] else []))
         meta.drop_all(engine)
         meta.create_all(engine)
-        for low, (name, table, cols) in tables.items():
-            rows = src.execute(f"SELECT {', '.join(map(_quote, cols))} FROM {_quote(name)}").fetchall()
+        for low, (name, table, names_in_order) in tables.items():
+            rows = src.execute(f"SELECT {', '.join(map(_quote, names_in_order))} FROM {_quote(name)}").fetchall()
             _insert(engine, t, table, rows)
             report.rows[low] = len(rows)
         _add_foreign_keys(src, engine, t, tables, fks, report)
