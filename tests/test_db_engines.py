@@ -148,7 +148,7 @@ def _server(request, engine: str) -> str:
 
 @pytest.mark.parametrize("engine", ["postgresql", "mysql"])
 @pytest.mark.parametrize("privileged", [False, True], ids=["reader", "writer-allowed"])
-def test_hostile_suite_on_servers(request, engine, privileged, tmp_path):
+def test_hostile_suite_on_servers(request, engine, privileged, tmp_path, caplog):
     admin = _server(request, engine)
     role = f"sqltune_t_{'w' if privileged else 'r'}{int(time.time() * 1000) % 10**8}"
     target = roles.create_reader(admin, role=role, write=privileged)
@@ -156,8 +156,14 @@ def test_hostile_suite_on_servers(request, engine, privileged, tmp_path):
         if privileged:  # the write-capable role is refused without the flag
             with pytest.raises(ExecutionError, match="can do more than read"):
                 connect(target)
-        s = _run_hostile(engine, admin, target, role, privileged, tmp_path)
+        with caplog.at_level("WARNING", logger="sqltune.db"):
+            s = _run_hostile(engine, admin, target, role, privileged, tmp_path)
         assert s["statements"] >= 20 and s["runaways"] >= 2
+        said = [r.getMessage() for r in caplog.records if r.name == "sqltune.db"]
+        if privileged:  # said loudly, once, with what is no longer guaranteed
+            assert len(said) == 1 and "NOT guaranteed: server files" in said[0], said
+        else:
+            assert said == []
     finally:
         _admin_run(admin, [f"DROP OWNED BY {role}" if engine == "postgresql" else "SELECT 1"])
         roles.drop_reader(admin, role=role)

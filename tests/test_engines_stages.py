@@ -107,10 +107,14 @@ def test_http_api_on_engines(engine_shop, privileged, tmp_path):
     assert _snapshot(engine, admin) == before
 
 
-def test_eval_cli_on_engines_keeps_passwords_out(engine_shop, tmp_path):
-    """sqltune eval on a dataset whose records name the engine's URL; with PGPASSWORD and MYSQL_PWD planted
-    (trust authentication ignores them), no file the run writes holds the password."""
+@pytest.mark.parametrize("privileged", [False, True], ids=["reader", "writer-allowed"])
+def test_eval_cli_on_engines_keeps_passwords_out(engine_shop, tmp_path, privileged):
+    """sqltune eval on a dataset whose records name the engine's URL, the hostile suite as predictions; with
+    PGPASSWORD and MYSQL_PWD planted (trust authentication ignores them), no file the run writes holds the
+    password."""
     engine, admin, reader, writer = engine_shop
+    if privileged:
+        reader = writer  # the write-capable role, run under --allow-privileged-role
     data = [
         {
             "id": "q1",
@@ -155,6 +159,7 @@ def test_eval_cli_on_engines_keeps_passwords_out(engine_shop, tmp_path):
             str(tmp_path / "p.jsonl"),
             "--out",
             str(out),
+            *(["--allow-privileged-role"] if privileged else []),
         ],
         capture_output=True,
         text=True,
@@ -194,7 +199,8 @@ def test_a_password_in_the_url_is_refused_without_echo(tmp_path):
     assert "Traceback" not in r.stderr
 
 
-def test_mcp_run_sql_on_engines(engine_shop, tmp_path, tiny_model):
+@pytest.mark.parametrize("privileged", [False, True], ids=["reader", "writer-allowed"])
+def test_mcp_run_sql_on_engines(engine_shop, tmp_path, tiny_model, privileged):
     pytest.importorskip("mcp")
     import anyio
     from mcp import Client, StdioServerParameters
@@ -203,6 +209,8 @@ def test_mcp_run_sql_on_engines(engine_shop, tmp_path, tiny_model):
 
     engine, admin, reader, writer = engine_shop
     before = _snapshot(engine, admin)
+    url = writer if privileged else reader
+    extra = ["--allow-privileged-role"] if privileged else []
     params = StdioServerParameters(
         command=sys.executable,
         args=[
@@ -210,13 +218,14 @@ def test_mcp_run_sql_on_engines(engine_shop, tmp_path, tiny_model):
             "sqltune",
             "mcp",
             "--db",
-            reader,
+            url,
             "--model",
             str(tiny_model),
             "--max-new-tokens",
             "8",
             "--timeout",
             "1",
+            *extra,
         ],
         env={"SQLTUNE_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
     )

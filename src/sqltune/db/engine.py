@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import logging
 import uuid
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,6 +70,25 @@ def connect(db: str | Path, allow_privileged_role: bool = False) -> Executor:
         return DuckdbExecutor(t)
     raise ExecutionError(
         f"{t.engine} URL: sqltune reads this database's schema but runs SQL only on {', '.join(ENGINES)}"
+    )
+
+
+_WARNED: set[str] = set()
+
+
+def warn_privileged(target: str, role: str, problems: list[str], unguarded: str) -> None:
+    """Say loudly, once per process and database, that a privileged role runs model SQL
+    (``--allow-privileged-role``) and what is then no longer guaranteed."""
+    if target in _WARNED:
+        return
+    _WARNED.add(target)
+    logging.getLogger("sqltune.db").warning(
+        "%s: running as %r, which can do more than read (%s), because --allow-privileged-role is set. Every "
+        "statement still runs alone in a read-only transaction with its time limit; NOT guaranteed: %s.",
+        target,
+        role,
+        "; ".join(problems),
+        unguarded,
     )
 
 

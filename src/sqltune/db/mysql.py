@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Any
 
-from sqltune.db.engine import fetch
+from sqltune.db.engine import fetch, warn_privileged
 from sqltune.db.execute import ROW_CAP, QueryResult
 from sqltune.db.target import Target, mysql_password, require_driver
 from sqltune.errors import ExecutionError
@@ -102,6 +102,8 @@ class MysqlExecutor:
         if problems and not allow_privileged_role:
             self.conn.close()
             raise ExecutionError(refusal(target, account, problems))
+        if problems:
+            warn_privileged(target.raw, account, problems, "server files (SELECT ... INTO OUTFILE, LOAD_FILE)")
         self._session()
 
     def _connect(self) -> Any:

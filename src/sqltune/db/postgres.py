@@ -37,7 +37,7 @@ import threading
 import time
 from typing import Any
 
-from sqltune.db.engine import fetch
+from sqltune.db.engine import fetch, warn_privileged
 from sqltune.db.execute import ROW_CAP, QueryResult
 from sqltune.db.target import Target, require_driver
 from sqltune.errors import ExecutionError
@@ -140,6 +140,10 @@ class PostgresExecutor:
         if problems and not allow_privileged_role:
             self.conn.close()
             raise ExecutionError(refusal(target, role, database, problems))
+        if problems:
+            warn_privileged(
+                target.raw, role, problems, "server files and programs (COPY ... TO PROGRAM, COPY ... TO '/file')"
+            )
 
     def _connect(self) -> Any:
         kw: dict[str, Any] = {
