@@ -227,14 +227,14 @@ def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny_model"))
 
 
-def make_school_dataset(path: Path, db: Path, n: int = 12) -> Path:
+def make_school_dataset(path: Path, db: Path, n: int = 12, style: str = "compact") -> Path:
     """A chat dataset over the school database, built by sqltune's own prompt module."""
     import json
 
     from sqltune.db.schema import introspect
     from sqltune.prompts import chat_record, render_schema
 
-    schema = render_schema(introspect(db, "school"), "compact")
+    schema = render_schema(introspect(db, "school"), style)
     qa = [
         ("how many teacher are there", "SELECT COUNT(*) FROM teacher"),
         ("what is the name of the student", "SELECT name FROM student"),
@@ -253,7 +253,7 @@ def make_school_dataset(path: Path, db: Path, n: int = 12) -> Path:
                 "sql": sql,
                 "difficulty": "easy",
                 "source": "pairs",
-                "schema_style": "compact",
+                "schema_style": style,
                 **chat_record(schema, q, "", sql),
             }
             fh.write(json.dumps(rec) + "\n")

@@ -12,39 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_school_dataset
 from sqltune import prompts
-from sqltune.db.schema import introspect
 from sqltune.errors import ConfigError
 from sqltune.models.load import load_tokenizer
 from sqltune.serve.ask import AskConfig, Database, served_model, start
 from sqltune.train.config import load_config
 from sqltune.train.sft import train
-
-QUESTIONS = [
-    ("how many teacher are there", "SELECT COUNT(*) FROM teacher"),
-    ("what is the name of the student", "SELECT name FROM student"),
-]
-
-
-def _text_dataset(path: Path, db: Path) -> Path:
-    schema = prompts.render_schema(introspect(db, "school"), "text")
-    with open(path, "w") as fh:
-        for i in range(8):
-            q, sql = QUESTIONS[i % 2]
-            rec = {
-                "id": f"t-{i}",
-                "db_id": "school",
-                "db_path": str(db),
-                "question": q,
-                "evidence": "",
-                "sql": sql,
-                "difficulty": "easy",
-                "source": "pairs",
-                "schema_style": "text",
-                **prompts.chat_record(schema, q, "", sql),
-            }
-            fh.write(json.dumps(rec) + "\n")
-    return path
 
 
 def _train(data: Path, model: Path, out: Path, method: str) -> dict:
@@ -73,7 +47,7 @@ def _served_prompt(model: str, db: Path, question: str) -> list[dict[str, str]]:
 
 def test_moved_and_merged_models_serve_their_training_prompts(tmp_path, school_db, tiny_model):
     (tmp_path / "data").mkdir()
-    data = _text_dataset(tmp_path / "data" / "train.jsonl", school_db)
+    data = make_school_dataset(tmp_path / "data" / "train.jsonl", school_db, n=8, style="text")
     record = json.loads(data.read_text().splitlines()[0])
     run = tmp_path / "full"
     _train(data, tiny_model, run, "full")

@@ -50,16 +50,22 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     return n
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSONL file; a malformed line is a DataError naming the file and line."""
+def read_utf8(path: str | Path) -> str:
+    """A text file's content; a missing file or one that is not UTF-8 is a DataError saying so."""
     path = Path(path)
-    out = []
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read a JSONL file; a malformed line is a DataError naming the file and line."""
+    path = Path(path)
+    out = []
+    text = read_utf8(path)
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue

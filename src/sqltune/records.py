@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltune.errors import DataError
+from sqltune.io import read_utf8
 
 _MAX_LISTED = 10
 
@@ -55,12 +56,7 @@ def read_records(
     ``unique`` and what ``check`` says of a record (a message, or None) are reported together, each as
     ``FILE:LINE``; ``hint`` says how to fix them."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
+    text = read_utf8(path)
     out: list[dict[str, Any]] = []
     problems: list[str] = []
     first: dict[str, int] = {}
