@@ -188,6 +188,8 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: |")
     for eng, (s, _, ev) in results.items():
         print(f"| {eng} | {100 * s['ex']:.1f}% | {s['correct']}/{s['n']} | {ev:.1f} |")
+    if not args.keep:
+        drop_loaded(args, db_ids, out)
     print(
         f"model: {DEFAULT_MODEL}, full fine-tune, {steps} steps of 8 ({manifest['train_minutes']:.1f} min) on "
         f"Spider train in four dialects; total {(time.perf_counter() - t0) / 60:.1f} min"
