@@ -23,7 +23,7 @@ from pathlib import Path
 from sqltune.evaluate.run import EvalConfig, run_eval
 from sqltune.io import read_jsonl, write_jsonl
 from sqltune.judge import Judge
-from sqltune.models.backends import make_backend
+from sqltune.models.backend_config import make_backend
 from sqltune.serve.ask import AskConfig, Database, ask_many, served_model
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from sqltune.evaluate.run import EvalConfig, run_eval
 from sqltune.export.gguf import ExportConfig, export_gguf
 from sqltune.io import read_jsonl
-from sqltune.models.backends import make_backend
+from sqltune.models.backend_config import open_backend
 from sqltune.models.kvcache import common_length
 from sqltune.models.llamacpp import physical_cores
 from sqltune.models.load import encode_prompt, load_tokenizer
@@ -55,7 +55,7 @@ def one(spec: str) -> None:
     test, pred, model, backend, settings = json.loads(spec)
     cfg = PredictConfig(dataset=test, out=pred, model=model, backend=backend, **settings)
     t0 = time.perf_counter()
-    b = make_backend(backend, model, batch_size=cfg.batch_size, precision=cfg.precision, slots=cfg.slots)
+    b = open_backend(cfg)
     load = time.perf_counter() - t0
     t1 = time.perf_counter()
     predict(cfg, backend=b, progress=False)

@@ -35,7 +35,7 @@ import httpx
 from sqltune.data.demo import build_demo
 from sqltune.io import read_jsonl
 from sqltune.models import DEFAULT_MODEL, pull_model
-from sqltune.models.backends import make_backend
+from sqltune.models.backend_config import make_backend
 from sqltune.serve.app import ServeConfig, create_app
 from sqltune.serve.ask import AskConfig, Database
 
@@ -61,7 +61,7 @@ def main() -> int:
 
             if not Path(args.gguf).is_file():
                 export_gguf(ExportConfig(model=DEFAULT_MODEL, out=args.gguf, type="q8_0"))
-            backend = make_backend("llamacpp", args.gguf, batch_size=16)
+            backend = make_backend("llamacpp", args.gguf)
         else:
             backend = make_backend("hf", DEFAULT_MODEL, batch_size=16)
         app = create_app(

@@ -57,10 +57,12 @@ def test_f32_export_passes_every_check_with_provenance(f32_export):
 def test_llamacpp_backend_predicts_what_the_hf_backend_predicts(f32_export, tmp_path, school_db, gguf_test_model):
     out, _ = f32_export
     data = make_school_dataset(tmp_path / "school.jsonl", school_db, n=6)
-    base = dict(dataset=str(data), max_new_tokens=12, batch_size=3)
+    base = dict(dataset=str(data), max_new_tokens=12)
     ll_cfg = PredictConfig(out=str(tmp_path / "ll.jsonl"), model=str(out), backend="llamacpp", slots=3, **base)
     s = predict(ll_cfg, progress=False)
-    hf_cfg = PredictConfig(out=str(tmp_path / "hf.jsonl"), model=str(gguf_test_model), precision="fp32", **base)
+    hf_cfg = PredictConfig(
+        out=str(tmp_path / "hf.jsonl"), model=str(gguf_test_model), precision="fp32", batch_size=3, **base
+    )
     predict(hf_cfg, progress=False)
     ll = {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "ll.jsonl").read_text().splitlines()}
     hf = {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "hf.jsonl").read_text().splitlines()}

@@ -66,8 +66,8 @@ def _grep(pattern: str) -> list[str]:
 
 
 def test_one_tokenizer_loader_one_model_loader():
-    assert _grep(r"AutoTokenizer\.from_pretrained") == ["models/load.py"]
-    assert _grep(r"AutoModelForCausalLM\.from_pretrained") == ["models/load.py"]
+    assert _grep(r"AutoTokenizer\.from_pretrained") == ["models/hf.py"]
+    assert _grep(r"AutoModelForCausalLM\.from_pretrained") == ["models/hf.py"]
     assert _grep(r"apply_chat_template\(") == ["models/load.py", "train/data.py"]  # data.py: the answer's text
 
 
@@ -88,3 +88,58 @@ def test_one_path_executes_sql_for_judging():
 
 def test_one_list_of_error_types():
     assert _grep(r"^ERROR_TYPES\s*=") == ["judge/score.py"]
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Each module's sqltune imports (dotted names, at module level or inside functions)."""
+    names = {}
+    for p in SOURCES:
+        parts = ("sqltune", *p.relative_to(SRC).with_suffix("").parts)
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    graph: dict[str, set[str]] = {}
+    for name, p in names.items():
+        deps = set()
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for a in node.names:
+                    full = f"{node.module}.{a.name}"
+                    deps.add(full if full in names else node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+        graph[name] = {d for d in deps if d in names and d != name}
+    return graph
+
+
+def test_no_import_cycles():
+    """No module reaches itself through imports, also not through an import inside a function (the way a
+    cycle hides): what two modules share goes into a third below them."""
+    graph = _module_graph()
+    state: dict[str, int] = {}
+    path: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        state[v] = 1
+        path.append(v)
+        for w in sorted(graph[v]):
+            if state.get(w) == 1:
+                cycles.append(path[path.index(w) :] + [w])
+            elif w not in state:
+                visit(w)
+        path.pop()
+        state[v] = 2
+
+    for v in sorted(graph):
+        if v not in state:
+            visit(v)
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_sees_a_cycle_inside_a_function(tmp_path, monkeypatch):
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("from sqltune.b import x\n")
+    b.write_text("def f():\n    from sqltune.a import y\n")
+    monkeypatch.setitem(globals(), "SRC", tmp_path)
+    monkeypatch.setitem(globals(), "SOURCES", [a, b])
+    with pytest.raises(AssertionError, match="import cycles: sqltune.a -> sqltune.b -> sqltune.a"):
+        test_no_import_cycles()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,20 +115,61 @@ def test_the_quickstart_recipe_is_the_shipped_config():
 @pytest.mark.parametrize(
     "name,classes,extra",
     [
-        ("ask", ("AskConfig",), {"question", "db", "evidence", "as_json", "model", "backend", "base_url"}),
-        ("serve", ("AskConfig", "ServeConfig"), {"db", "model", "backend", "base_url"}),
+        ("ask", ("BackendConfig", "AskConfig"), {"question", "db", "evidence", "as_json"}),
+        ("serve", ("BackendConfig", "AskConfig", "ServeConfig"), {"db"}),
+        ("mcp", ("BackendConfig", "AskConfig"), {"db", "transport", "host", "port"}),
+        ("serve-openai", ("BackendConfig",), {"host", "port"}),
+        ("predict", ("PredictConfig",), {"config", "overrides"}),
     ],
 )
-def test_ask_and_serve_options_are_their_configs_fields(name, classes, extra):
+def test_every_command_that_runs_a_model_takes_the_one_backend_config(name, classes, extra):
+    from sqltune.models import backend_config
+    from sqltune.predict import run as predict_run
     from sqltune.serve import app as serve_app
     from sqltune.serve import ask as serve_ask
 
     cmd = _command(name)
     params = {p.name: p for p in cmd.params}
-    cls = [getattr(serve_ask, c, None) or getattr(serve_app, c) for c in classes]
-    fields = {f.name for c in cls for f in dataclasses.fields(c)}
-    assert set(params) == fields | extra
+    where = (backend_config, serve_ask, serve_app, predict_run)
+    cls = [next(getattr(m, c) for m in where if hasattr(m, c)) for c in classes]
+    fields = [f.name for c in cls for f in dataclasses.fields(c)]
+    assert len(fields) == len(set(fields)), "no option name may mean two things"
+    assert set(params) == set(fields) | extra
+    backend_fields = {f.name for f in dataclasses.fields(backend_config.BackendConfig)}
+    assert backend_fields <= set(params)
     for c in cls:
-        for field, doc in stage_config.field_docs(c).items():
+        docs = stage_config.field_docs(c)
+        assert set(docs) == {f.name for f in dataclasses.fields(c)}
+        for field, doc in docs.items():
             assert params[field].help == doc
-    assert set(stage_config.field_docs(cls[0])) == {f.name for f in dataclasses.fields(cls[0])}
+
+
+def test_model_settings_that_do_not_apply_to_the_backend_are_refused_naming_both():
+    from sqltune.models.backend_config import BackendConfig, backend_config
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        r = subprocess.run([sys.executable, "-m", "sqltune", *args], capture_output=True, text=True)
+        r.stderr = " ".join(r.stderr.split())  # rich wraps long lines
+        return r
+
+    r = cli("predict", "dataset=x.jsonl", "out=y.jsonl", "--backend", "openai", "--slots", "4")
+    assert r.returncode == 2, r.stderr
+    assert "--slots (slots) applies to the llamacpp backend, not to --backend openai" in r.stderr
+    assert r.stderr.startswith("error:") and "Traceback" not in r.stderr
+    r = cli("serve", "--db", "x.sqlite", "--backend", "llamacpp", "--precision", "fp32")
+    assert r.returncode == 2 and "--precision (precision) applies to the hf and vllm backends" in r.stderr
+    with pytest.raises(
+        ConfigError, match="--batch-size .* not to --backend openai.*--threads .* not to --backend openai"
+    ):
+        backend_config("openai", "m", batch_size=4, threads=2)
+    with pytest.raises(ConfigError, match="unknown model settings: bogus"):
+        backend_config("hf", "m", bogus=1)
+    # unset settings take the chosen backend's defaults; the API key is never among the settings written out
+    assert BackendConfig(backend="llamacpp").backend_settings() == {
+        "slots": 8,
+        "threads": None,
+        "context": 2048,
+        "grammar": None,
+    }
+    assert "openai_api_key" not in BackendConfig(backend="openai", openai_api_key="sk-x").backend_settings()
+    assert "sk-x" not in repr(BackendConfig(backend="openai", openai_api_key="sk-x"))

@@ -50,7 +50,7 @@ def _config_args(cls: type, rename: dict[str, str] | None = None) -> list[inspec
     import dataclasses
     import typing
 
-    from sqltune.config import base_type, field_docs
+    from sqltune.config import SECRET_FIELDS, base_type, field_docs
 
     params = [
         inspect.Parameter(
@@ -74,7 +74,7 @@ def _config_args(cls: type, rename: dict[str, str] | None = None) -> list[inspec
         kind = t if t in (str, int, float, bool) else list[str] if typing.get_origin(t) is list else str
         default = None if f.default is dataclasses.MISSING else f.default
         show: bool | str = (
-            False if default is None or f.name == "api_key" else str(default).lower() if t is bool else str(default)
+            False if default is None or f.name in SECRET_FIELDS else str(default).lower() if t is bool else str(default)
         )
         params.append(
             inspect.Parameter(
@@ -326,13 +326,16 @@ def merge_cmd(
     )
 
 
-def _backend(model: str, backend: str, base_url: str | None, api_key: str | None) -> tuple[Any, str | None]:
-    from sqltune.models.backends import make_backend
+def _backend(bcfg: Any) -> tuple[Any, str | None]:
+    """The model ``bcfg`` describes, loaded (a run folder gives its model), and the schema style its prompt
+    contract names."""
+    from sqltune.models.backend_config import open_backend
     from sqltune.serve.ask import served_model
 
-    where, style = served_model(model) if backend in ("hf", "llamacpp") else (model, None)
-    with err.status(f"loading {model} ({backend})"):
-        b = make_backend(backend, where, base_url=base_url, api_key=api_key, batch_size=16)
+    bcfg.validate_backend()
+    where, style = served_model(bcfg.model) if bcfg.backend in ("hf", "llamacpp") else (bcfg.model, None)
+    with err.status(f"loading {bcfg.model} ({bcfg.backend})"):
+        b = open_backend(bcfg, model=where)
     return b, style
 
 
@@ -364,6 +367,12 @@ def _with_configs(
 
     from sqltune import config as stage_config
 
+    seen: dict[str, str] = {}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            assert f.name not in seen, f"--{f.name} would mean two things: {seen[f.name]} and {cls.__name__}"
+            seen[f.name] = cls.__name__
+
     def callback(**kwargs: Any) -> None:
         extras = [kwargs.pop(p.name) for p in extra]
         configs = []
@@ -380,14 +389,6 @@ def _with_configs(
 
 def _param(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
-
-
-MODEL_HELP = "Model: registry name, folder, .gguf, hub id or a 'sqltune train' run"
-_MODEL = [
-    _param("model", Annotated[str, typer.Option(help=MODEL_HELP)], "smollm2-135m"),
-    _param("backend", Annotated[str, typer.Option(help="hf | openai | vllm | llamacpp (a .gguf file)")], "hf"),
-    _param("base_url", Annotated[str | None, typer.Option(help="openai backend: the server URL")], None),
-]
 
 
 def _stop_on_sigterm(cleanup: Callable[[], None] | None = None) -> None:
@@ -414,9 +415,7 @@ def _stop_on_sigterm(cleanup: Callable[[], None] | None = None) -> None:
 DB_HELP = "A SQLite file or a database URL: postgresql://user@host/db, mysql://user@host/db, duckdb:///file.duckdb"
 
 
-def _ask(
-    question: str, db: str, evidence: str, as_json: bool, model: str, backend: str, base_url: str | None, cfg: Any
-) -> None:
+def _ask(question: str, db: str, evidence: str, as_json: bool, bcfg: Any, cfg: Any) -> None:
     """Ask a database a question: prints the SQL and the rows, or "I don't know" and why (exit 3)."""
     import json
 
@@ -427,8 +426,8 @@ def _ask(
     from sqltune.serve.ask import Database, ask
 
     database = Database(db, cfg.allow_privileged_role)
-    b, model_style = _backend(model, backend, base_url, None)
-    style = _style(model, model_style, cfg)
+    b, model_style = _backend(bcfg)
+    style = _style(bcfg.model, model_style, cfg)
     with Judge(workers=1, timeout=cfg.timeout, allow_privileged_role=cfg.allow_privileged_role) as judge:
         a = ask(question, database, b, judge, cfg, evidence, style)
     if as_json:
@@ -449,7 +448,7 @@ def _ask(
         raise typer.Exit(3)
 
 
-def _serve(db: list[str], model: str, backend: str, base_url: str | None, acfg: Any, scfg: Any) -> None:
+def _serve(db: list[str], bcfg: Any, acfg: Any, scfg: Any) -> None:
     """Serve databases and a model: the ask API, user SQL, feedback, a web page, and OpenAI-compatible chat."""
     import dataclasses
     import os
@@ -464,12 +463,12 @@ def _serve(db: list[str], model: str, backend: str, base_url: str | None, acfg: 
         scfg = dataclasses.replace(scfg, api_key=os.environ["SQLTUNE_API_KEY"])
     scfg.validate()
     databases = [Database(p, acfg.allow_privileged_role) for p in db]
-    b, model_style = _backend(model, backend, base_url, None)
-    style = _style(model, model_style, acfg)
-    application = create_app(b, model, databases, acfg, style, scfg)
+    b, model_style = _backend(bcfg)
+    style = _style(bcfg.model, model_style, acfg)
+    application = create_app(b, bcfg.model, databases, acfg, style, scfg)
     where = f"http://{scfg.host}:{scfg.port}/"
     err.print(
-        f"serving {', '.join(d.name for d in databases)} with {model} on {where} (logs: {application.state.log_dir})"
+        f"serving {', '.join(d.name for d in databases)} with {bcfg.model} on {where} (logs: {application.state.log_dir})"
     )
     try:
         uvicorn.run(application, host=scfg.host, port=scfg.port, log_level="warning")
@@ -482,9 +481,7 @@ def _mcp(
     transport: str,
     host: str,
     port: int,
-    model: str,
-    backend: str,
-    base_url: str | None,
+    bcfg: Any,
     acfg: Any,
 ) -> None:
     """Serve databases to MCP clients: list_tables, describe_table, ask and run_sql, all read-only."""
@@ -499,8 +496,8 @@ def _mcp(
     _stop_on_sigterm()
 
     def load() -> tuple[Any, str]:
-        b, model_style = _backend(model, backend, base_url, None)
-        return b, _style(model, model_style, acfg)
+        b, model_style = _backend(bcfg)
+        return b, _style(bcfg.model, model_style, acfg)
 
     tools = Tools([Database(p, acfg.allow_privileged_role) for p in db], load, acfg)
     server = create_server(tools)
@@ -520,6 +517,7 @@ def _mcp(
 
 
 def _register_serve() -> None:
+    from sqltune.models.backend_config import BackendConfig
     from sqltune.serve.app import ServeConfig
     from sqltune.serve.ask import AskConfig
 
@@ -537,9 +535,8 @@ def _register_serve() -> None:
                 _param(
                     "as_json", Annotated[bool, typer.Option("--json", help="Print the whole answer as JSON")], False
                 ),
-                *_MODEL,
             ],
-            (AskConfig,),
+            (BackendConfig, AskConfig),
         )
     )
     app.command("serve", epilog="Example: sqltune serve --db runs/demo/shop.sqlite --model runs/quickstart/train")(
@@ -547,9 +544,18 @@ def _register_serve() -> None:
             _serve,
             [
                 _param("db", Annotated[list[str], typer.Option(help=DB_HELP + " (repeat for several)")]),
-                *_MODEL,
             ],
-            (AskConfig, ServeConfig),
+            (BackendConfig, AskConfig, ServeConfig),
+        )
+    )
+    app.command("serve-openai", epilog="Example: sqltune serve-openai --model smollm2-135m --port 8000")(
+        _with_configs(
+            _serve_openai,
+            [
+                _param("host", Annotated[str, typer.Option(help="Address to listen on")], "127.0.0.1"),
+                _param("port", Annotated[int, typer.Option(help="Port")], 8000),
+            ],
+            (BackendConfig,),
         )
     )
     app.command("mcp", epilog="Example: sqltune mcp --db runs/demo/shop.sqlite --model runs/quickstart/train")(
@@ -560,9 +566,8 @@ def _register_serve() -> None:
                 _param("transport", Annotated[str, typer.Option(help="stdio | streamable-http")], "stdio"),
                 _param("host", Annotated[str, typer.Option(help="streamable-http: address")], "127.0.0.1"),
                 _param("port", Annotated[int, typer.Option(help="streamable-http: port")], 8765),
-                *_MODEL,
             ],
-            (AskConfig,),
+            (BackendConfig, AskConfig),
         )
     )
 
@@ -652,21 +657,20 @@ def export_converter_cmd(
     out.print(f"{folder} ({conv.converter_info(folder)['source']})")
 
 
-@app.command("serve-openai", epilog="Example: sqltune serve-openai --model smollm2-135m --port 8000")
-def serve_openai(
-    model: Annotated[str, typer.Option(help="Registry name, model folder, .gguf file or hub id")] = "smollm2-135m",
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port")] = 8000,
-    precision: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32")] = "auto",
-) -> None:
+def _serve_openai(host: str, port: int, bcfg: Any) -> None:
     """Serve a model behind an OpenAI-compatible API only (the same routes 'sqltune serve' has)."""
     import uvicorn
 
-    from sqltune.models.backends import HFBackend
     from sqltune.serve.openai_api import create_app
 
-    backend = HFBackend(model, precision=precision, batch_size=1)
-    uvicorn.run(create_app(backend, model), host=host, port=port, log_level="warning")
+    _stop_on_sigterm()
+    backend, _ = _backend(bcfg)
+    try:
+        uvicorn.run(create_app(backend, bcfg.model), host=host, port=port, log_level="warning")
+    finally:
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()
 
 
 @app.command("quickstart", epilog="Example: sqltune quickstart --out runs/quickstart")

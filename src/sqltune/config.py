@@ -161,7 +161,11 @@ def load(
     return cfg
 
 
-def to_dict(cfg: Any, secret: tuple[str, ...] = ("api_key",)) -> dict[str, Any]:
+SECRET_FIELDS = ("api_key", "openai_api_key")
+"""Config fields never written to a manifest, report or log."""
+
+
+def to_dict(cfg: Any, secret: tuple[str, ...] = SECRET_FIELDS) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in secret}
 
 

@@ -45,6 +45,7 @@ from sqltune.extract import extract_sql, reasoning_before_sql
 from sqltune.io import recover_done, write_json
 from sqltune.judge import Judge
 from sqltune.judge.worker import ScoreJob
+from sqltune.models.openai_client import ChatClient, RetryPolicy
 from sqltune.records import read_records
 
 TEACHERS = ("builtin", "openai")
@@ -150,17 +151,13 @@ class OpenAITeacher:
 
     name = "openai"
 
-    def __init__(self, cfg: CotConfig, cache_path: Path):
-        import openai
-
-        self.cfg = cfg
-        self.base_url = cfg.teacher_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        self.client = openai.OpenAI(
-            base_url=self.base_url,
-            api_key=cfg.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
-            max_retries=0,
-            timeout=cfg.timeout,
-        )
+    def __init__(self, client: ChatClient, max_tokens: int, cache_path: Path, settings: dict[str, Any] | None = None):
+        """``client``: the one OpenAI-compatible client (its retry policy); ``settings``: what the report records
+        besides the client's own (temperatures)."""
+        self.client = client
+        self.max_tokens = max_tokens
+        self.base_url = client.base_url
+        self.extra = settings or {}
         self.cache_path = cache_path
         self.cache: dict[str, dict[str, Any]] = {}
         if cache_path.exists():
@@ -173,59 +170,40 @@ class OpenAITeacher:
         self._lock = threading.Lock()
 
     def settings(self) -> dict[str, Any]:
-        c = self.cfg
+        p = self.client.policy
         return {
             "teacher": "openai",
             "base_url": self.base_url,
-            "model": c.teacher_model,
-            "temperature": c.temperature,
-            "retry_temperature": c.retry_temperature,
-            "max_tokens": c.max_tokens,
-            "timeout": c.timeout,
-            "retries": c.retries,
+            "model": self.client.model,
+            **self.extra,
+            "max_tokens": self.max_tokens,
+            "timeout": p.timeout,
+            "retries": p.retries,
         }
 
     def key(self, prompt: str, temperature: float, sample: int) -> str:
-        raw = json.dumps([self.cfg.teacher_model, prompt, temperature, sample, self.cfg.max_tokens])
+        raw = json.dumps([self.client.model, prompt, temperature, sample, self.max_tokens])
         return hashlib.sha256(raw.encode()).hexdigest()
 
     def ask(self, record: dict[str, Any], prompt: str, temperature: float, sample: int) -> Reply:
         return self.chat([{"role": "user", "content": prompt}], temperature, sample)
 
     def chat(self, messages: list[dict[str, str]], temperature: float, sample: int) -> Reply:
-        """One chat completion (cached; retried with backoff); a lone user turn is keyed by its text."""
-        import openai
-
+        """One chat completion (cached; retried by the client's policy); a lone user turn is keyed by its text.
+        An empty answer is asked again, then an error (never cached)."""
         lone = len(messages) == 1 and messages[0]["role"] == "user"
         k = self.key(messages[0]["content"] if lone else json.dumps(messages), temperature, sample)
         hit = self.cache.get(k)
         if hit is not None:
             return Reply(hit["text"], hit.get("prompt_tokens", 0), hit.get("completion_tokens", 0), cached=True)
-        last = ""
-        for attempt in range(self.cfg.retries + 1):
-            try:
-                r = self.client.chat.completions.create(
-                    model=self.cfg.teacher_model or "",
-                    messages=messages,
-                    temperature=temperature,
-                    max_tokens=self.cfg.max_tokens,
-                    seed=sample,
-                )
-                text = r.choices[0].message.content if r.choices else None
-                if not isinstance(text, str) or not text.strip():
-                    last = "the teacher returned no text"
-                else:
-                    u = r.usage
-                    reply = Reply(text, u.prompt_tokens if u else 0, u.completion_tokens if u else 0)
-                    self._remember(k, reply)
-                    return reply
-            except openai.BadRequestError as e:
-                return Reply("", error=f"the teacher refused the request: {e}")
-            except (openai.APIError, ValueError) as e:  # timeouts, connection errors, 5xx, unparsable bodies
-                last = f"{type(e).__name__}: {e}"
-            if attempt < self.cfg.retries:
-                time.sleep(self.cfg.backoff * 2**attempt)
-        return Reply("", error=f"no answer from {self.base_url} after {self.cfg.retries + 1} attempts ({last})")
+        r = self.client.complete(
+            messages, max_tokens=self.max_tokens, temperature=temperature, seed=sample, require_text=True
+        )
+        if r.status != "ok":
+            return Reply("", error=r.error)
+        reply = Reply(r.text, r.prompt_tokens, r.completion_tokens)
+        self._remember(k, reply)
+        return reply
 
     def _remember(self, k: str, reply: Reply) -> None:
         entry = {"key": k, "text": reply.text, "prompt_tokens": reply.prompt_tokens}
@@ -277,7 +255,17 @@ def build_cot(cfg: CotConfig, progress: Any = None) -> dict[str, Any]:
     teacher: Any = (
         BuiltinTeacher()
         if cfg.teacher == "builtin"
-        else OpenAITeacher(cfg, out.with_name(out.name + ".teacher-cache.jsonl"))
+        else OpenAITeacher(
+            ChatClient(
+                cfg.teacher_model or "",
+                cfg.teacher_url,
+                cfg.api_key,
+                RetryPolicy(retries=cfg.retries, backoff=cfg.backoff, timeout=cfg.timeout),
+            ),
+            cfg.max_tokens,
+            out.with_name(out.name + ".teacher-cache.jsonl"),
+            {"temperature": cfg.temperature, "retry_temperature": cfg.retry_temperature},
+        )
     )
     ddl: dict[str, str] = {}
 

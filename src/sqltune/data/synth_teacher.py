@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from sqltune import prompts
-from sqltune.data.cot import CotConfig, OpenAITeacher
+from sqltune.data.cot import OpenAITeacher
 from sqltune.db.schema import introspect
 from sqltune.extract import extract_sql
 from sqltune.judge import ScoreJob
+from sqltune.models.openai_client import ChatClient, RetryPolicy
 
 ON_REJECT = ("builtin", "drop")
 MAX_QUESTION_CHARS = 300
@@ -49,20 +50,14 @@ def clean_question(text: str) -> tuple[str | None, str]:
     return None, q
 
 
-def teacher_settings(cfg: Any, url: str | None, model: str | None) -> CotConfig:
-    """The OpenAI client settings of :class:`OpenAITeacher`, from a synth config."""
-    return CotConfig(
-        dataset="",
-        out="",
-        teacher="openai",
-        teacher_url=url,
-        teacher_model=model,
-        api_key=cfg.api_key,
-        temperature=cfg.teacher_temperature,
-        max_tokens=cfg.teacher_max_tokens,
-        retries=cfg.teacher_retries,
-        backoff=cfg.teacher_backoff,
-        timeout=cfg.teacher_timeout,
+def teacher(cfg: Any, url: str | None, model: str | None, cache_path: Path) -> OpenAITeacher:
+    """A teacher on the one OpenAI-compatible client, with a synth config's settings."""
+    policy = RetryPolicy(retries=cfg.teacher_retries, backoff=cfg.teacher_backoff, timeout=cfg.teacher_timeout)
+    return OpenAITeacher(
+        ChatClient(model or "", url, cfg.api_key, policy),
+        cfg.teacher_max_tokens,
+        cache_path,
+        {"temperature": cfg.teacher_temperature},
     )
 
 
@@ -71,7 +66,7 @@ def rephrase(pairs: list[dict[str, Any]], cfg: Any, judge: Any, cache_path: Path
 
     Each pair needs ``_preview`` (its result's columns and first rows). ``cfg``: a
     :class:`sqltune.data.synth.SynthConfig` with ``teacher='openai'``."""
-    writer = OpenAITeacher(teacher_settings(cfg, cfg.teacher_url, cfg.teacher_model), cache_path)
+    writer = teacher(cfg, cfg.teacher_url, cfg.teacher_model, cache_path)
     same = (cfg.check_model or cfg.teacher_model, cfg.check_url or cfg.teacher_url) == (
         cfg.teacher_model,
         cfg.teacher_url,
@@ -79,9 +74,7 @@ def rephrase(pairs: list[dict[str, Any]], cfg: Any, judge: Any, cache_path: Path
     checker = (
         writer
         if same
-        else OpenAITeacher(
-            teacher_settings(cfg, cfg.check_url or cfg.teacher_url, cfg.check_model or cfg.teacher_model), cache_path
-        )
+        else teacher(cfg, cfg.check_url or cfg.teacher_url, cfg.check_model or cfg.teacher_model, cache_path)
     )
     schemas: dict[str, str] = {}
     for p in pairs:

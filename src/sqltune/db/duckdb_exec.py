@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqltune.db.engine import fetch
 from sqltune.db.execute import ROW_CAP, QueryResult
+from sqltune.db.executor import fetch
 from sqltune.db.target import Target, require_driver
 from sqltune.errors import ExecutionError
 

@@ -32,8 +32,8 @@ import threading
 import time
 from typing import Any
 
-from sqltune.db.engine import fetch, warn_privileged
 from sqltune.db.execute import ROW_CAP, QueryResult
+from sqltune.db.executor import fetch, warn_privileged
 from sqltune.db.target import Target, mysql_password, require_driver
 from sqltune.errors import ExecutionError
 

@@ -126,8 +126,8 @@ def parity_prompts(source: dict[str, Any], dataset: str | None, n: int) -> tuple
 def check_export(out: Path, source: dict[str, Any], cfg: Any) -> dict[str, Any]:
     import httpx
 
-    from sqltune.models.backends import GenParams, HFBackend
-    from sqltune.models.llamacpp import LlamaCppBackend
+    from sqltune.models.backend_config import backend_config, open_backend
+    from sqltune.models.generation import GenParams
     from sqltune.models.load import encode_prompt, load_tokenizer, prompt_text
 
     result: dict[str, Any] = {}
@@ -136,7 +136,9 @@ def check_export(out: Path, source: dict[str, Any], cfg: Any) -> dict[str, Any]:
     tok = load_tokenizer(source["folder"], chat_template=True, resolve=False)
     msgs, where = parity_prompts(source, cfg.dataset, cfg.parity_prompts)
     t0 = time.perf_counter()
-    backend = LlamaCppBackend(str(out), slots=min(4, max(1, cfg.greedy_prompts)), context=4096)
+    backend: Any = open_backend(
+        backend_config("llamacpp", str(out), slots=min(4, max(1, cfg.greedy_prompts)), context=4096)
+    )
     result["load_seconds"] = round(time.perf_counter() - t0, 2)
     template_same = tokens_same = 0
     first_diff: dict[str, Any] | None = None
@@ -174,7 +176,9 @@ def check_export(out: Path, source: dict[str, Any], cfg: Any) -> dict[str, Any]:
         t1 = time.perf_counter()
         ll = [c[0].text for c in backend.generate(sample, params)]
         g["llamacpp_seconds"] = round(time.perf_counter() - t1, 2)
-        hf_backend = HFBackend(source["folder"], device="cpu", precision="fp32", batch_size=len(sample))
+        hf_backend = open_backend(
+            backend_config("hf", source["folder"], device="cpu", precision="fp32", batch_size=len(sample))
+        )
         t2 = time.perf_counter()
         hf = [c[0].text for c in hf_backend.generate(sample, params)]
         g["hf_seconds"] = round(time.perf_counter() - t2, 2)

@@ -9,72 +9,17 @@ the others are samples for self-consistency.
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqltune.errors import ConfigError, ModelError
-
-BACKENDS = ("hf", "openai", "vllm", "llamacpp")
-
-LLAMACPP_SLOTS = 8
-"""llamacpp's default parallel sequences: on 2 CPU cores the demo split ran 2.7-3.0 questions/s with 8 slots, 1.9 with
-4 and 2.3-2.6 with 16 (``benchmarks/gguf_llamacpp.py``)."""
-
-
-@dataclass(frozen=True)
-class GenParams:
-    max_new_tokens: int = 256
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    top_k: int = 0
-    num_samples: int = 1  # candidates per question: the first greedy, the others sampled
-    sample_temperature: float = 0.7
-    seed: int = 0
-    stop_after_sql: bool = False
-    """hf: end an answer once it holds a closed fenced SQL block, the one ``extract_sql`` takes from a
-    non-CoT answer (what would follow cannot change it); off for chain of thought and chat."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Completion:
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    status: str = "ok"  # ok | prompt_too_long | error
-    error: str = ""
-
-
-def generate_per_request(
-    one: Any, prompts: list[list[dict[str, str]]], params: GenParams, workers: int
-) -> list[list[Completion]]:
-    """For backends that take one request per candidate (openai, llamacpp): every prompt's first
-    candidate at ``temperature``, its extra samples at ``sample_temperature`` with their own seeds,
-    ``workers`` requests in flight; ``one(messages, temperature, params, seed)`` answers one."""
-    jobs = []
-    for i, m in enumerate(prompts):
-        jobs.append((i, m, params.temperature, params.seed))
-        for k in range(params.num_samples - 1):
-            jobs.append((i, m, params.sample_temperature, params.seed + 1 + k))
-    results: list[list[Completion]] = [[] for _ in prompts]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(one, m, t, params, s) for (_, m, t, s) in jobs]
-        for (i, *_), f in zip(jobs, futures, strict=True):
-            results[i].append(f.result())
-    return results
-
-
-class Backend(Protocol):
-    name: str
-
-    def generate(self, prompts: list[list[dict[str, str]]], params: GenParams) -> list[list[Completion]]: ...
-
-    def info(self) -> dict[str, Any]: ...
-
+from sqltune.models.generation import (  # noqa: F401  (re-exported: the backends' vocabulary)
+    BACKENDS,
+    LLAMACPP_SLOTS,
+    Backend,
+    Completion,
+    GenParams,
+    generate_per_request,
+)
 
 # --------------------------------------------------------------------------- hf
 
@@ -169,6 +114,8 @@ class HFBackend:
         self.device = pick_device(device)
         self.precision = pick_precision(precision, self.device)
         self.batch_size = batch_size
+        self.parallel = batch_size
+        """Prompts this backend answers together: what a server gathers into one call."""
         self.static_cache = static_cache
         self.shared_prefix = shared_prefix
         self.load_in_4bit = load_in_4bit
@@ -361,11 +308,12 @@ class HFBackend:
 
 
 class OpenAIBackend:
-    """Any OpenAI-compatible chat-completions server (``vllm serve``, llama.cpp's server, OpenAI).
+    """Any OpenAI-compatible chat-completions server (``vllm serve``, llama.cpp's server, OpenAI), through
+    the one client (:mod:`sqltune.models.openai_client`) and its retry policy.
 
-    Requests run ``concurrency`` at a time; a failed request is retried ``retries`` times with
-    exponential backoff; after the last retry the run stops with an error naming the server
-    (what was already written stays written).
+    Requests run ``concurrency`` at a time; after a request's last retry the run stops with an error naming
+    the server (what was already written stays written); a request the server refuses (400, e.g. a prompt
+    over its context) is that answer's error.
     """
 
     name = "openai"
@@ -377,26 +325,16 @@ class OpenAIBackend:
         api_key: str | None = None,
         concurrency: int = 8,
         retries: int = 4,
-        backoff: float = 0.5,
         timeout: float = 120.0,
+        backoff: float = 0.5,
     ):
-        try:
-            import openai
-        except ImportError:
-            raise ModelError("the openai backend needs the 'openai' package: pip install openai") from None
-        import os
+        from sqltune.models.openai_client import ChatClient, RetryPolicy
 
         self.model_name = model
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        self.client = openai.OpenAI(
-            base_url=self.base_url,
-            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
-            max_retries=0,
-            timeout=timeout,
-        )
+        self.client = ChatClient(model, base_url, api_key, RetryPolicy(retries, backoff, timeout))
+        self.base_url = self.client.base_url
         self.concurrency = concurrency
-        self.retries = retries
-        self.backoff = backoff
+        self.parallel = concurrency
 
     def info(self) -> dict[str, Any]:
         return {
@@ -404,46 +342,18 @@ class OpenAIBackend:
             "model": self.model_name,
             "base_url": self.base_url,
             "concurrency": self.concurrency,
+            "retries": self.client.policy.retries,
         }
 
     def _one(self, messages: list[dict[str, str]], temperature: float, params: GenParams, seed: int) -> Completion:
-        import openai
-
-        last: Exception | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                r = self.client.chat.completions.create(
-                    model=self.model_name,
-                    messages=messages,  # type: ignore[arg-type]
-                    max_tokens=params.max_new_tokens,
-                    temperature=temperature,
-                    top_p=params.top_p,
-                    seed=seed,
-                )
-                usage = r.usage
-                return Completion(
-                    r.choices[0].message.content or "",
-                    usage.prompt_tokens if usage else 0,
-                    usage.completion_tokens if usage else 0,
-                )
-            except openai.BadRequestError as e:  # not worth retrying: e.g. the prompt is too long
-                return Completion("", 0, 0, "error", f"server refused the request: {e}")
-            except (
-                openai.APIConnectionError,
-                openai.APITimeoutError,
-                openai.RateLimitError,
-                openai.InternalServerError,
-            ) as e:
-                last = e
-                if attempt < self.retries:
-                    time.sleep(self.backoff * 2**attempt)
-            except openai.APIStatusError as e:
-                last = e
-                break
-        raise ModelError(
-            f"the server at {self.base_url} did not answer after {self.retries + 1} attempts ({type(last).__name__}: "
-            f"{last}); check that it is running and that --base-url is right"
+        r = self.client.complete(
+            messages, max_tokens=params.max_new_tokens, temperature=temperature, top_p=params.top_p, seed=seed
         )
+        if r.status == "unavailable":
+            raise ModelError(f"{r.error}; check that it is running and that --base-url is right")
+        if r.status == "refused":
+            return Completion("", 0, 0, "error", r.error)
+        return Completion(r.text, r.prompt_tokens, r.completion_tokens)
 
     def generate(self, prompts: list[list[dict[str, str]]], params: GenParams) -> list[list[Completion]]:
         return generate_per_request(self._one, prompts, params, self.concurrency)
@@ -473,6 +383,7 @@ class VLLMBackend:
         p = normalize_precision(precision)
         self.llm = vllm.LLM(model=self.where, dtype=_TORCH_NAMES.get(p, "auto"), **engine_kwargs)
         self.version = vllm.__version__
+        self.parallel = 64  # vLLM schedules any number; a server gathers this many per call
 
     def info(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model_name, "path": self.where, "vllm": self.version}
@@ -503,21 +414,3 @@ class VLLMBackend:
                 for c in o.outputs:
                     results[i].append(Completion(c.text, len(o.prompt_token_ids), len(c.token_ids)))
         return results
-
-
-def make_backend(name: str, model: str, **kwargs: Any) -> Backend:
-    if name == "hf":
-        keys = ("device", "precision", "load_in_4bit", "batch_size", "static_cache", "shared_prefix")
-        return HFBackend(model, **{k: v for k, v in kwargs.items() if k in keys})
-    if name == "openai":
-        keys = ("base_url", "api_key", "concurrency", "retries")
-        return OpenAIBackend(model, **{k: v for k, v in kwargs.items() if k in keys})
-    if name == "vllm":
-        return VLLMBackend(model, precision=kwargs.get("precision", "auto"))
-    if name == "llamacpp":
-        from sqltune.models.llamacpp import LlamaCppBackend
-
-        settings = {"slots": kwargs.get("slots") or LLAMACPP_SLOTS, "threads": kwargs.get("threads")}
-        settings.update({k: kwargs[k] for k in ("context", "grammar") if kwargs.get(k) is not None})
-        return LlamaCppBackend(model, **settings)
-    raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltune.errors import ConfigError, ModelError
-from sqltune.models.backends import LLAMACPP_SLOTS, Completion, GenParams, generate_per_request
+from sqltune.models.generation import LLAMACPP_SLOTS, Completion, GenParams, generate_per_request
 
 SQL_GRAMMAR = r"""root ::= ("SELECT" | "select" | "WITH" | "with") [^;]* ";"?"""
 """An answer that is one SELECT or WITH statement (what sqltune's prompts ask for)."""
@@ -114,6 +114,7 @@ class LlamaCppBackend:
         if slots < 1 or context < 64:
             raise ConfigError(f"llamacpp: slots={slots} must be >= 1 and context={context} >= 64")
         self.slots = slots
+        self.parallel = slots
         self.threads = threads or physical_cores()
         self.context = context
         self.grammar = SQL_GRAMMAR if grammar == "sql" else grammar

@@ -22,6 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqltune.errors import ConfigError, ModelError
+from sqltune.models.hf import causal_lm_from, tokenizer_from
+from sqltune.models.registry import resolve_model
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 _SPELLINGS = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
@@ -110,16 +112,6 @@ def torch_dtype(precision: str) -> Any:
     return getattr(torch, _TORCH_NAMES[p])
 
 
-def tokenizer_from(where: str, **kwargs: Any) -> Any:
-    """``AutoTokenizer.from_pretrained`` on a resolved folder or hub id, with sqltune's error."""
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(where, **kwargs)
-    except (OSError, ValueError) as e:
-        raise ModelError(f"cannot load a tokenizer from {where!r}: {e}") from None
-
-
 def load_tokenizer(
     name_or_path: str,
     chat_template: bool = False,
@@ -131,8 +123,6 @@ def load_tokenizer(
     ``chat_template=True`` requires one (sqltune renders every prompt through it)."""
     where = name_or_path
     if resolve:
-        from sqltune.models.registry import resolve_model
-
         where = resolve_model(name_or_path)
     tok = tokenizer_from(where)
     if chat_template and not getattr(tok, "chat_template", None):
@@ -157,16 +147,6 @@ def nf4_config() -> Any:
     )
 
 
-def causal_lm_from(where: str, **kwargs: Any) -> Any:
-    """``AutoModelForCausalLM.from_pretrained`` on a resolved folder or hub id, with sqltune's error."""
-    from transformers import AutoModelForCausalLM
-
-    try:
-        return AutoModelForCausalLM.from_pretrained(where, **kwargs)
-    except Exception as e:
-        raise ModelError(f"cannot load model weights from {where!r}: {type(e).__name__}: {e}") from None
-
-
 def load_causal_lm(
     name_or_path: str,
     precision: str = "fp32",
@@ -182,8 +162,6 @@ def load_causal_lm(
     ``device``: move the model there after loading (not with 4-bit weights)."""
     where = name_or_path
     if resolve:
-        from sqltune.models.registry import resolve_model
-
         where = resolve_model(name_or_path)
     kwargs: dict[str, Any] = {"dtype": torch_dtype(precision)}
     if load_in_4bit:

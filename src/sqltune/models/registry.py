@@ -31,6 +31,7 @@ from typing import Any
 
 from sqltune.errors import ModelError
 from sqltune.io import pip_download, sha256_file
+from sqltune.models.hf import causal_lm_from, tokenizer_from
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,6 @@ def dequantize_gguf(gguf_path: Path, out_dir: Path) -> None:
         import gguf  # noqa: F401
     except ImportError:
         raise ModelError("converting a GGUF model needs the 'gguf' package: pip install gguf") from None
-    from sqltune.models.load import causal_lm_from, tokenizer_from
-
     folder, fname = str(gguf_path.parent), gguf_path.name
     tok = tokenizer_from(folder, gguf_file=fname)
     quantized = causal_lm_from(folder, gguf_file=fname, dtype=torch.float32)

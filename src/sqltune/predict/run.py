@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,26 +34,21 @@ from sqltune.io import (
     write_json,
 )
 from sqltune.judge import Judge
-from sqltune.models.backends import BACKENDS, LLAMACPP_SLOTS, Backend, GenParams, make_backend
-from sqltune.models.load import normalize_precision
+from sqltune.models.backend_config import BackendConfig, open_backend
+from sqltune.models.generation import Backend, GenParams
 from sqltune.prompts import messages_from_record
 from sqltune.records import read_records, side_path
 
 
-@dataclass(frozen=True)
-class PredictConfig:
-    """Settings of ``sqltune predict`` (each is also a ``--option`` and a YAML key)."""
+@dataclass(frozen=True, kw_only=True)
+class PredictConfig(BackendConfig):
+    """Settings of ``sqltune predict`` (each is also a ``--option`` and a YAML key); the model settings are
+    :class:`sqltune.models.backend_config.BackendConfig`'s, shared with ask, serve and mcp."""
 
     dataset: str
     """Dataset JSONL from 'sqltune data build' (chat or alpaca records)."""
     out: str
     """Predictions JSONL (appended; rerun the same command to resume)."""
-    model: str = "smollm2-135m"
-    """Registry name, model folder, .gguf file, hub id, or the server's model name (openai backend)."""
-    backend: str = "hf"
-    """hf (transformers) | openai (any OpenAI-compatible server) | vllm | llamacpp (a .gguf, in-process on CPU)."""
-    batch_size: int = 16
-    """hf: questions per generate() call."""
     max_new_tokens: int = 256
     """Most tokens generated per answer."""
     temperature: float = 0.0
@@ -68,35 +63,9 @@ class PredictConfig:
     """Temperature of the extra candidates."""
     seed: int = 0
     """Sampling seed."""
-    device: str = "auto"
-    """hf: auto | cpu | cuda | cuda:N | mps."""
-    precision: str = "auto"
-    """hf: auto (bf16 where the hardware computes it natively, fp16 on older GPUs and MPS, else fp32) | bf16 | fp16 | fp32."""
-    load_in_4bit: bool = False
-    """hf: NF4 weights via bitsandbytes (CUDA only)."""
-    static_cache: bool = True
-    """hf: static KV cache."""
-    shared_prefix: bool = True
-    """hf: batch prompts by their common prefix (system prompt and schema) and compute it once per batch."""
     stop_after_sql: bool = True
     """hf: end each answer once its fenced SQL block is closed (what follows could not change the
     extracted query; not with cot, whose last block counts)."""
-    base_url: str | None = None
-    """openai: server URL, e.g. http://localhost:8000/v1 (default $OPENAI_BASE_URL)."""
-    api_key: str | None = field(default=None, repr=False)
-    """openai: API key (default $OPENAI_API_KEY); never written to the manifest."""
-    concurrency: int = 8
-    """openai: requests in flight."""
-    retries: int = 4
-    """openai: retries per request, with exponential backoff."""
-    slots: int = LLAMACPP_SLOTS
-    """llamacpp: sequences decoded together (each keeps its last prompt's KV cache for the next)."""
-    threads: int | None = None
-    """llamacpp: CPU threads (default: the physical cores)."""
-    context: int = 2048
-    """llamacpp: tokens per slot (prompt + answer)."""
-    grammar: str | None = None
-    """llamacpp: 'sql' forces one SELECT/WITH statement per answer, or a GBNF grammar's text."""
     cot: bool = False
     """The model reasons first: the cookbook's CoT system prompt, and the last SQL block is taken."""
     limit: int | None = None
@@ -105,11 +74,7 @@ class PredictConfig:
     """Seconds per candidate when voting by execution result."""
 
     def validate(self) -> None:
-        problems = []
-        if self.backend not in BACKENDS:
-            problems.append(f"backend={self.backend!r}: choose one of {', '.join(BACKENDS)}")
-        if self.batch_size < 1:
-            problems.append(f"batch_size={self.batch_size}: must be at least 1")
+        problems = self.backend_problems()
         if self.max_new_tokens < 1:
             problems.append(f"max_new_tokens={self.max_new_tokens}: must be at least 1")
         if self.num_samples < 1:
@@ -120,10 +85,6 @@ class PredictConfig:
             problems.append("num_samples > 1 needs sample_temperature > 0, or every candidate is the same")
         if not 0 < self.top_p <= 1:
             problems.append(f"top_p={self.top_p}: must be in (0, 1]")
-        try:
-            normalize_precision(self.precision)
-        except ConfigError as e:
-            problems.append(f"precision: {e}")
         if problems:
             raise ConfigError("invalid predict settings: " + "; ".join(problems))
 
@@ -203,8 +164,7 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     done = recover_done(out)
     todo = [r for r in records if str(r["id"]) not in done]
     if backend is None:
-        settings = {k: v for k, v in asdict(cfg).items() if k not in ("backend", "model")}
-        backend = make_backend(cfg.backend, cfg.model, **settings)  # each backend picks its own settings
+        backend = open_backend(cfg)
     manifest = build_manifest(cfg, backend, records)
     previous = read_json(manifest_path(out)) if manifest_path(out).exists() and done else {}
     manifest["runs"] = previous.get("runs", []) if isinstance(previous, dict) else []
@@ -215,8 +175,10 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     # database's questions side by side: their system prompt and schema computed once per batch),
     # else by length (less padding). Each chunk is written as soon as it is done, so at most one
     # chunk is lost to a kill.
-    chunk = {"hf": cfg.batch_size, "llamacpp": cfg.slots * 8}.get(cfg.backend, cfg.concurrency * 2)
-    if cfg.backend == "hf" and cfg.shared_prefix:
+    settings = cfg.backend_settings()
+    chunk = {"hf": settings.get("batch_size"), "llamacpp": 8 * getattr(backend, "parallel", 1)}.get(cfg.backend)
+    chunk = chunk or 2 * getattr(backend, "parallel", 8)
+    if cfg.backend == "hf" and settings["shared_prefix"]:
         todo.sort(key=lambda r: json.dumps(messages_from_record(r, cfg.cot)))
     else:
         todo.sort(key=lambda r: -len(json.dumps(messages_from_record(r))))

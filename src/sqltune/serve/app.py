@@ -71,8 +71,6 @@ class ServeConfig:
     """Requests a minute per client address (0: no limit)."""
     judges: int = 4
     """Queries that may run at once (each on its own killable worker)."""
-    batch_size: int = 16
-    """Questions gathered into one generate call at most (hf: rows of the continuous batch)."""
     continuous: bool = True
     """hf and llamacpp: continuous batching (a request joins the running batch when a row or slot
     frees, and leaves it the step its answer ends) instead of batching by round."""
@@ -90,8 +88,8 @@ class ServeConfig:
                 f"--host {self.host}: serving beyond this machine needs an API key; pass --api-key KEY "
                 "(clients send 'Authorization: Bearer KEY'), or bind 127.0.0.1"
             )
-        if self.judges < 1 or self.batch_size < 1 or self.max_body < 1024:
-            raise ConfigError("judges and batch_size must be at least 1, max_body at least 1024")
+        if self.judges < 1 or self.max_body < 1024:
+            raise ConfigError("judges must be at least 1, max_body at least 1024")
 
 
 class JudgePool:
@@ -306,14 +304,15 @@ def create_app(
     from sqltune.models.backends import HFBackend
 
     batcher: Any
+    gather = int(getattr(backend, "parallel", 16))  # questions decoded together: the model's --batch-size / --slots
     if cfg.continuous and isinstance(backend, HFBackend) and not backend.load_in_4bit:
         from sqltune.models.continuous import ContinuousHF
 
-        backend = ContinuousHF(backend, slots=cfg.batch_size)
+        backend = ContinuousHF(backend, slots=gather)
     if cfg.continuous and getattr(backend, "continuous", False):  # an engine that batches requests as they come
-        batcher = Asker(backend, _PoolJudge(pool), ask_cfg, style, workers=4 * cfg.batch_size)
+        batcher = Asker(backend, _PoolJudge(pool), ask_cfg, style, workers=4 * gather)
     else:
-        batcher = Batcher(backend, _PoolJudge(pool), ask_cfg, style, cfg.batch_size, cfg.batch_wait, cfg.batch_wait_max)
+        batcher = Batcher(backend, _PoolJudge(pool), ask_cfg, style, gather, cfg.batch_wait, cfg.batch_wait_max)
     limiter = RateLimit(cfg.rate_limit)
     answers: dict[str, dict[str, Any]] = {}
 

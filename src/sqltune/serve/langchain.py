@@ -88,7 +88,7 @@ class SqltuneChatModel(BaseChatModel):
     @property
     def engine(self) -> Any:
         if self._engine is None:
-            from sqltune.models.backends import make_backend
+            from sqltune.models.backend_config import make_backend
 
             where = served_model(self.model)[0] if self.backend in ("hf", "llamacpp") else self.model
             self._engine = make_backend(self.backend, where, **self.backend_options)
