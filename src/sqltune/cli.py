@@ -375,7 +375,7 @@ def _with_configs(
 
     def callback(**kwargs: Any) -> None:
         extras = [kwargs.pop(p.name) for p in extra]
-        configs = []
+        configs: list[Any] = []
         for cls in classes:
             names = {f.name for f in dataclasses.fields(cls)}
             configs.append(stage_config.load(cls, None, [], {k: v for k, v in kwargs.items() if k in names}))

@@ -278,7 +278,12 @@ def run_quickstart(
         if not data_dir:
             raise ConfigError("--benchmark spider needs --data-dir (the folder with train_spider.json, dev.json)")
         train_file, test_file = data / "spider_train.jsonl", data / "spider_dev.jsonl"
-        common = {"benchmark": "spider", "data_dir": data_dir, "schema": "compact", "tokenizer": DEFAULT_MODEL}
+        common: dict[str, Any] = {
+            "benchmark": "spider",
+            "data_dir": data_dir,
+            "schema": "compact",
+            "tokenizer": DEFAULT_MODEL,
+        }
         if not train_file.exists():
             build(BuildConfig(split="train", out=str(train_file), max_prompt_tokens=512, **common))
         if not test_file.exists():

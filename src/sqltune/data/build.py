@@ -362,13 +362,14 @@ def _retarget(
         if not same:
             skips.append(Skip(ex.id, ex.db_id, "target_differs", f"{len(rows_a)} vs {len(rows_b)} rows | {sql}"))
             continue
-        st = states.get(url)
-        if st is None:
-            st = states[url] = _DbState()
+        found = states.get(url)
+        if found is None:
+            found = states[url] = _DbState()
             try:
-                st.schema = introspect(url, db_id=ex.db_id, sample_rows=cfg.sample_rows)
+                found.schema = introspect(url, db_id=ex.db_id, sample_rows=cfg.sample_rows)
             except ExecutionError as e:
-                st.error = str(e)
+                found.error = str(e)
+        st = found
         if st.schema is None:
             skips.append(Skip(ex.id, ex.db_id, "unreadable_database", st.error))
             continue

@@ -39,7 +39,7 @@ def _tables(select: exp.Select) -> list[str]:
     return out
 
 
-_COMPARE = {
+_COMPARE: dict[type[exp.Expression], str] = {
     exp.EQ: "equals",
     exp.NEQ: "is not",
     exp.GT: "is greater than",
@@ -79,9 +79,9 @@ def _condition(c: exp.Expression) -> str:
 
 def _conjuncts(c: exp.Expression) -> tuple[str, list[exp.Expression]]:
     if isinstance(c, exp.And):
-        return "and", list(c.flatten())
+        return "and", [x for x in c.flatten() if isinstance(x, exp.Expression)]
     if isinstance(c, exp.Or):
-        return "or", list(c.flatten())
+        return "or", [x for x in c.flatten() if isinstance(x, exp.Expression)]
     return "and", [c]
 
 

@@ -64,7 +64,7 @@ def create_database(path: str | Path, seed: int = 0) -> Path:
     cats = list(_CATEGORIES)
     conn.executemany("INSERT INTO categories VALUES (?, ?)", [(i + 1, c) for i, c in enumerate(cats)])
     conn.executemany("INSERT INTO suppliers VALUES (?, ?, ?)", [(i + 1, n, c) for i, (n, c) in enumerate(_SUPPLIERS)])
-    products = []
+    products: list[tuple[Any, ...]] = []
     for ci, cat in enumerate(cats):
         lo, hi = _CATEGORY_PRICE[cat]
         for name in _CATEGORIES[cat]:
@@ -82,7 +82,7 @@ def create_database(path: str | Path, seed: int = 0) -> Path:
             )
     conn.executemany("INSERT INTO products VALUES (?, ?, ?, ?, ?, ?, ?)", products)
     names = set()
-    customers = []
+    customers: list[tuple[Any, ...]] = []
     while len(customers) < 120:
         f, last = rng.choice(_FIRST), rng.choice(_LAST)
         if (f, last) in names:
@@ -102,7 +102,7 @@ def create_database(path: str | Path, seed: int = 0) -> Path:
             )
         )
     conn.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", customers)
-    employees = []
+    employees: list[tuple[Any, ...]] = []
     enames = set()
     for dept, titles in _DEPARTMENTS.items():
         count = 6 if dept == "Sales" else 2
@@ -125,7 +125,8 @@ def create_database(path: str | Path, seed: int = 0) -> Path:
     sold = [p for p in products][:-1]
     rng.shuffle(sold)
     sold = sold[:-6]  # a few products are never ordered
-    orders, items = [], []
+    orders: list[tuple[Any, ...]] = []
+    items: list[tuple[Any, ...]] = []
     for oid in range(1, 501):
         status = rng.choices(_STATUSES, weights=[60, 20, 12, 8])[0]
         orders.append((oid, rng.choice(buyers), rng.choice(sales), _date(rng, 2021, 2024), status))

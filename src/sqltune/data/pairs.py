@@ -59,7 +59,7 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
             raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
         try:
             reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-            rows = []
+            rows: list[dict[str, Any]] = []
             for row in reader:
                 if None in row:
                     raise DataError(

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqltune.db.executor import Executor, fetch, normalize_row, normalize_value, warn_privileged  # noqa: F401
+from sqltune.db.executor import Executor, fetch, normalize_row, normalize_value, warn_privileged
 from sqltune.db.target import ENGINES, resolve
 from sqltune.errors import ExecutionError
+
+__all__ = ["Executor", "connect", "fetch", "normalize_row", "normalize_value", "warn_privileged"]
 
 
 def connect(db: str | Path, allow_privileged_role: bool = False) -> Executor:

@@ -167,12 +167,12 @@ def evaluate(
     summary = summarize(records, cfg, mode, family)
     if "spider_em" in metrics:
         summary["spider_em_partial"] = _spider_partial(
-            [r.pop("_spider_partial", None) for r in records if r["counted"]]
+            [rec.pop("_spider_partial", None) for rec in records if rec["counted"]]
         )
-        scored = [r for r in records if r["counted"] and r["spider_em"] is not None]
-        summary["spider_em"] = round(_ratio(sum(bool(r["spider_em"]) for r in scored), len(scored)), 4)
-        summary["spider_em_n"] = len(scored)
-        summary["spider_em_official"] = sum(1 for r in scored if r["spider_em_official"])
+        em = [rec for rec in records if rec["counted"] and rec["spider_em"] is not None]
+        summary["spider_em"] = round(_ratio(sum(1 for rec in em if rec["spider_em"]), len(em)), 4)
+        summary["spider_em_n"] = len(em)
+        summary["spider_em_official"] = sum(1 for rec in em if rec["spider_em_official"])
     for r in records:
         r.pop("_spider_partial", None)
     summary.update(
@@ -212,6 +212,7 @@ def _record(it: EvalItem, res: ScoreResult | None, cfg: EvalConfig, missing: boo
         "gold_sql": it.gold,
         "pred_sql": it.pred,
     }
+    gold_error: str | None
     if missing or res is None:
         gold_status, gold_error = "missing_database", f"database not found: {display(it.db_path)}"
     elif res.db_error:

@@ -193,7 +193,7 @@ def convert(folder: str, out: Path, outtype: str, meta: dict[str, Any], converte
                 f"llama.cpp's converter failed on {folder} (exit {proc.returncode}); its log: {log}\n  "
                 + "\n  ".join(tail)
             )
-        if quantize:
+        if tool is not None:
             t1 = time.perf_counter()
             q = subprocess.run([tool, str(first), str(partial), outtype.upper()], capture_output=True, text=True)
             if q.returncode != 0:

@@ -44,7 +44,7 @@ class GoldCache:
             "SELECT sha256 FROM db_hash WHERE path=? AND size=? AND mtime_ns=?", (real, st.st_size, st.st_mtime_ns)
         ).fetchone()
         if row:
-            digest = row[0]
+            digest = str(row[0])
         else:
             digest = sha256_file(db_path)
             self.conn.execute(

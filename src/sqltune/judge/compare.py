@@ -28,7 +28,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlglot import exp
-from sqlglot.tokens import Tokenizer, TokenType
+from sqlglot.tokenizer_core import TokenType
+from sqlglot.tokens import Tokenizer
 
 from sqltune.sqlutil import parse
 

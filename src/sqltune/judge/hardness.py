@@ -26,8 +26,8 @@ def _leaves(cond: exp.Expression | None) -> tuple[list[exp.Expression], int]:
     if isinstance(cond, exp.Paren):
         return _leaves(cond.this)
     if isinstance(cond, exp.And | exp.Or):
-        left, lo = _leaves(cond.left)
-        right, ro = _leaves(cond.right)
+        left, lo = _leaves(cond.args.get("this"))
+        right, ro = _leaves(cond.args.get("expression"))
         return left + right, lo + ro + (1 if isinstance(cond, exp.Or) else 0)
     return [cond], 0
 
@@ -60,10 +60,10 @@ def _has_agg(e: exp.Expression) -> bool:
 def _first_select(tree: exp.Expression) -> tuple[exp.Select | None, int]:
     """The SELECT that Spider parses as the main query, and the number of set-operation branches."""
     nested = 0
-    node = tree
+    node: exp.Expression = tree
     while isinstance(node, exp.Union | exp.Intersect | exp.Except):
         nested += 1
-        node = node.left
+        node = node.args["this"]  # the left branch
     while isinstance(node, exp.Subquery | exp.Paren):
         node = node.this
     return (node if isinstance(node, exp.Select) else None), nested

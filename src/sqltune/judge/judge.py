@@ -122,7 +122,7 @@ class Judge:
         def killed(job: RunJob) -> RunResult:
             n = len(job.sqls)
             msg = f"stopped: the query ran past the {job.timeout:g} s limit"
-            empty = [([], [])] * n if job.keep_rows else []
+            empty: list[tuple[list[str], list[tuple[Any, ...]]]] = [([], [])] * n if job.keep_rows else []
             return RunResult(
                 [False] * n, [msg] * n, ["timeout"] * n, [None] * n, [0] * n, [False] * n, killed=True, results=empty
             )

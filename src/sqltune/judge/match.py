@@ -47,12 +47,12 @@ def normalize_sql(sql: str, tree: exp.Expression | None = None) -> str | None:
             rhs = node.args.get("expression")
             if rhs is not None and _as_string(rhs) is not rhs:
                 node.set("expression", _as_string(rhs))
-        for node in list(tree.find_all(exp.In)):
-            node.set("expressions", [_as_string(e) for e in node.expressions])
-        for node in list(tree.find_all(exp.Between)):
+        for in_node in list(tree.find_all(exp.In)):
+            in_node.set("expressions", [_as_string(e) for e in in_node.expressions])
+        for between in list(tree.find_all(exp.Between)):
             for k in ("low", "high"):
-                if node.args.get(k) is not None:
-                    node.set(k, _as_string(node.args[k]))
+                if between.args.get(k) is not None:
+                    between.set(k, _as_string(between.args[k]))
         for ident in tree.find_all(exp.Identifier):
             name = ident.this.lower()
             ident.set("this", name)

@@ -50,9 +50,18 @@ PARTS = (
     "IUEN",
     "keywords",
 )
-_AGGS = {exp.Max: 1, exp.Min: 2, exp.Count: 3, exp.Sum: 4, exp.Avg: 5}
-_UNITS = {exp.Sub: 1, exp.Add: 2, exp.Mul: 3, exp.Div: 4}
-_OPS = {exp.EQ: 2, exp.GT: 3, exp.LT: 4, exp.GTE: 5, exp.LTE: 6, exp.NEQ: 7, exp.Like: 9, exp.Is: 10}
+_AGGS: dict[type[exp.Expression], int] = {exp.Max: 1, exp.Min: 2, exp.Count: 3, exp.Sum: 4, exp.Avg: 5}
+_UNITS: dict[type[exp.Expression], int] = {exp.Sub: 1, exp.Add: 2, exp.Mul: 3, exp.Div: 4}
+_OPS: dict[type[exp.Expression], int] = {
+    exp.EQ: 2,
+    exp.GT: 3,
+    exp.LT: 4,
+    exp.GTE: 5,
+    exp.LTE: 6,
+    exp.NEQ: 7,
+    exp.Like: 9,
+    exp.Is: 10,
+}
 
 
 class Unsupported(ValueError):
@@ -110,6 +119,8 @@ class _Scope:
         self.schema = schema
         self.alias: dict[str, str] = {}
         self.default: list[str] = []
+        self.root: _Scope = self
+        """The outermost query's scope (a subquery's quoted names are counted there)."""
         self.quoted = False  # a quoted name was read as a table or column (the official parser cannot)
 
     def table(self, name: str) -> str:
@@ -511,7 +522,7 @@ def exact_set_match(pred: dict[str, Any], label: dict[str, Any]) -> tuple[bool, 
     return True, parts
 
 
-EMPTY = {
+EMPTY: dict[str, Any] = {
     "select": (None, []),
     "from": {"table_units": [], "conds": []},
     "where": [],

@@ -20,8 +20,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqltune.db.engine import Executor, connect
+from sqltune.db.engine import connect
 from sqltune.db.execute import ROW_CAP, QueryResult
+from sqltune.db.executor import Executor
 from sqltune.errors import ExecutionError
 from sqltune.judge.compare import outer_order_by
 from sqltune.judge.hardness import hardness_of
@@ -145,7 +146,8 @@ class RunResult:
 
 
 def _cut(rows: list[tuple[Any, ...]], keep: int, max_bytes: int) -> tuple[list[tuple[Any, ...]], bool]:
-    out, size = [], 0
+    out: list[tuple[Any, ...]] = []
+    size = 0
     for r in rows[:keep]:
         size += sum(len(v) if isinstance(v, str | bytes) else 8 for v in r) + 2 * len(r)
         if size > max_bytes:

@@ -12,14 +12,22 @@ from __future__ import annotations
 from typing import Any
 
 from sqltune.errors import ConfigError, ModelError
-from sqltune.models.generation import (  # noqa: F401  (re-exported: the backends' vocabulary)
-    BACKENDS,
-    LLAMACPP_SLOTS,
-    Backend,
-    Completion,
-    GenParams,
-    generate_per_request,
-)
+from sqltune.models.generation import BACKENDS, LLAMACPP_SLOTS, Backend, Completion, GenParams, generate_per_request
+
+__all__ = [  # the generation vocabulary is re-exported: callers may import it from here
+    "BACKENDS",
+    "LLAMACPP_SLOTS",
+    "MIN_SHARED_PREFIX",
+    "Backend",
+    "Completion",
+    "GenParams",
+    "HFBackend",
+    "OpenAIBackend",
+    "VLLMBackend",
+    "generate_per_request",
+    "prompt_too_long",
+    "sql_block_ends",
+]
 
 # --------------------------------------------------------------------------- hf
 
@@ -215,8 +223,9 @@ class HFBackend:
         result = []
         for r, row in enumerate(new):
             cut = len(row)
-            if stop is not None and stop.ended[r] is not None:
-                cut = stop.ended[r]
+            ended = stop.ended[r] if stop is not None else None
+            if ended is not None:
+                cut = ended
             for j, t in enumerate(row[:cut]):
                 if t in self.eos_ids:
                     cut = j

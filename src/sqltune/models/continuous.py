@@ -27,7 +27,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqltune.models.backends import Completion, GenParams, prompt_too_long, sql_block_ends
+from sqltune.models.backends import prompt_too_long, sql_block_ends
+from sqltune.models.generation import Completion, GenParams
 from sqltune.models.kvcache import cache_kwarg, common_length
 
 MIN_REUSED_PREFIX = 16
@@ -43,7 +44,8 @@ class _Request:
     top_k: int
     seed: int
     stop_after_sql: bool
-    future: Future = field(default_factory=Future)
+    future: Future[list[int]] = field(default_factory=Future)
+    """The answer's token ids."""
 
 
 @dataclass
@@ -103,9 +105,9 @@ class _Slots:
 
         slots = self
 
-        class SlotLayer(CacheLayerMixin):
+        class SlotLayer(CacheLayerMixin):  # type: ignore[no-untyped-call]
             def __init__(self, i: int):
-                super().__init__()
+                super().__init__()  # type: ignore[no-untyped-call]
                 self.i, self.is_initialized = i, True
 
             def lazy_initialization(self, key_states: Any, value_states: Any) -> None:

@@ -56,7 +56,8 @@ def static_cache(model: Any, cache: Any, batch: int, max_len: int) -> Any:
 
     config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
     out = StaticCache(config=config, max_cache_len=max_len)
-    for layer, src in zip(out.layers, cache.layers, strict=True):
+    layers: list[Any] = list(out.layers)  # transformers' layer classes, each with keys, values and a length
+    for layer, src in zip(layers, cache.layers, strict=True):
         k, v = src.keys.expand(batch, -1, -1, -1), src.values.expand(batch, -1, -1, -1)
         layer.lazy_initialization(k, v)
         n = k.shape[2]

@@ -154,9 +154,12 @@ class LlamaCppBackend:
 
     def chat(self, request: dict[str, Any]) -> dict[str, Any]:
         """One chat-completions request, answered by llama.cpp (a dict, as the OpenAI API's)."""
-        return self.server.handle_chat_completions(request)
+        answer: dict[str, Any] = self.server.handle_chat_completions(request)
+        return answer
 
-    def _request(self, messages: list[dict[str, str]], temperature: float, params: GenParams, seed: int) -> dict:
+    def _request(
+        self, messages: list[dict[str, str]], temperature: float, params: GenParams, seed: int
+    ) -> dict[str, Any]:
         req: dict[str, Any] = {
             "messages": messages,
             "max_tokens": params.max_new_tokens,
@@ -174,7 +177,7 @@ class LlamaCppBackend:
         import queue
         import threading
 
-        pieces: queue.Queue = queue.Queue()
+        pieces: queue.Queue[Any] = queue.Queue()
         done = object()
         req = {**self._request(messages, params.temperature, params, params.seed), "stream": True}
 

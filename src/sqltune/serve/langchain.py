@@ -266,7 +266,8 @@ def sql_chain(
         return out
 
     chain = RunnableLambda(run, name="sqltune_sql_chain")
-    chain._sqltune_asker = asker  # type: ignore[attr-defined]  (keeps the judge alive with the chain)
+    # keeps the judge alive as long as the chain
+    chain._sqltune_asker = asker  # type: ignore[attr-defined]
     return chain
 
 

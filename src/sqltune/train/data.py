@@ -54,11 +54,11 @@ def tokenize_file(
     max_length: int,
     overlong: str = "drop",
     records: list[dict[str, Any]] | None = None,
-) -> tuple[list[dict[str, list[int]]], dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Tokenize a dataset file; return the examples (``input_ids``, ``labels``, ``prefix_key``) and a
     report of what was dropped or cut."""
     records = read_jsonl(path) if records is None else records
-    out: list[dict[str, list[int]]] = []
+    out: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
     truncated = 0
     lengths = []

@@ -85,13 +85,13 @@ def probe_steps(cfg: TrainConfig, steps: int = 2) -> dict[str, Any]:
         head = int((labels[:, 1:] != -100).any(dim=0).sum()) * labels.shape[0]
         prefix = batch["prefix_ids"].shape[1] if "prefix_ids" in batch else 0
         shapes.append({"prefix": prefix, "rows": labels.shape[0], "width": labels.shape[1], "head": head})
-    k = len(shapes)
+    steps = len(shapes)
     total = sum(phases.values())
     return {
-        "steps": k,
+        "steps": steps,
         "shared_prefix": shared,
-        "phases": {p: v / k for p, v in phases.items()},
-        "s_per_step": total / k,
+        "phases": {p: v / steps for p, v in phases.items()},
+        "s_per_step": total / steps,
         "shapes": shapes,
     }
 

@@ -210,6 +210,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         eval_strategy = "steps" if cfg.eval_steps else "epoch"
     report_to = [r for r in cfg.report_to if r != "none"]
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run / "logs"))
+    # TRL turns checkpointing on by default; it costs a forward pass, so it is on only when asked
+    checkpointing: dict[str, Any] = {_checkpointing_field(SFTConfig): cfg.gradient_checkpointing}
     args = SFTConfig(
         output_dir=str(run),
         per_device_train_batch_size=cfg.batch_size,
@@ -225,8 +227,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         optim=cfg.optim,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        # TRL turns checkpointing on by default; it costs a forward pass, so it is on only when asked
-        **{_checkpointing_field(SFTConfig): cfg.gradient_checkpointing},
+        **checkpointing,
         logging_steps=cfg.logging_steps,
         eval_strategy=eval_strategy,
         eval_steps=cfg.eval_steps,
