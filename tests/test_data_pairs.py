@@ -194,7 +194,7 @@ def test_gold_timeout_is_a_counted_skip(school_db):
     assert rep["written"] == 1 and rep["skipped"] == {"gold_timeout": 1}
 
 
-def test_token_budget_shrinks_rows_then_tables_and_counts(school_db, tiny_tokenizer):
+def test_token_budget_shrinks_rows_then_drops_or_links(school_db, tiny_tokenizer):
     counter = TokenCounter(tiny_tokenizer)
     q, sql = "How many teachers are there?", "SELECT count(*) FROM teacher"
     full = introspect(school_db, sample_rows=3)
@@ -213,26 +213,40 @@ def test_token_budget_shrinks_rows_then_tables_and_counts(school_db, tiny_tokeni
     assert rep["written"] == 1 and rep["shrunk"] == {"sample_rows": 1} and rep["shrunk_examples"] == 1
     assert rec["prompt_tokens"] == n_norows and "example rows" not in rec["messages"][1]["content"]
 
-    # 2. tighter: for training data the unused tables go too
+    # 2. tighter: nothing is cut by what the gold query uses (serving could not do the same), on training data
+    # too: the example is skipped and counted
+    for split in ("train", "p"):
+        rep = build(
+            BuildConfig(
+                benchmark="pairs",
+                data_dir=str(f),
+                split=split,
+                out=str(f.parent / "train.jsonl"),
+                sample_rows=3,
+                max_prompt_tokens=n_pruned,
+            ),
+            counter=counter,
+        )
+        assert rep["written"] == 0 and rep["skipped"] == {"over_token_budget": 1}
+        assert rep["prompt_tokens"] is None
+
+    # 3. with schema linking's budget mode, the linker cuts the schema to fit, as serving will
     rep = build(
         BuildConfig(
             benchmark="pairs",
             data_dir=str(f),
             split="train",
             out=str(f.parent / "train.jsonl"),
-            sample_rows=3,
             max_prompt_tokens=n_pruned,
+            schema_filter="budget",
         ),
         counter=counter,
     )
     rec = json.loads((f.parent / "train.jsonl").read_text())
-    assert rep["written"] == 1 and rep["shrunk"] == {"sample_rows": 1, "unused_tables": 1}
-    assert "CREATE TABLE student" not in rec["messages"][1]["content"] and rec["prompt_tokens"] == n_pruned
-
-    # 3. the same budget on evaluation data: no table is dropped, the example is skipped and counted
-    rep = build(_cfg(f, sample_rows=3, max_prompt_tokens=n_pruned), counter=counter)
-    assert rep["written"] == 0 and rep["skipped"] == {"over_token_budget": 1}
-    assert rep["prompt_tokens"] is None
+    assert rep["written"] == 1 and rec["prompt_tokens"] <= n_pruned
+    assert "teacher" in rec["messages"][1]["content"] and "CREATE TABLE student" not in rec["messages"][1]["content"]
+    assert rec["schema_filter"]["mode"] == "budget" and rec["schema_filter"]["budget"] == n_pruned
+    assert rec["schema_recall"]["all_columns"] and rep["schema_linking"]["column_recall"] in (1.0, None)
 
 
 def test_token_statistics(school_db, tiny_tokenizer):

@@ -10,7 +10,20 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "sqltune"
 STAGES = ("data", "train", "predict", "evaluate", "serve", "export")
-SHARED = ("models", "db", "judge", "prompts", "io", "errors", "config", "splits", "sqlutil", "extract", "records")
+SHARED = (
+    "models",
+    "db",
+    "judge",
+    "linking",
+    "prompts",
+    "io",
+    "errors",
+    "config",
+    "splits",
+    "sqlutil",
+    "extract",
+    "records",
+)
 TOP = ("cli", "quickstart", "__main__", "__init__")  # may import everything
 
 
@@ -74,7 +87,9 @@ def test_one_tokenizer_loader_one_model_loader():
 def test_one_path_executes_sql_for_judging():
     # SQLite's run_query is called by its executor only; the judge's worker runs SQL through the executors
     assert _grep(r"\brun_query\(") == ["db/execute.py"]
-    assert _grep(r"\bconn\.run\(") == ["judge/worker.py"]
+    # model SQL runs in the judge's worker; the value index runs only its own SELECT DISTINCTs and row counts
+    # (read-only and time-limited by the same executors)
+    assert _grep(r"\bconn\.run\(") == ["judge/worker.py", "linking/values.py"]
     # one executor per engine, opened by one function
     assert _grep(r"^class \w+Executor\b") == ["db/duckdb_exec.py", "db/execute.py", "db/mysql.py", "db/postgres.py"]
     assert _grep(r"\b(Sqlite|Postgres|Mysql|Duckdb)Executor\(") == [

@@ -98,7 +98,9 @@ def test_moved_and_merged_models_serve_their_training_prompts(tmp_path, school_d
         timeout=300,
     )
     answer = json.loads(r.stdout)
+    tokens = answer["prompt"].pop("prompt_tokens")
     assert answer["prompt"] == {"schema_style": "text", "source": "contract", "dialect": "sqlite"}, r.stderr
+    assert isinstance(tokens, int) and tokens > 0
 
 
 def test_an_option_that_contradicts_the_contract_is_refused_unless_forced():

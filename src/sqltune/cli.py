@@ -339,12 +339,19 @@ def _backend(bcfg: Any) -> tuple[Any, str | None]:
     return b, style
 
 
-def _style(model: str, model_style: str | None, cfg: Any) -> str:
-    """The schema style to serve with (see :func:`sqltune.prompts.choose_style`); said once when the model
-    carries no prompt contract."""
+def _style(model: str, model_style: str | None, cfg: Any, backend: Any = None) -> str:
+    """The schema style and schema-linking settings to serve with (see :func:`sqltune.prompts.choose_style`);
+    said once when the model carries no prompt contract."""
     from sqltune import prompts
 
-    style = prompts.choose_style(model_style, cfg.schema_style, cfg.force_prompt)
+    style = prompts.choose_style(model_style, cfg.schema_style, cfg.force_prompt, prompts.trained_link(model), cfg)
+    tokenizer = getattr(backend, "tokenizer", None)
+    if style.link.mode == "budget":
+        if tokenizer is None:
+            raise SqltuneError("schema_filter=budget counts prompt tokens with the model's tokenizer: use --backend hf")
+        from sqltune.models.load import TokenCounter
+
+        style.counter = TokenCounter(tokenizer, model)
     if style.source == "default":
         err.print(
             f"{model} carries no prompt contract (sqltune_model.json): prompts use the ddl schema style "
@@ -427,7 +434,7 @@ def _ask(question: str, db: str, evidence: str, as_json: bool, bcfg: Any, cfg: A
 
     database = Database(db, cfg.allow_privileged_role)
     b, model_style = _backend(bcfg)
-    style = _style(bcfg.model, model_style, cfg)
+    style = _style(bcfg.model, model_style, cfg, b)
     with Judge(workers=1, timeout=cfg.timeout, allow_privileged_role=cfg.allow_privileged_role) as judge:
         a = ask(question, database, b, judge, cfg, evidence, style)
     if as_json:
@@ -464,7 +471,7 @@ def _serve(db: list[str], bcfg: Any, acfg: Any, scfg: Any) -> None:
     scfg.validate()
     databases = [Database(p, acfg.allow_privileged_role) for p in db]
     b, model_style = _backend(bcfg)
-    style = _style(bcfg.model, model_style, acfg)
+    style = _style(bcfg.model, model_style, acfg, b)
     application = create_app(b, bcfg.model, databases, acfg, style, scfg)
     where = f"http://{scfg.host}:{scfg.port}/"
     err.print(
@@ -497,7 +504,7 @@ def _mcp(
 
     def load() -> tuple[Any, str]:
         b, model_style = _backend(bcfg)
-        return b, _style(bcfg.model, model_style, acfg)
+        return b, _style(bcfg.model, model_style, acfg, b)
 
     tools = Tools([Database(p, acfg.allow_privileged_role) for p in db], load, acfg)
     server = create_server(tools)
@@ -517,6 +524,8 @@ def _mcp(
 
 
 def _register_serve() -> None:
+    import dataclasses
+
     from sqltune.models.backend_config import BackendConfig
     from sqltune.serve.app import ServeConfig
     from sqltune.serve.ask import AskConfig
@@ -548,6 +557,31 @@ def _register_serve() -> None:
             (BackendConfig, AskConfig, ServeConfig),
         )
     )
+    from sqltune.linking.link import SchemaFilterConfig
+
+    @dataclasses.dataclass(frozen=True)
+    class _SchemaOptions(SchemaFilterConfig):
+        allow_privileged_role: bool = False
+        """Read a PostgreSQL/MySQL database as a role that can do more than read (refused otherwise)."""
+
+    app.command(
+        "schema", epilog='Example: sqltune schema "Which German customers ordered twice?" --db runs/demo/shop.sqlite'
+    )(
+        _with_configs(
+            _schema,
+            [
+                _param("question", Annotated[str, typer.Argument(help="The question, in plain words")]),
+                _param("db", Annotated[str, typer.Option(help=DB_HELP)]),
+                _param("evidence", Annotated[str, typer.Option(help="External knowledge (BIRD's evidence)")], ""),
+                _param("as_json", Annotated[bool, typer.Option("--json", help="Print everything as JSON")], False),
+                _param("style", Annotated[str, typer.Option("--schema-style", help="ddl | text | compact")], "ddl"),
+                _param(
+                    "tokenizer", Annotated[str, typer.Option(help="The model whose tokens are counted")], "smollm2-135m"
+                ),
+            ],
+            (_SchemaOptions,),
+        )
+    )
     app.command("serve-openai", epilog="Example: sqltune serve-openai --model smollm2-135m --port 8000")(
         _with_configs(
             _serve_openai,
@@ -570,6 +604,53 @@ def _register_serve() -> None:
             (BackendConfig, AskConfig),
         )
     )
+
+
+def _schema(question: str, db: str, evidence: str, as_json: bool, style: str, tokenizer: str, cfg: Any) -> None:
+    """Show what schema linking keeps for a question, and why: tables, columns, scores, values, tokens."""
+    import json
+
+    from rich.table import Table
+
+    from sqltune import prompts
+    from sqltune.linking.link import LinkSettings
+    from sqltune.models.load import TokenCounter, load_tokenizer
+    from sqltune.serve.ask import Database
+
+    settings = cfg.link_settings(LinkSettings(mode="top-k", top_k=8, values=True))
+    database = Database(db, cfg.allow_privileged_role)
+    counter = TokenCounter(load_tokenizer(tokenizer, chat_template=True), tokenizer)
+    full = prompts.render_schema(database.schema, style)
+    text, linked = prompts.question_schema(
+        database.schema,
+        question,
+        evidence,
+        style,
+        settings,
+        database.value_index() if settings.values else None,
+        counter,
+        database.dialect,
+    )
+    n_full = counter.count(prompts.prompt_messages(full, question, evidence, dialect=database.dialect))
+    n_kept = counter.count(prompts.prompt_messages(text, question, evidence, dialect=database.dialect))
+    report = {
+        "db": database.name,
+        "question": question,
+        "settings": settings.to_dict(),
+        **(linked.to_dict() if linked is not None else {}),
+        "prompt_tokens": {"full": n_full, "kept": n_kept, "tokenizer": tokenizer},
+        "schema_text": text,
+    }
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, default=str))
+        return
+    t = Table("table", "column", "score", "kept", "why")
+    for c in report.get("columns", []):
+        t.add_row(c["table"], c["column"], f"{c['score']:.2f}", "yes" if c["kept"] else "", c["why"])
+    out.print(t)
+    for v in report.get("values", []):
+        out.print(f"value: {v['table']}.{v['column']} = {v['value']!r} (from {v['span']!r}, {v['score']:.0f})")
+    out.print(f"prompt tokens: {n_kept} of {n_full} with the whole schema ({tokenizer})")
 
 
 @export_app.command(

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqltune.db.schema import Schema, Table
 from sqltune.errors import ConfigError
+from sqltune.linking.link import Linked, LinkSettings, link
 
 SYSTEM_PROMPT = (
     "You are a text to SQL query translator. Using the SQLite DB Schema and the External Knowledge, "
@@ -120,6 +121,15 @@ def _desc_block(t: Table) -> str:
     return "\n".join(lines)
 
 
+def _values_block(t: Table) -> str:
+    """The values the question names, beside their columns (schema linking's value index)."""
+    return "\n".join(
+        f"-- {t.name}.{c.name} has values such as: " + ", ".join("'" + v.replace("'", "''") + "'" for v in c.values)
+        for c in t.columns
+        if c.values
+    )
+
+
 def _ddl_of(t: Table, schema: Schema) -> str:
     if t.ddl:
         return t.ddl
@@ -141,6 +151,8 @@ def _render_ddl(schema: Schema) -> str:
         block = _ddl_of(t, schema)
         if schema.has_descriptions and (d := _desc_block(t)):
             block += "\n" + d
+        if v := _values_block(t):
+            block += "\n" + v
         if t.sample_rows:
             block += "\n" + _rows_block(t)
         parts.append(block)
@@ -155,6 +167,8 @@ def _render_text(schema: Schema) -> str:
             out += f"{pk} is the primary key.\n"
         if schema.has_descriptions and (d := _desc_block(t)):
             out += d + "\n"
+        if v := _values_block(t):
+            out += v + "\n"
         if t.sample_rows:
             out += _rows_block(t) + "\n"
     for fk in schema.foreign_keys:
@@ -169,6 +183,8 @@ def _render_compact(schema: Schema) -> str:
         lines.append(f"{_ident(t.name)}({cols})")
         if schema.has_descriptions and (d := _desc_block(t)):
             lines.append(d)
+        if v := _values_block(t):
+            lines.append(v)
         if t.sample_rows:
             lines.append(_rows_block(t))
     for fk in schema.foreign_keys:
@@ -185,6 +201,35 @@ def render_schema(schema: Schema, style: str = "ddl") -> str:
         return _RENDERERS[style](schema)
     except KeyError:
         raise ConfigError(f"unknown schema style {style!r}; choose one of: {', '.join(SCHEMA_STYLES)}") from None
+
+
+def question_schema(
+    schema: Schema,
+    question: str,
+    evidence: str = "",
+    style: str = "ddl",
+    settings: LinkSettings | None = None,
+    index: Any = None,
+    counter: Any = None,
+    dialect: str = "sqlite",
+    cot: bool = False,
+) -> tuple[str, Linked | None]:
+    """The schema text of one question's prompt: the whole schema in ``style``, or, with schema linking
+    (``settings``), what :func:`sqltune.linking.link.link` keeps for this question, with the values the
+    question names from ``index`` (a :class:`sqltune.linking.values.ValueIndex`). Training (``data build``)
+    and serving call this same function with the same settings, so both build the same prompt.
+
+    ``counter``: a :class:`sqltune.models.load.TokenCounter`, needed by the ``budget`` mode."""
+    if settings is None or not settings.active:
+        return render_schema(schema, style), None
+    hits = index.lookup(f"{question} {evidence}".strip()) if (index is not None and settings.values) else []
+
+    def fits(s: Schema) -> bool:
+        msgs = prompt_messages(render_schema(s, style), question, evidence, cot=cot, dialect=dialect)
+        return bool(counter.count(msgs) <= settings.budget)
+
+    linked = link(schema, question, evidence, settings, hits, fits if counter is not None else None)
+    return render_schema(linked.schema, style), linked
 
 
 def user_prompt(schema_text: str, question: str, evidence: str = "") -> str:
@@ -285,29 +330,59 @@ def make_record(
 
 class PromptStyle(str):
     """A schema style with where it came from: ``contract`` (the model's prompt contract), ``option`` (set by
-    the user) or ``default`` (``ddl``, for a model without a contract). It is the style string itself."""
+    the user) or ``default`` (``ddl``, for a model without a contract). It is the style string itself, and
+    carries the schema-linking settings (``link``) prompts are built with, and a token counter for the budget
+    mode (``counter``: the served model's tokenizer)."""
 
     source: str
+    link: LinkSettings
+    counter: Any
 
-    def __new__(cls, style: str, source: str) -> PromptStyle:
+    def __new__(cls, style: str, source: str, link: LinkSettings | None = None, counter: Any = None) -> PromptStyle:
         obj = super().__new__(cls, style)
         obj.source = source
+        obj.link = link or LinkSettings()
+        obj.counter = counter
         return obj
 
 
-def choose_style(model_style: str | None, option: str | None, force: bool = False) -> PromptStyle:
-    """The schema style to serve a model with: its contract's; an option that contradicts the contract is an
-    error unless ``force``; ``ddl`` for a model without a contract."""
+def choose_style(
+    model_style: str | None,
+    option: str | None,
+    force: bool = False,
+    model_link: LinkSettings | None = None,
+    link_options: Any = None,
+) -> PromptStyle:
+    """The schema style (and schema-linking settings) to serve a model with: its contract's; an option that
+    contradicts the contract is an error unless ``force``; ``ddl`` (and no linking) for a model without a
+    contract. ``link_options``: a :class:`sqltune.linking.link.SchemaFilterConfig` (the user's options)."""
     if option and model_style and option != model_style and not force:
         raise ConfigError(
             f"schema_style={option!r} contradicts the model's prompt contract ({model_style!r}: the prompts it was "
             "trained on); drop the option, or add --force-prompt to serve other prompts than it learned"
         )
+    link_settings = model_link or LinkSettings()
+    if link_options is not None and link_options.link_options_set():
+        wanted = link_options.link_settings(model_link)
+        if model_link is not None and wanted != model_link and not force:
+            raise ConfigError(
+                f"the schema-filter options ({wanted.to_dict()}) contradict the model's prompt contract "
+                f"({model_link.to_dict()}: the prompts it was trained on); drop them, or add --force-prompt"
+            )
+        link_settings = wanted
     if option:
-        return PromptStyle(option, "option")
+        return PromptStyle(option, "option", link_settings)
     if model_style:
-        return PromptStyle(model_style, "contract")
-    return PromptStyle("ddl", "default")
+        return PromptStyle(model_style, "contract", link_settings)
+    return PromptStyle("ddl", "default", link_settings)
+
+
+def trained_link(model: str) -> LinkSettings | None:
+    """The schema-linking settings in a model's prompt contract (None without a contract)."""
+    contract = read_contract(model)
+    if contract is None:
+        return None
+    return LinkSettings.from_dict(contract.get("schema_filter"))
 
 
 CONTRACT_FILE = "sqltune_model.json"
@@ -335,6 +410,7 @@ def contract_from_records(train_file: str | Path) -> dict[str, Any]:
         "cot": system == system_prompt(dialect, cot=True),
         "system_prompt": system,
         "evidence": bool(rec.get("evidence")),
+        "schema_filter": LinkSettings.from_dict(rec.get("schema_filter")).to_dict(),
     }
 
 

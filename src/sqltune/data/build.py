@@ -6,9 +6,11 @@ Steps, each counted in the report:
 2. skip those whose database is missing, unknown or unreadable (``skipped`` by reason);
 3. run every gold SQL read-only with a timeout; skip failures with their error;
 4. render the prompt (one module, :mod:`sqltune.prompts`) with the schema read from the database;
-5. with a tokenizer: measure prompt lengths; over ``max_prompt_tokens`` shrink the schema in a
-   fixed order (sample rows, then column descriptions, then, for training data only, the tables
-   the gold SQL does not use) and drop what still does not fit; every shrink and drop counted;
+5. with schema linking (``schema_filter``), each prompt's schema is what the linker keeps for its question
+   (:func:`sqltune.prompts.question_schema`: the same function and settings serving uses), and the report
+   gives the gold queries' recall; with a tokenizer: measure prompt lengths; over ``max_prompt_tokens``
+   shrink the schema (sample rows, then column descriptions) and drop what still does not fit; every shrink
+   and drop counted (nothing is ever cut by what the gold query uses: inference could not do the same);
 6. optionally split by database into train / validation (no database in both), seeded;
 7. write JSONL atomically, then the report beside it.
 """
@@ -31,15 +33,19 @@ from sqltune.errors import ConfigError, ExecutionError, SqltuneError
 from sqltune.io import sha256_file, write_json, write_jsonl
 from sqltune.judge import Judge
 from sqltune.judge.compare import outer_order_by
+from sqltune.linking.link import SchemaFilterConfig
+from sqltune.linking.metrics import recall as link_recall
+from sqltune.linking.metrics import recall_summary
+from sqltune.linking.values import ValueIndex
 from sqltune.models.load import TokenCounter, load_tokenizer
 from sqltune.splits import SPLITS, holdout
-from sqltune.sqlutil import parse, tables_used
+from sqltune.sqlutil import parse
 
 BENCHMARKS = ("spider", "bird", "pairs")
 
 
 @dataclass(frozen=True)
-class BuildConfig:
+class BuildConfig(SchemaFilterConfig):
     """Options of ``sqltune data build`` (each is also a CLI flag)."""
 
     benchmark: str
@@ -66,8 +72,6 @@ class BuildConfig:
     """Tokenizer (model name, folder or hub id) for prompt-length statistics and the budget."""
     max_prompt_tokens: int | None = None
     """Token budget for the prompt (system + user turns with the chat template)."""
-    prune_tables: bool | None = None
-    """Allow dropping tables the gold SQL does not use to fit the budget (default: train splits only)."""
     val_fraction: float = 0.0
     """Hold out this share of examples as <stem>.validation.jsonl, whole units of val_split."""
     val_split: str = "auto"
@@ -117,6 +121,13 @@ class BuildConfig:
             problems.append(f"val_split={self.val_split!r}: choose one of {', '.join(SPLITS)}")
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 16:
             problems.append(f"max_prompt_tokens={self.max_prompt_tokens}: must be at least 16")
+        try:
+            settings = self.link_settings(budget=self.max_prompt_tokens)
+        except ConfigError as e:
+            problems.append(str(e))
+        else:
+            if settings.mode == "budget" and self.tokenizer is None and self.max_prompt_tokens is None:
+                problems.append("schema_filter=budget counts tokens: give --tokenizer (or --max-prompt-tokens)")
         if not str(self.out).endswith(".jsonl"):
             problems.append(f"out={self.out!r}: the output must be a .jsonl file")
         if problems:
@@ -171,6 +182,8 @@ class _DbState:
     schema: Schema | None = None
     error: str = ""
     texts: dict[Any, str] = field(default_factory=dict)
+    index: Any = None
+    """The database's value index (schema linking with values), opened once."""
 
 
 def is_training_split(split: str) -> bool:
@@ -232,15 +245,30 @@ def build_records(
     if cfg.target is not None:
         kept = _retarget(kept, cfg, states, skips)
 
-    prune = cfg.prune_tables if cfg.prune_tables is not None else is_training_split(cfg.split)
+    settings = cfg.link_settings(budget=cfg.max_prompt_tokens)
 
     def schema_text(st: _DbState, key: Any, schema: Schema) -> str:
         if key not in st.texts:
             st.texts[key] = prompts.render_schema(schema, cfg.schema)
         return st.texts[key]
 
-    # Render with the full schema first.
-    rendered = [(ex, st, schema_text(st, "full", st.schema)) for ex, st in kept]  # type: ignore[arg-type]
+    def linked_text(ex: Example, st: _DbState) -> str:
+        assert st.schema is not None
+        if settings.values and st.index is None:
+            st.index = ValueIndex.open(ex.db_path, st.schema, allow_privileged_role=cfg.allow_privileged_role)
+        txt, linked = prompts.question_schema(
+            st.schema, ex.question, ex.evidence, cfg.schema, settings, st.index, counter, _dialect(st)
+        )
+        if linked is not None:
+            recalls[id(ex)] = link_recall(linked, ex.sql, st.schema, _dialect(st))
+        return txt
+
+    recalls: dict[int, dict[str, Any]] = {}
+    # Render with the full schema, or what schema linking keeps for each question.
+    if settings.active:
+        rendered = [(ex, st, linked_text(ex, st)) for ex, st in kept]
+    else:
+        rendered = [(ex, st, schema_text(st, "full", st.schema)) for ex, st in kept]  # type: ignore[arg-type]
     shrunk: Counter[str] = Counter()
     shrunk_examples = 0
     lengths: list[int | None] = [None] * len(rendered)
@@ -263,11 +291,8 @@ def build_records(
                 if schema.has_descriptions:
                     schema = schema.without_descriptions()
                     steps.append(("descriptions", schema))
-                if prune:
-                    used = tables_used(ex.sql)
-                    if used and any(t.name.lower() not in used for t in schema.tables):
-                        schema = schema.restrict(used)
-                        steps.append((("unused_tables", frozenset(used)), schema))
+                if settings.active:
+                    steps = []  # the linker's schema is what serving rebuilds: not shrunk further
                 done: list[Any] = []
                 if steps:
                     shrunk_examples += 1
@@ -299,9 +324,13 @@ def build_records(
             rec["gold_normalized"] = facts[id(ex)]["normalized"]
         if _dialect(st) != "sqlite":
             rec["dialect"] = _dialect(st)
+        if settings.active:
+            rec["schema_filter"] = settings.to_dict()
+            rec["schema_recall"] = recalls.get(id(ex))
         rec.update(prompts.make_record(cfg.format, txt, ex.question, ex.evidence, ex.sql, _dialect(st)))
         records.append(rec)
     stats = {
+        "schema_linking": recall_summary(settings, [r["schema_recall"] for r in records if r.get("schema_recall")]),
         "shrunk": dict(shrunk),
         "shrunk_examples": shrunk_examples,
         "prompt_tokens": length_stats([x for x in final_lengths if x is not None]),
@@ -457,6 +486,7 @@ def build(
         "input_examples": len(examples),
         "difficulty": dict(sorted(Counter(r["difficulty"] or "unlabelled" for r in records).items())),
         "databases": len({r["db_id"] for r in records}),
+        "schema_linking": stats["schema_linking"],
         "shrunk": stats["shrunk"],
         "shrunk_examples": stats["shrunk_examples"],
         "prompt_tokens": stats["prompt_tokens"],

@@ -27,6 +27,8 @@ class Column:
     primary_key: bool = False
     description: str = ""
     value_description: str = ""
+    values: tuple[str, ...] = ()
+    """Values of this column a question names (set by schema linking's value index, shown in that prompt)."""
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ class EvalItem:
     missing: bool = False
     facts: dict[str, Any] | None = None
     """The gold's ``hardness`` and ``order_by`` when the data stage wrote them (no parse needed)."""
+    link: dict[str, Any] | None = None
+    """With schema linking: the record's ``schema_filter`` and ``schema_recall`` and its prompt's tokens."""
 
 
 def _read_text(path: Path) -> str:
@@ -204,6 +206,15 @@ def load_sqltune_files(
                 question=str(d.get("question", "")),
                 difficulty=str(d.get("difficulty", "")),
                 candidates=[str(c) for c in cands],
+                link=(
+                    {
+                        "settings": d["schema_filter"],
+                        "recall": d["schema_recall"],
+                        "prompt_tokens": d.get("prompt_tokens"),
+                    }
+                    if d.get("schema_filter") and d.get("schema_recall")
+                    else None
+                ),
                 facts=(
                     {
                         "hardness": d["gold_hardness"],

@@ -65,6 +65,19 @@ def markdown_report(summary: dict[str, Any], records: list[dict[str, Any]], max_
             + ", ".join(f"pass@{k} {100 * v:.1f}%" for k, v in s["pass_at_k"].items())
             + f"; majority-vote EX {100 * s['majority_ex']:.1f}%."
         )
+    if s.get("schema_linking"):
+        k = s["schema_linking"]
+        pct = {
+            n: "n/a" if k[n] is None else f"{100 * k[n]:.1f}%"
+            for n in ("column_recall", "table_recall", "value_recall")
+        }
+        lines.append(
+            f"Schema linking ({k['settings']['mode']}): the gold queries' columns kept {pct['column_recall']}, "
+            f"tables {pct['table_recall']}, values {pct['value_recall']}; every gold column kept for "
+            f"{100 * k['all_columns_kept']:.1f}% of the questions; {100 * (k['kept_columns_share'] or 0):.1f}% of "
+            f"the schema's columns shown"
+            + (f"; {k['prompt_tokens_mean']} prompt tokens on average." if k.get("prompt_tokens_mean") else ".")
+        )
     if s["excluded"]:
         lines.append(
             "Excluded from the denominator (gold problems, not model errors): "

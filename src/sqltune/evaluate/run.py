@@ -165,6 +165,20 @@ def evaluate(
 
     records = [_record(it, results[i], cfg, missing=i in missing_db) for i, it in enumerate(items)]
     summary = summarize(records, cfg, mode, family)
+    linked = [it.link for it in items if it.link]
+    if linked:  # the prompts' schema linking, from the data stage's records
+        from sqltune.linking.link import LinkSettings
+        from sqltune.linking.metrics import recall_summary
+
+        summary["schema_linking"] = recall_summary(
+            LinkSettings.from_dict(linked[0]["settings"]), [x["recall"] for x in linked]
+        )
+        tokens = [x["prompt_tokens"] for x in linked if x.get("prompt_tokens")]
+        if tokens:
+            summary["schema_linking"]["prompt_tokens_mean"] = round(sum(tokens) / len(tokens), 1)
+        for rec, it in zip(records, items, strict=True):
+            if it.link:
+                rec["schema_recall"] = it.link["recall"]
     if "spider_em" in metrics:
         summary["spider_em_partial"] = _spider_partial(
             [rec.pop("_spider_partial", None) for rec in records if rec["counted"]]

@@ -31,6 +31,7 @@ from sqltune.db.target import resolve
 from sqltune.errors import ConfigError, DataError
 from sqltune.extract import extract_sql, reasoning_before_sql
 from sqltune.judge import Judge, majority_vote
+from sqltune.linking.link import SchemaFilterConfig
 from sqltune.models.backends import Backend, GenParams
 
 REPAIR_PROMPT = (
@@ -40,7 +41,7 @@ REPAIR_PROMPT = (
 
 
 @dataclass(frozen=True)
-class AskConfig:
+class AskConfig(SchemaFilterConfig):
     """Settings of the ask engine (``sqltune ask``, ``sqltune serve``)."""
 
     samples: int = 1
@@ -112,8 +113,10 @@ class Answer:
     reasoning: str = ""
     attempts: list[Attempt] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    prompt: dict[str, str] = field(default_factory=dict)
-    """The prompt's settings: schema_style, its source (contract | option | default) and the dialect."""
+    prompt: dict[str, Any] = field(default_factory=dict)
+    """The prompt's settings: schema_style, its source (contract | option | default), the dialect, and with schema
+    linking its settings (``schema_filter``), what it kept (``schema``: tables, columns, values) and the prompt's
+    tokens."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +152,8 @@ class Database:
         self.name = target.name
         self.dialect = target.engine
         self._schemas: dict[str, str] = {}
+        self._index: Any = None
+        self.allow_privileged_role = allow_privileged_role
         self.schema = introspect(self.path, db_id=self.name)
         if not self.schema.tables:
             raise DataError(f"{path}: the database has no tables")
@@ -157,6 +162,31 @@ class Database:
         if style not in self._schemas:
             self._schemas[style] = prompts.render_schema(self.schema, style)
         return self._schemas[style]
+
+    def value_index(self) -> Any:
+        """This database's value index (built once, cached per database version)."""
+        if self._index is None:
+            from sqltune.linking.values import ValueIndex
+
+            self._index = ValueIndex.open(self.path, self.schema, allow_privileged_role=self.allow_privileged_role)
+        return self._index
+
+    def question_schema(self, question: str, evidence: str, style: str, cot: bool = False) -> tuple[str, Any]:
+        """The schema text of one question's prompt (schema linking when ``style`` carries it)."""
+        link = getattr(style, "link", None)
+        if link is None or not link.active:
+            return self.schema_text(style), None
+        return prompts.question_schema(
+            self.schema,
+            question,
+            evidence,
+            str(style),
+            link,
+            self.value_index() if link.values else None,
+            getattr(style, "counter", None),
+            self.dialect,
+            cot,
+        )
 
 
 @dataclass
@@ -176,11 +206,25 @@ class Pending:
 
 def start(question: str, db: Database, evidence: str, cfg: AskConfig, style: str) -> Pending:
     """A question's first round: the prompt in the trained schema style."""
-    used = cfg.schema_style or style
-    base = prompts.prompt_messages(db.schema_text(used), question, evidence, cot=cfg.cot, dialect=db.dialect)
+    used = (
+        style
+        if not cfg.schema_style or cfg.schema_style == style
+        else prompts.PromptStyle(
+            cfg.schema_style, "option", getattr(style, "link", None), getattr(style, "counter", None)
+        )
+    )
+    text, linked = db.question_schema(question, evidence, used, cfg.cot)
+    base = prompts.prompt_messages(text, question, evidence, cot=cfg.cot, dialect=db.dialect)
     answer = Answer(question=question, db=db.name, answered=False)
     source = "option" if cfg.schema_style else getattr(style, "source", "default")
     answer.prompt = {"schema_style": str(used), "source": source, "dialect": db.dialect}
+    if linked is not None:
+        answer.prompt["schema_filter"] = used.link.to_dict()  # type: ignore[attr-defined]
+        answer.prompt["schema"] = {
+            "tables": sorted(linked.kept_tables()),
+            "columns": [linked.kept_columns, linked.full_columns],
+            "values": linked.values,
+        }
     answer.timings = {"generate_s": 0.0, "execute_s": 0.0, "total_s": 0.0}
     return Pending(question, db, evidence, base, list(base), answer, started=time.perf_counter())
 
@@ -204,8 +248,10 @@ def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> 
     groups = [(p.db.path, s) for p, s in zip(batch, sqls, strict=True)]
     results = judge.run(groups, keep_rows=cfg.max_rows, max_bytes=cfg.max_bytes)
     exec_s = time.perf_counter() - e0
-    for p, res, cand, raw in zip(batch, results, sqls, raws, strict=True):
+    for p, res, cand, raw, comps in zip(batch, results, sqls, raws, outs, strict=True):
         a = p.answer
+        if p.round == 0 and comps:
+            a.prompt["prompt_tokens"] = comps[0].prompt_tokens
         a.timings["generate_s"] = round(a.timings["generate_s"] + gen_s, 3)
         a.timings["execute_s"] = round(a.timings["execute_s"] + exec_s, 3)
         for k, sql in enumerate(cand):

@@ -24,6 +24,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from sqltune import prompts
 from sqltune.errors import ConfigError
 from sqltune.extract import extract_sql
 from sqltune.models.backends import Completion, GenParams
@@ -204,12 +205,16 @@ class _Asker:
 
         cfg.validate()
         self.database = Database(database_path(db), cfg.allow_privileged_role)
+        model_link = None
         if isinstance(llm, SqltuneChatModel):
             self.backend: Any = llm.engine  # in-process: batch through the backend itself
             style = style or served_model(llm.model)[1]
+            model_link = prompts.trained_link(llm.model)
         else:
             self.backend = ChatModelBackend(llm, concurrency)
-        self.cfg, self.style = cfg, style or cfg.schema_style or "ddl"
+        # the model's prompt contract (schema style and schema linking), as the CLI serves it
+        self.cfg = cfg
+        self.style = prompts.choose_style(style, cfg.schema_style, True, model_link, cfg)
         self.judge = Judge(workers=1, timeout=cfg.timeout, allow_privileged_role=cfg.allow_privileged_role)
         weakref.finalize(self, self.judge.close)
 

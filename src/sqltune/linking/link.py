@@ -1,0 +1,595 @@
+"""Schema linking: the tables and columns a question needs, ranked before the model sees the prompt.
+
+The one prompt builder (:func:`sqltune.prompts.question_schema`) calls :func:`link` with the same
+:class:`LinkSettings` for training prompts (``data build``) and for inference (predict reads the data
+stage's prompts; ask, serve, mcp and LangChain rebuild them with the model's prompt contract), so a model is
+trained on the prompts it will be served.
+
+Ranking (lexical, no model): every column is a document of its table's and its own name (split at ``_``,
+case changes and digits, lower-cased, plurals folded), its description and its value description;
+BM25 (``rank_bm25``) scores the question (and evidence) against them, plus the table name's own score,
+plus the value index's hits (:mod:`sqltune.linking.values`: a column holding a value the question names).
+
+Selection: ``top-k`` keeps the ``top_k`` best columns; ``budget`` keeps the whole schema when it fits
+``budget`` prompt tokens, else the most columns, best first, that fit. Either way a table is kept when a
+kept column or its own name matches, the kept tables are joined by the shortest foreign-key paths between
+them (the tables on the path kept, with their keys), and every kept table keeps its primary key and the foreign keys that join it.
+The values a question names are shown beside their columns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from sqltune.db.schema import Column, Schema, Table
+from sqltune.errors import ConfigError
+
+MODES = ("off", "top-k", "budget")
+
+_SPLIT = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words of a name or a sentence: ``customerID`` -> customer, id; ``first_name`` -> first,
+    name; plurals folded (``countries`` -> country, ``orders`` -> order)."""
+    out = []
+    for part in re.split(r"[^A-Za-z0-9]+", text):
+        for w in _SPLIT.findall(part):
+            out.append(_fold(w.lower()))
+    return out
+
+
+def _fold(w: str) -> str:
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith(("sses", "shes", "ches", "xes")):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """How prompts' schemas are filtered (a part of the prompt contract)."""
+
+    mode: str = "off"
+    """off | top-k | budget."""
+    top_k: int = 12
+    """top-k: columns kept (besides the keys that join the kept tables)."""
+    budget: int = 1024
+    """budget: prompt tokens (system and user turns) the schema is cut to fit."""
+    values: bool = False
+    """Show the values the question names (from the value index) beside their columns."""
+    max_values: int = 3
+    """Values shown per column at most."""
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"schema_filter={self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.top_k < 1 or self.budget < 64 or self.max_values < 1:
+            raise ConfigError("schema_top_k and schema_max_values must be at least 1, schema_budget at least 64")
+
+    @property
+    def active(self) -> bool:
+        return self.mode != "off" or self.values
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> LinkSettings:
+        if not d:
+            return cls()
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        s = cls(**known)
+        s.validate()
+        return s
+
+
+@dataclass
+class Linked:
+    """What :func:`link` kept, and why."""
+
+    schema: Schema
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    """Every table, best first: name, score, kept, why (matched | column | join path | dropped)."""
+    columns: list[dict[str, Any]] = field(default_factory=list)
+    """The kept columns and the best dropped ones, best first: table, column, score, kept, why."""
+    values: list[dict[str, Any]] = field(default_factory=list)
+    """The value index's hits shown in the prompt: table, column, value, score, span."""
+    full_columns: int = 0
+    kept_columns: int = 0
+
+    def kept(self) -> set[tuple[str, str]]:
+        return {(t.name.lower(), c.name.lower()) for t in self.schema.tables for c in t.columns}
+
+    def kept_tables(self) -> set[str]:
+        return {t.name.lower() for t in self.schema.tables}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tables": self.tables,
+            "columns": self.columns,
+            "values": self.values,
+            "full_columns": self.full_columns,
+            "kept_columns": self.kept_columns,
+        }
+
+
+_MODELS: dict[int, tuple[Schema, Any, Any, list[frozenset[str]], dict[str, int]]] = {}
+"""BM25 models of recent schemas (columns, tables), by the schema object's id (the schema kept alive with them)."""
+
+
+def _bm25_model(docs: list[list[str]]) -> Any:
+    from rank_bm25 import BM25Okapi
+
+    return BM25Okapi([d or ["\x00"] for d in docs]) if docs else None  # rank_bm25 divides by the mean length
+
+
+def _scores(model: Any, n: int, query: list[str]) -> list[float]:
+    if model is None or not query:
+        return [0.0] * n
+    return [max(0.0, float(s)) for s in model.get_scores(query)]
+
+
+def _components(schema: Schema) -> dict[str, int]:
+    """Each table's group of tables joined by foreign keys (a database merged from several has several)."""
+    parent = {t.name: t.name for t in schema.tables}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for fk in schema.foreign_keys:
+        if fk.table in parent and fk.ref_table in parent:
+            parent[find(fk.table)] = find(fk.ref_table)
+    roots: dict[str, int] = {}
+    return {t.name: roots.setdefault(find(t.name), len(roots)) for t in schema.tables}
+
+
+def _models(schema: Schema) -> tuple[Any, Any, list[frozenset[str]], dict[str, int]]:
+    """The BM25 models of a schema's columns and tables, each column's name words and each table's group of
+    joined tables, built once per schema object."""
+    hit = _MODELS.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1], hit[2], hit[3], hit[4]
+    docs = []
+    for t in schema.tables:
+        for c in t.columns:
+            d = _doc_terms(words(c.name)) * 2 + _doc_terms(words(t.name))
+            docs.append(d + _doc_terms(words(c.description)) + _doc_terms(words(c.value_description)))
+    names = [frozenset(words(c.name)) for t in schema.tables for c in t.columns]
+    models = (
+        _bm25_model(docs),
+        _bm25_model([_doc_terms(words(t.name)) for t in schema.tables]),
+        names,
+        _components(schema),
+    )
+    if len(_MODELS) >= 64:
+        _MODELS.pop(next(iter(_MODELS)))
+    _MODELS[id(schema)] = (schema, *models)
+    return models
+
+
+QUESTION_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "from",
+        "by",
+        "with",
+        "and",
+        "or",
+        "not",
+        "no",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "do",
+        "doe",
+        "did",
+        "have",
+        "ha",
+        "had",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "many",
+        "much",
+        "all",
+        "any",
+        "each",
+        "every",
+        "some",
+        "list",
+        "show",
+        "give",
+        "find",
+        "tell",
+        "me",
+        "u",
+        "our",
+        "my",
+        "your",
+        "their",
+        "it",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "than",
+        "then",
+        "as",
+        "per",
+        "please",
+        "number",
+        "count",
+        "total",
+        "average",
+        "sum",
+        "maximum",
+        "minimum",
+        "max",
+        "min",
+        "more",
+        "most",
+        "less",
+        "least",
+        "also",
+        "only",
+        "just",
+        "return",
+        "display",
+        "get",
+        "different",
+        "distinct",
+        "that",
+        "than",
+        "both",
+        "either",
+        "other",
+        "same",
+    ]
+)
+"""Question words that name no column: aggregates and function words (folded as :func:`words` folds)."""
+
+LEXICON = {
+    "young": ["age", "birth", "born", "dob"],
+    "old": ["age", "birth", "born", "dob"],
+    "older": ["age", "birth", "born", "dob"],
+    "younger": ["age", "birth", "born", "dob"],
+    "oldest": ["age", "birth", "born", "dob"],
+    "youngest": ["age", "birth", "born", "dob"],
+    "tall": ["height"],
+    "taller": ["height"],
+    "tallest": ["height"],
+    "short": ["height", "length"],
+    "shortest": ["height", "length"],
+    "heavy": ["weight"],
+    "heavier": ["weight"],
+    "heaviest": ["weight"],
+    "lightest": ["weight"],
+    "long": ["length", "duration"],
+    "longest": ["length", "duration"],
+    "expensive": ["price", "cost"],
+    "cheap": ["price", "cost"],
+    "cheapest": ["price", "cost"],
+    "cost": ["price"],
+    "price": ["cost"],
+    "earliest": ["date", "year", "time"],
+    "latest": ["date", "year", "time"],
+    "recent": ["date", "year", "time"],
+    "nation": ["country", "nationality"],
+    "nationality": ["country", "nation"],
+    "country": ["nationality", "nation"],
+    "money": ["amount", "price", "cost", "salary", "earning"],
+    "paid": ["amount", "salary", "payment"],
+    "earn": ["earning", "salary"],
+    "salary": ["wage", "pay"],
+    "female": ["sex", "gender"],
+    "male": ["sex", "gender"],
+    "woman": ["sex", "gender"],
+    "man": ["sex", "gender"],
+    "populous": ["population"],
+    "people": ["population"],
+    "big": ["size", "area", "capacity"],
+    "biggest": ["size", "area", "capacity"],
+    "largest": ["size", "area", "capacity", "population"],
+    "smallest": ["size", "area", "capacity", "population"],
+    "born": ["birth"],
+    "live": ["city", "address", "state", "country"],
+    "located": ["location", "city", "address", "country"],
+}
+"""Generic English words a question uses for what a column's name says otherwise (the column words each
+question word also looks for); a database's own words come from its names, descriptions and values."""
+
+_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
+
+
+def _question_terms(question: str, evidence: str) -> list[str]:
+    q = [w for w in words(question) + words(evidence) if w not in QUESTION_STOPWORDS]
+    extra: list[str] = []
+    for w in q:
+        extra.extend(LEXICON.get(w, []))
+    if _YEAR.search(question):
+        extra.extend(["year", "date"])
+    return q + extra + [f"~{w[:5]}" for w in q if len(w) >= 5]
+
+
+def _doc_terms(name_words: list[str]) -> list[str]:
+    return name_words + [f"~{w[:5]}" for w in name_words if len(w) >= 5]
+
+
+def rank(schema: Schema, question: str, evidence: str = "", hits: list[Any] | None = None) -> dict[str, Any]:
+    """Scores of every table and column for a question: ``{"tables": {name: score}, "columns": {(t, c): score},
+    "value_hits": {(t, c): [hit, ...]}}``."""
+    q = _question_terms(question, evidence)
+    qset = set(q)
+    cols = [(t, c) for t in schema.tables for c in t.columns]
+    col_model, table_model, names, group = _models(schema)
+    col_scores = _scores(col_model, len(cols), q)
+    table_scores = _scores(table_model, len(schema.tables), q)
+    tscore = {t.name: s for t, s in zip(schema.tables, table_scores, strict=True)}
+    by_col: dict[tuple[str, str], list[Any]] = {}
+    for h in hits or []:
+        by_col.setdefault((h.table.lower(), h.column.lower()), []).append(h)
+    scores: dict[tuple[str, str], float] = {}
+    for (t, c), s, name in zip(cols, col_scores, names, strict=True):
+        exact = 1.0 if name and name <= qset else 0.0  # every word of the column's name is in the question
+        vh = by_col.get((t.name.lower(), c.name.lower())) if by_col else None
+        value = max(h.score for h in vh) / 100.0 * 3.0 if vh else 0.0
+        scores[(t.name, c.name)] = s + exact + value + 0.25 * tscore[t.name]
+    if len(set(group.values())) > 1:
+        # a group of joined tables that matches the question as a whole lifts its columns: of two
+        # "singer" tables, the one whose neighbours match the rest of the question
+        best: dict[int, list[float]] = {}
+        for (tn, _), v in scores.items():
+            best.setdefault(group[tn], []).append(v)
+        gmax: dict[int, float] = {}
+        for t_name, ts in tscore.items():
+            gmax[group[t_name]] = max(gmax.get(group[t_name], 0.0), ts)
+        strength = {g: sum(sorted(v, reverse=True)[:3]) + gmax.get(g, 0.0) for g, v in best.items()}
+        top = max(strength.values()) or 1.0
+        for key in list(scores):
+            scores[key] += 1.5 * strength[group[key[0]]] / top
+    return {"tables": tscore, "columns": scores, "value_hits": by_col}
+
+
+def _join_paths(schema: Schema, keep: list[str]) -> tuple[set[str], dict[str, str]]:
+    """The tables that join ``keep`` (shortest foreign-key paths from the first kept table to each other one),
+    and why each added table is there."""
+    graph: dict[str, set[str]] = {t.name: set() for t in schema.tables}
+    for fk in schema.foreign_keys:
+        if fk.table in graph and fk.ref_table in graph:
+            graph[fk.table].add(fk.ref_table)
+            graph[fk.ref_table].add(fk.table)
+    if not keep:
+        return set(), {}
+    added: dict[str, str] = {}
+    connected = {keep[0]}
+    for target in keep[1:]:
+        if target in connected:
+            continue
+        prev: dict[str, str | None] = {s: None for s in connected}
+        queue = deque(connected)
+        while queue:
+            v = queue.popleft()
+            if v == target:
+                break
+            for w in sorted(graph[v]):
+                if w not in prev:
+                    prev[w] = v
+                    queue.append(w)
+        if target not in prev:  # no path: kept on its own
+            connected.add(target)
+            continue
+        node: str | None = target
+        while node is not None and node not in connected:
+            connected.add(node)
+            if node not in keep:
+                added[node] = f"joins {target}"
+            node = prev[node]
+    return connected, added
+
+
+def select(
+    schema: Schema, ranked: dict[str, Any], n_columns: int
+) -> tuple[Schema, dict[str, str], set[tuple[str, str]]]:
+    """The schema with the best ``n_columns`` columns, their tables, the tables whose names the question
+    matches, the join paths between them and every kept table's keys."""
+    order = sorted(ranked["columns"].items(), key=lambda kv: -kv[1])
+    chosen = {k for k, s in order[:n_columns]}
+    tscore = ranked["tables"]
+    best_table = max(tscore.values(), default=0.0)
+    named = sorted((t for t, s in tscore.items() if s > 0 and s >= 0.5 * best_table), key=lambda t: -tscore[t])
+    named = named[: max(2, n_columns // 2)]  # tables whose name the question says; a few at most
+    table_best = dict(tscore)
+    for (t, _), s in ranked["columns"].items():
+        if s > table_best[t]:
+            table_best[t] = s
+    tables_by_score = sorted({t for t, _ in chosen} | set(named), key=lambda t: -table_best[t])
+    keep, added = _join_paths(schema, tables_by_score)
+    why = {t: ("matched" if t in named else "column") for t in tables_by_score}
+    why.update({t: w for t, w in added.items()})
+    keys: set[tuple[str, str]] = set()
+    for fk in schema.foreign_keys:
+        if fk.table in keep and fk.ref_table in keep:
+            keys.add((fk.table, fk.column))
+            keys.add((fk.ref_table, fk.ref_column))
+    tables = []
+    for t in schema.tables:
+        if t.name not in keep:
+            continue
+        cols = tuple(c for c in t.columns if (t.name, c.name) in chosen or c.primary_key or (t.name, c.name) in keys)
+        if not cols:
+            cols = t.columns[:1]
+        tables.append(_restrict_table(t, cols))
+    fks = tuple(
+        f
+        for f in schema.foreign_keys
+        if f.table in keep
+        and f.ref_table in keep
+        and (f.table, f.column) in keys
+        and (f.ref_table, f.ref_column) in keys
+    )
+    return replace(schema, tables=tuple(tables), foreign_keys=fks), why, chosen
+
+
+def _restrict_table(t: Table, cols: tuple[Column, ...]) -> Table:
+    if len(cols) == len(t.columns):
+        return t
+    names = [c.name for c in cols]
+    idx = [i for i, n in enumerate(t.sample_columns) if n in names]
+    rows = tuple(tuple(r[i] for i in idx) for r in t.sample_rows)
+    sample_cols = tuple(t.sample_columns[i] for i in idx)
+    return replace(t, columns=cols, ddl="", sample_columns=sample_cols, sample_rows=rows)
+
+
+def with_values(schema: Schema, hits: list[Any], max_values: int) -> Schema:
+    """The schema with each kept column's matched values (``Column.values``) set."""
+    by_col: dict[tuple[str, str], list[str]] = {}
+    for h in hits:
+        vs = by_col.setdefault((h.table.lower(), h.column.lower()), [])
+        if h.value not in vs and len(vs) < max_values:
+            vs.append(h.value)
+    if not by_col:
+        return schema
+    tables = []
+    for t in schema.tables:
+        cols = tuple(replace(c, values=tuple(by_col.get((t.name.lower(), c.name.lower()), ()))) for c in t.columns)
+        tables.append(replace(t, columns=cols))
+    return replace(schema, tables=tuple(tables))
+
+
+def link(
+    schema: Schema,
+    question: str,
+    evidence: str,
+    settings: LinkSettings,
+    hits: list[Any] | None = None,
+    fits: Any = None,
+) -> Linked:
+    """The schema a prompt shows for this question (see the module docstring).
+
+    ``hits``: the value index's hits for the question; ``fits(schema) -> bool``: whether a prompt with
+    this schema fits the budget (``budget`` mode)."""
+    n_all = sum(len(t.columns) for t in schema.tables)
+    hits = hits or []
+    ranked = rank(schema, question, evidence, hits)
+    if settings.mode == "off":
+        kept, why, chosen = schema, {t.name: "all" for t in schema.tables}, set(ranked["columns"])
+    elif settings.mode == "top-k":
+        kept, why, chosen = select(schema, ranked, settings.top_k)
+    else:
+        if fits is None:
+            raise ConfigError("schema_filter=budget needs a tokenizer to count prompt tokens")
+        full_values = with_values(schema, hits, settings.max_values) if settings.values else schema
+        if fits(full_values):
+            kept, why, chosen = schema, {t.name: "all" for t in schema.tables}, set(ranked["columns"])
+        else:
+            lo, hi = 1, n_all
+            best = select(schema, ranked, 1)
+            while lo <= hi:  # the most columns that fit
+                mid = (lo + hi) // 2
+                cand = select(schema, ranked, mid)
+                shown = with_values(cand[0], hits, settings.max_values) if settings.values else cand[0]
+                if fits(shown):
+                    best, lo = cand, mid + 1
+                else:
+                    hi = mid - 1
+            kept, why, chosen = best
+    kept_tables = {t.name for t in kept.tables}
+    kept_cols = {(t.name, c.name) for t in kept.tables for c in t.columns}
+    shown_hits = [h for h in hits if (h.table, h.column) in kept_cols] if settings.values else []
+    if shown_hits:
+        kept = with_values(kept, shown_hits, settings.max_values)
+    table_rows = sorted(
+        (
+            {
+                "table": t.name,
+                "score": round(ranked["tables"][t.name], 3),
+                "kept": t.name in kept_tables,
+                "why": why.get(t.name, "dropped"),
+            }
+            for t in schema.tables
+        ),
+        key=lambda r: (not r["kept"], -r["score"]),
+    )
+    col_rows = []
+    top = sorted(ranked["columns"].items(), key=lambda kv: -kv[1])
+    listed = [kv for kv in top if kv[0] in kept_cols]
+    listed += [kv for kv in top[: len(kept_cols) + 20] if kv[0] not in kept_cols]
+    for (t, c), s in sorted(listed, key=lambda kv: -kv[1]):  # every kept column, and the best of the others
+        k = (t, c) in kept_cols
+        reason = "ranked" if (t, c) in chosen else ("key" if k else "dropped")
+        if ranked["value_hits"].get((t.lower(), c.lower())):
+            reason += "+value"
+        col_rows.append({"table": t, "column": c, "score": round(s, 3), "kept": k, "why": reason})
+    return Linked(
+        schema=kept,
+        tables=table_rows,
+        columns=col_rows,
+        values=[asdict(h) for h in shown_hits],
+        full_columns=n_all,
+        kept_columns=len(kept_cols),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchemaFilterConfig:
+    """The schema-linking options of the commands that build prompts (``data build``, ``ask``, ``serve``,
+    ``mcp``); unset, ``data build`` filters nothing and serving takes the model's prompt contract."""
+
+    schema_filter: str | None = None
+    """off | top-k | budget: each prompt shows only the tables and columns its question needs (default: off;
+    serving: the model's prompt contract)."""
+    schema_top_k: int | None = None
+    """top-k: columns kept besides the keys that join the kept tables (default 12)."""
+    schema_budget: int | None = None
+    """budget: prompt tokens the schema is cut to fit (default: max_prompt_tokens, else 1024)."""
+    schema_values: bool | None = None
+    """Show the values a question names, found in the database's value index, beside their columns."""
+
+    def link_settings(self, base: LinkSettings | None = None, budget: int | None = None) -> LinkSettings:
+        """``base`` (a model's contract; default: off) with the options that are set; ``budget``: the
+        budget when neither sets one."""
+        b = base or LinkSettings()
+        if budget is not None and (base is None or base.mode != "budget"):
+            b = replace(b, budget=budget)
+        s = replace(
+            b,
+            mode=self.schema_filter if self.schema_filter is not None else b.mode,
+            top_k=self.schema_top_k if self.schema_top_k is not None else b.top_k,
+            budget=self.schema_budget if self.schema_budget is not None else b.budget,
+            values=self.schema_values if self.schema_values is not None else b.values,
+        )
+        s.validate()
+        return s
+
+    def link_options_set(self) -> bool:
+        return any(
+            v is not None for v in (self.schema_filter, self.schema_top_k, self.schema_budget, self.schema_values)
+        )

@@ -1,0 +1,355 @@
+"""The value index: the distinct text values of every column of one database version, so a question that
+names a value ("german customers", "Gemany", "the Electronics category") finds the column holding it.
+
+* **Engine**: SQLite's FTS5 with its ``trigram`` tokenizer (case-insensitive substring and trigram
+  search), ranked by FTS5's BM25, re-ranked by edit similarity (``rapidfuzz``): a typo, another case or
+  a part of a longer value still finds it.
+* **Read through the executor**: the values are read with the one executor interface
+  (:func:`sqltune.db.engine.connect`: read-only, time-limited), so it works on every engine sqltune runs.
+* **Bounded**: at most ``max_per_column`` distinct values per column, values of at most ``max_chars``
+  characters that hold a letter (numbers and dates are words of their own, not names), and a build stops
+  at ``max_seconds`` (the index says it is partial).
+* **One per database version, cached**: ``$SQLTUNE_HOME/cache/values/<key>.sqlite``; the key is the file's
+  path, size and modification time for SQLite and DuckDB files, and the schema with every table's row count
+  for a server database. A changed database gets a new index the next time it is opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqltune.db.schema import Schema, introspect
+from sqltune.db.target import resolve
+
+INDEX_VERSION = 2
+_LETTER = re.compile(r"[^\W\d_]")
+_WORD = re.compile(r"[\w']+", re.UNICODE)
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "from",
+        "by",
+        "with",
+        "and",
+        "or",
+        "not",
+        "no",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "do",
+        "does",
+        "did",
+        "have",
+        "has",
+        "had",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "many",
+        "much",
+        "all",
+        "any",
+        "each",
+        "every",
+        "some",
+        "list",
+        "show",
+        "give",
+        "find",
+        "tell",
+        "me",
+        "us",
+        "our",
+        "my",
+        "your",
+        "their",
+        "its",
+        "it",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "than",
+        "then",
+        "as",
+        "per",
+        "please",
+        "number",
+        "count",
+        "total",
+        "average",
+        "more",
+        "most",
+        "less",
+        "least",
+        "between",
+        "into",
+        "out",
+        "over",
+        "under",
+        "about",
+        "also",
+        "only",
+        "just",
+        "return",
+        "display",
+        "get",
+        "name",
+        "names",
+        "whose",
+        "one",
+        "two",
+    ]
+)
+"""Words that name no value (a value that is only such words is still indexed; a question span is not)."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SQLTUNE_HOME", Path.home() / ".cache" / "sqltune")) / "cache" / "values"
+
+
+@dataclass(frozen=True)
+class ValueHit:
+    table: str
+    column: str
+    value: str
+    score: float
+    """0-100: the edit similarity of the question's words and the value (100: the same, ignoring case)."""
+    span: str
+    """The question's words that matched."""
+
+
+def _quoted_sql(table: str, column: str, limit: int, dialect: str) -> str:
+    from sqlglot import exp
+
+    col = exp.column(column, quoted=True)
+    q = exp.select(col).distinct().from_(exp.table_(table, quoted=True)).where(col.is_(exp.null()).not_()).limit(limit)
+    return q.sql(dialect=dialect)
+
+
+def version_key(db: str, schema: Schema | None = None, allow_privileged_role: bool = False) -> str:
+    """What identifies this database version (see the module docstring)."""
+    t = resolve(db)
+    if t.engine in ("sqlite", "duckdb") and t.path:
+        p = Path(t.path).resolve()
+        st = p.stat()
+        raw = ["file", str(p), st.st_size, st.st_mtime_ns]
+    else:
+        from sqltune.db.engine import connect
+
+        schema = schema or introspect(db)
+        counts = []
+        conn = connect(db, allow_privileged_role=allow_privileged_role)
+        try:
+            for tb in schema.tables:
+                from sqlglot import exp
+
+                sql = exp.select(exp.func("COUNT", exp.Star())).from_(exp.table_(tb.name, quoted=True))
+                r = conn.run(sql.sql(dialect=t.engine), timeout=30)
+                counts.append(r.rows[0][0] if r.ok and r.rows else None)
+        finally:
+            conn.close()
+        cols = [[tb.name, [c.name for c in tb.columns]] for tb in schema.tables]
+        raw = ["server", t.raw, cols, counts]
+    return hashlib.sha256(json.dumps([INDEX_VERSION, raw], default=str).encode()).hexdigest()[:32]
+
+
+def _span_candidates(question: str) -> list[str]:
+    """The question's word spans that could name a value: quoted strings and runs of 1-4 words that are not
+    all stop words."""
+    spans: list[str] = [m.group(1) or m.group(2) for m in re.finditer(r"\"([^\"]+)\"|'([^']{2,})'", question)]
+    words = _WORD.findall(question)
+    for n in (4, 3, 2, 1):
+        for i in range(len(words) - n + 1):
+            part = words[i : i + n]
+            if part[0].lower() in STOPWORDS or part[-1].lower() in STOPWORDS:
+                continue
+            if n == 1 and (len(part[0]) < 3 or not _LETTER.search(part[0])):
+                continue
+            spans.append(" ".join(part))
+    seen: set[str] = set()
+    return [s for s in spans if not (s.lower() in seen or seen.add(s.lower()))]  # type: ignore[func-returns-value]
+
+
+class ValueIndex:
+    """Open (building it when this database version has none) with :meth:`open`; ask with :meth:`lookup`."""
+
+    def __init__(self, path: Path, info: dict[str, Any]):
+        self.path = path
+        self.info = info
+        self._local = threading.local()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            self._local.conn = conn
+        return conn
+
+    @classmethod
+    def open(
+        cls,
+        db: str,
+        schema: Schema | None = None,
+        max_per_column: int = 2000,
+        max_chars: int = 80,
+        max_seconds: float = 120.0,
+        cache: Path | None = None,
+        allow_privileged_role: bool = False,
+    ) -> ValueIndex:
+        key = version_key(db, schema, allow_privileged_role)
+        root = cache or cache_root()
+        path = root / f"{key}.sqlite"
+        if path.is_file():
+            try:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                info = json.loads(conn.execute("SELECT info FROM meta").fetchone()[0])
+                conn.close()
+                if info.get("max_per_column") == max_per_column and info.get("max_chars") == max_chars:
+                    return cls(path, info)
+            except (sqlite3.Error, TypeError, ValueError):
+                pass  # unreadable or built with other bounds: built again
+        return cls._build(db, schema, path, max_per_column, max_chars, max_seconds, allow_privileged_role)
+
+    @classmethod
+    def _build(
+        cls,
+        db: str,
+        schema: Schema | None,
+        path: Path,
+        max_per_column: int,
+        max_chars: int,
+        max_seconds: float,
+        allow_privileged_role: bool,
+    ) -> ValueIndex:
+        from sqltune.db.engine import connect
+
+        t0 = time.perf_counter()
+        target = resolve(db)
+        schema = schema or introspect(db)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        os.close(fd)
+        out = sqlite3.connect(tmp)
+        out.execute("CREATE VIRTUAL TABLE v USING fts5(value, tbl UNINDEXED, col UNINDEXED, tokenize='trigram')")
+        out.execute("CREATE TABLE exact (low TEXT, value TEXT, tbl TEXT, col TEXT)")
+        out.execute("CREATE TABLE meta (info TEXT)")
+        n_values = n_columns = 0
+        partial = False
+        conn = connect(db, allow_privileged_role=allow_privileged_role)  # read-only, time-limited
+        try:
+            for tb in schema.tables:
+                for c in tb.columns:
+                    left = max_seconds - (time.perf_counter() - t0)
+                    if left <= 0:
+                        partial = True
+                        break
+                    r = conn.run(_quoted_sql(tb.name, c.name, max_per_column, target.engine), timeout=min(30, left))
+                    if not r.ok:
+                        continue
+                    vals = {
+                        str(row[0]).strip()
+                        for row in r.rows
+                        if isinstance(row[0], str) and 0 < len(row[0].strip()) <= max_chars and _LETTER.search(row[0])
+                    }
+                    if vals:
+                        n_columns += 1
+                        n_values += len(vals)
+                        out.executemany("INSERT INTO v VALUES (?, ?, ?)", [(v, tb.name, c.name) for v in sorted(vals)])
+                        out.executemany(
+                            "INSERT INTO exact VALUES (?, ?, ?, ?)",
+                            [(v.lower(), v, tb.name, c.name) for v in sorted(vals)],
+                        )
+        finally:
+            conn.close()
+        info = {
+            "version": INDEX_VERSION,
+            "db": target.name,
+            "values": n_values,
+            "columns": n_columns,
+            "max_per_column": max_per_column,
+            "max_chars": max_chars,
+            "partial": partial,
+            "build_seconds": round(time.perf_counter() - t0, 3),
+        }
+        out.execute("CREATE INDEX exact_low ON exact (low)")
+        out.execute("INSERT INTO meta VALUES (?)", (json.dumps(info),))
+        out.commit()
+        out.execute("VACUUM")
+        out.close()
+        info["bytes"] = os.path.getsize(tmp)
+        os.replace(tmp, path)
+        return cls(path, info)
+
+    def lookup(self, question: str, limit: int = 10, min_score: float = 82.0) -> list[ValueHit]:
+        """The values the question names, best first: at most ``limit``, each at least ``min_score`` similar
+        (0-100) to a span of the question's words."""
+        from rapidfuzz import fuzz
+
+        best: dict[tuple[str, str, str], ValueHit] = {}
+        for span in _span_candidates(question):
+            low = span.lower()
+            grams = {low[i : i + 3] for i in range(len(low) - 2)}
+            if not grams:
+                continue
+            try:
+                # the value itself, in any case (a B-tree lookup); then, for a longer span, values that
+                # contain it or (a typo) share its trigrams, by FTS5's rank
+                rows = self._conn.execute("SELECT value, tbl, col FROM exact WHERE low = ?", (low,)).fetchall()
+                if not rows and len(low) >= 5 and span.count(" ") <= 1:
+                    query = " OR ".join('"' + g.replace('"', '""') + '"' for g in sorted(grams))
+                    rows = self._conn.execute(
+                        "SELECT value, tbl, col FROM v WHERE v MATCH ? ORDER BY rank LIMIT 20", (query,)
+                    ).fetchall()
+            except sqlite3.OperationalError:
+                continue
+            for value, tbl, col in rows:
+                v = value.lower()
+                score = 100.0 if v == low else float(fuzz.ratio(low, v))
+                if score < min_score and len(low) >= 4 and len(v) > len(low):
+                    # a word or two of a longer value ("Electronics" in "Consumer Electronics")
+                    score = float(fuzz.partial_ratio(low, v)) - 8.0 if len(low) >= len(v) / 3 else 0.0
+                if score < min_score:
+                    continue
+                key = (tbl, col, value)
+                if key not in best or best[key].score < score:
+                    best[key] = ValueHit(tbl, col, value, score, span)
+        hits = sorted(best.values(), key=lambda h: (-h.score, -len(h.span), h.table, h.column, h.value))
+        return hits[:limit]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,192 @@
+"""Schema linking and the value index, on real SQLite files: recall, join paths, values with typos and
+other cases, an index rebuilt when the database changes, and training prompts equal to serving prompts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from sqltune import prompts
+from sqltune.data.build import BuildConfig, build
+from sqltune.data.demo import create_database
+from sqltune.db.schema import introspect
+from sqltune.linking.link import LinkSettings, link
+from sqltune.linking.metrics import gold_parts, recall
+from sqltune.linking.values import ValueIndex
+from sqltune.models.load import TokenCounter
+from sqltune.serve.ask import AskConfig, Database, start
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    return create_database(tmp_path_factory.mktemp("shop") / "shop.sqlite")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQLTUNE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+# questions written for this test, with the gold a person would write
+QUESTIONS = [
+    ("How many customers are from Germany?", "SELECT COUNT(*) FROM customers WHERE country = 'Germany'"),
+    (
+        "List the products in the electronics category",
+        "SELECT p.name FROM products p JOIN categories c ON p.category_id = c.category_id WHERE c.name = 'Electronics'",
+    ),
+    (
+        "What is the salary of each employee in the sales department?",
+        "SELECT first_name, last_name, salary FROM employees WHERE department = 'Sales'",
+    ),
+    ("Which orders were cancelled?", "SELECT order_id FROM orders WHERE status = 'cancelled'"),
+    (
+        "Total quantity sold per product name",
+        "SELECT p.name, SUM(oi.quantity) FROM order_items oi JOIN products p "
+        "ON oi.product_id = p.product_id GROUP BY p.name",
+    ),
+    ("Which suppliers are based in Japan?", "SELECT name FROM suppliers WHERE country = 'Japan'"),
+]
+
+
+def test_recall_on_hand_written_questions_with_fewer_columns(shop, cache):
+    schema = introspect(str(shop))
+    index = ValueIndex.open(str(shop), schema)
+    settings = LinkSettings(mode="top-k", top_k=8, values=True)  # the setting of benchmarks/schema_linking.py
+    n_cols = sum(len(t.columns) for t in schema.tables)
+    for q, sql in QUESTIONS:
+        linked = link(schema, q, "", settings, index.lookup(q))
+        r = recall(linked, sql, schema)
+        assert r["all_columns"], (q, r, sorted(linked.kept()))
+        assert linked.kept_columns < n_cols
+    # a value the question names is shown beside its column, in the prompt text itself
+    text, linked = prompts.question_schema(schema, QUESTIONS[0][0], "", "compact", settings, index)
+    assert "customers.country has values such as: 'Germany'" in text
+    assert recall(linked, QUESTIONS[0][1], schema)["values"] == [1, 1]
+
+
+def test_recall_counts_what_was_dropped(shop):
+    schema = introspect(str(shop))
+    settings = LinkSettings(mode="top-k", top_k=1)
+    linked = link(schema, "How many customers are there?", "", settings)
+    r = recall(linked, "SELECT email, salary FROM customers, employees", schema)
+    assert r["columns"][1] == 2 and r["columns"][0] < 2 and not r["all_columns"]
+    assert gold_parts("SELECT c.email FROM customers AS c WHERE c.country = 'France'", schema)[1:] == (
+        {("customers", "email"), ("customers", "country")},
+        {"france"},
+    )
+
+
+def test_the_foreign_key_path_between_kept_tables_is_kept(shop):
+    schema = introspect(str(shop))
+    # categories and customers only meet through products, order_items and orders
+    linked = link(schema, "category name of what customers with a given email bought", "", LinkSettings("top-k", 2))
+    kept = linked.kept_tables()
+    assert {"categories", "customers"} <= kept
+    assert {"products", "order_items", "orders"} <= kept
+    cols = linked.kept()
+    for key in [("orders", "customer_id"), ("order_items", "order_id"), ("order_items", "product_id")]:
+        assert key in cols
+    assert "employees" not in kept
+    why = {t["table"]: t["why"] for t in linked.tables}
+    assert why["order_items"].startswith("joins")
+
+
+def test_the_value_index_finds_values_with_another_case_or_a_typo(shop, cache):
+    index = ValueIndex.open(str(shop))
+    hits = {(h.table, h.column, h.value) for h in index.lookup("customers from gemany")}
+    assert ("customers", "country", "Germany") in hits
+    hits = {(h.table, h.column, h.value) for h in index.lookup("anything in ELECTRONICS?")}
+    assert ("categories", "name", "Electronics") in hits
+    assert index.lookup("how many rows are there") == []
+    assert index.info["values"] > 0 and not index.info["partial"]
+
+
+def test_the_index_is_built_once_and_again_when_the_database_changes(tmp_path, cache):
+    db = tmp_path / "d.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE city (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO city VALUES (1, 'Springfield')")
+    conn.commit()
+    first = ValueIndex.open(str(db))
+    assert ValueIndex.open(str(db)).path == first.path  # cached: not built again
+    assert first.lookup("Atlantis") == []
+    conn.execute("INSERT INTO city VALUES (2, 'Atlantis')")
+    conn.commit()
+    conn.close()
+    again = ValueIndex.open(str(db))
+    assert again.path != first.path
+    assert [h.value for h in again.lookup("atlantis")] == ["Atlantis"]
+
+
+def test_training_and_serving_prompts_are_equal_token_for_token(shop, cache, tmp_path, tiny_tokenizer):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"question": q, "sql": s, "db_path": str(shop)}) + "\n" for q, s in QUESTIONS))
+    out = tmp_path / "train.jsonl"
+    rep = build(
+        BuildConfig(
+            benchmark="pairs",
+            data_dir=str(pairs),
+            split="train",
+            out=str(out),
+            schema="compact",
+            schema_filter="top-k",
+            schema_top_k=8,
+            schema_values=True,
+        )
+    )
+    assert rep["written"] == len(QUESTIONS) and rep["schema_linking"]["column_recall"] == 1.0  # as above
+    contract = prompts.contract_from_records(out)
+    assert contract["schema_filter"] == {"mode": "top-k", "top_k": 8, "budget": 1024, "values": True, "max_values": 3}
+    style = prompts.choose_style(
+        contract["schema_style"], None, model_link=LinkSettings.from_dict(contract["schema_filter"])
+    )
+    db = Database(shop)
+    counter = TokenCounter(tiny_tokenizer)
+    for rec in map(json.loads, out.read_text().splitlines()):
+        served = start(rec["question"], db, "", AskConfig(), style)
+        trained = prompts.messages_from_record(rec)
+        assert served.base == trained
+        assert counter.count(served.base) == counter.count(trained)
+        assert served.answer.prompt["schema_filter"]["mode"] == "top-k"
+        assert len(served.answer.prompt["schema"]["tables"]) < len(db.schema.tables)
+
+
+def test_an_option_that_contradicts_the_contract_is_refused_unless_forced():
+    from sqltune.errors import ConfigError
+
+    trained = LinkSettings(mode="top-k", top_k=6)
+    with pytest.raises(ConfigError, match="contradict the model's prompt contract"):
+        prompts.choose_style("compact", None, False, trained, AskConfig(schema_filter="off"))
+    assert prompts.choose_style("compact", None, True, trained, AskConfig(schema_filter="off")).link.mode == "off"
+    assert prompts.choose_style("compact", None, False, trained, AskConfig()).link == trained
+
+
+def test_the_schema_command_shows_what_is_kept_and_why(shop, cache, tiny_model):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sqltune",
+            "schema",
+            "How many customers are from gemany?",
+            "--db",
+            str(shop),
+            "--json",
+            "--tokenizer",
+            str(tiny_model),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    kept = {(c["table"], c["column"]) for c in rep["columns"] if c["kept"]}
+    assert ("customers", "country") in kept
+    assert any(v["value"] == "Germany" for v in rep["values"])
+    assert rep["prompt_tokens"]["kept"] < rep["prompt_tokens"]["full"]
+    assert {t["table"] for t in rep["tables"] if t["kept"]} < {t["table"] for t in rep["tables"]}
