@@ -62,7 +62,15 @@ def main() -> int:
     pull_model(DEFAULT_MODEL)
     if args.spider:
         train_file, test_file = out / "spider_train.jsonl", out / "spider_dev.jsonl"
-        common = {"benchmark": "spider", "data_dir": args.spider, "schema": "compact", "tokenizer": DEFAULT_MODEL}
+        common = {
+            "benchmark": "spider",
+            "data_dir": args.spider,
+            "schema": "compact",
+            "tokenizer": DEFAULT_MODEL,
+            # a prompt over 512 tokens shows what schema linking keeps for its question, in train and dev alike
+            "schema_filter": "budget",
+            "schema_budget": 512,
+        }
         if not train_file.exists():
             build(BuildConfig(split="train", out=str(train_file), max_prompt_tokens=512, **common))
         if not test_file.exists():

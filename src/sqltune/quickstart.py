@@ -283,6 +283,9 @@ def run_quickstart(
             "data_dir": data_dir,
             "schema": "compact",
             "tokenizer": DEFAULT_MODEL,
+            # a prompt over 512 tokens shows what schema linking keeps for its question, in train and dev alike
+            "schema_filter": "budget",
+            "schema_budget": 512,
         }
         if not train_file.exists():
             build(BuildConfig(split="train", out=str(train_file), max_prompt_tokens=512, **common))

@@ -326,6 +326,9 @@ LEXICON = {
 """Generic English words a question uses for what a column's name says otherwise (the column words each
 question word also looks for); a database's own words come from its names, descriptions and values."""
 
+GROUP_WEIGHT = 1.5
+"""How much a group of joined tables that matches the question as a whole lifts its columns (several groups)."""
+
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 
 
@@ -374,7 +377,7 @@ def rank(schema: Schema, question: str, evidence: str = "", hits: list[Any] | No
         strength = {g: sum(sorted(v, reverse=True)[:3]) + gmax.get(g, 0.0) for g, v in best.items()}
         top = max(strength.values()) or 1.0
         for key in list(scores):
-            scores[key] += 1.5 * strength[group[key[0]]] / top
+            scores[key] += GROUP_WEIGHT * strength[group[key[0]]] / top
     return {"tables": tscore, "columns": scores, "value_hits": by_col}
 
 

@@ -1,0 +1,139 @@
+"""Schema linking's effect on execution accuracy: the default model trained twice on Spider train for the same
+minutes, once on whole-schema prompts and once on linked prompts (the setting of benchmarks/schema_linking.py),
+each scored on prompts built its own way: Spider dev, BIRD dev's superhero questions (with evidence), and, for
+the linked model, Spider dev asked of one database holding every Spider database (where the whole schema
+cannot be shown: every such prompt would be refused).
+
+    python benchmarks/schema_linking_ex.py [--train-minutes 12] [--dev 400] [--out runs/bench_linking_ex]
+
+Run it alone on the machine; every step writes into --out and resumes when rerun. ``--dev N`` scores a seeded
+sample of N Spider dev questions (0: all 972) on each arm, the same questions on both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+from sqltune.data.bird import load_bird
+from sqltune.data.build import BuildConfig, build
+from sqltune.data.spider import load_spider
+from sqltune.evaluate.run import EvalConfig, run_eval
+from sqltune.models import DEFAULT_MODEL, pull_model
+from sqltune.predict.run import PredictConfig, predict
+from sqltune.train.config import load_config
+from sqltune.train.sft import train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from schema_linking import merge_spider, prefixed  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LINKED = {"schema_filter": "top-k", "schema_top_k": 8, "schema_values": True}
+
+
+def score(dataset: Path, pred: Path, out: Path) -> dict:
+    s, _ = run_eval(EvalConfig(dataset=str(dataset), pred=str(pred), out=str(out), timeout=30.0, workers=2))
+    return s
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spider", default=str(ROOT.parent / "shared" / "data" / "spider"))
+    ap.add_argument("--bird", default=str(ROOT.parent / "shared" / "data" / "bird"))
+    ap.add_argument("--train-minutes", type=float, default=12.0)
+    ap.add_argument("--dev", type=int, default=400)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-new-tokens", type=int, default=160)
+    ap.add_argument("--out", default="runs/bench_linking_ex")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pull_model(DEFAULT_MODEL)
+    t0 = time.perf_counter()
+    dev_all, _, _ = load_spider(args.spider, "dev")
+    dev_all = [e for e in dev_all if Path(e.db_path).is_file()]
+    rng = random.Random(args.seed)
+    dev = sorted(rng.sample(dev_all, args.dev), key=lambda e: e.id) if 0 < args.dev < len(dev_all) else dev_all
+    hero = [e for e in load_bird(args.bird, "dev")[0] if e.db_id == "superhero"]
+    arms = {"whole": {}, "linked": LINKED}
+    figures: dict[str, dict[str, str]] = {}
+    for arm, link in arms.items():
+        common = {"schema": "compact", "tokenizer": DEFAULT_MODEL, **link}
+        train_file, dev_file, hero_file = (
+            out / f"{arm}_train.jsonl",
+            out / f"{arm}_dev.jsonl",
+            out / f"{arm}_bird.jsonl",
+        )
+        if not train_file.exists():
+            build(BuildConfig(benchmark="spider", data_dir=args.spider, split="train", out=str(train_file), **common))
+        if not dev_file.exists():
+            build(BuildConfig(benchmark="spider", data_dir=args.spider, split="dev", out=str(dev_file), **common), dev)
+        if not hero_file.exists():
+            build(BuildConfig(benchmark="bird", data_dir=args.bird, split="dev", out=str(hero_file), **common), hero)
+        run = out / f"{arm}_train"
+        if (run / "manifest.json").exists():
+            manifest = json.loads((run / "manifest.json").read_text())
+        else:
+            overrides = [
+                f"train_file={train_file}",
+                f"output_dir={run}",
+                "method=full",
+                "max_steps=600",
+                f"max_minutes={args.train_minutes}",
+                "batch_size=8",
+                "learning_rate=2e-4",
+                "lr_scheduler=cosine",
+                "warmup_ratio=0.03",
+                "save_steps=50",
+                "logging_steps=10",
+                "max_length=1024",
+                f"seed={args.seed}",
+            ]
+            manifest = train(load_config(None, overrides))
+        print(f"{arm}: trained {manifest['global_steps']} steps in {manifest['train_minutes']:.1f} min", flush=True)
+        for name, data in (("spider_dev", dev_file), ("bird_superhero", hero_file)):
+            pred = out / f"{arm}_{name}.pred.jsonl"
+            cfg = PredictConfig(
+                dataset=str(data), out=str(pred), model=manifest["output"], max_new_tokens=args.max_new_tokens
+            )
+            predict(cfg, progress=False)
+            s = score(data, pred, out / f"{arm}_{name}_eval")
+            figures.setdefault(name, {})[arm] = f"{100 * s['ex']:.2f}% ({s['correct']}/{s['n']})"
+            print(f"{arm} {name}: EX {figures[name][arm]}", flush=True)
+        if arm == "linked":
+            merged, parts = merge_spider(Path(args.spider), out / "spider_all.sqlite")
+            big_pairs = out / "large_pairs.jsonl"
+            with big_pairs.open("w") as fh:
+                for e in dev:
+                    sql = prefixed(e.sql, e.db_id, {t.name.lower() for t in parts[e.db_id].tables})
+                    if sql:
+                        fh.write(
+                            json.dumps({"id": e.id, "question": e.question, "sql": sql, "db_path": str(merged)}) + "\n"
+                        )
+            big_file = out / "linked_large.jsonl"
+            if not big_file.exists():
+                build(BuildConfig(benchmark="pairs", data_dir=str(big_pairs), split="", out=str(big_file), **common))
+            pred = out / "linked_large.pred.jsonl"
+            predict(
+                PredictConfig(dataset=str(big_file), out=str(pred), model=manifest["output"], max_new_tokens=160),
+                progress=False,
+            )
+            s = score(big_file, pred, out / "linked_large_eval")
+            figures.setdefault("large_schema", {})["linked"] = f"{100 * s['ex']:.2f}% ({s['correct']}/{s['n']})"
+            print(f"linked large_schema: EX {figures['large_schema']['linked']}", flush=True)
+    print()
+    print("| questions | whole-schema prompts | linked prompts |")
+    print("| --- | ---: | ---: |")
+    for name, f in figures.items():
+        whole = f.get("whole", "not run: every whole-schema prompt is over the context (benchmarks/schema_linking.py)")
+        print(f"| {name} | {whole} | {f.get('linked', '')} |")
+    print(f"total minutes: {(time.perf_counter() - t0) / 60:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
