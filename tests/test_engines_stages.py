@@ -358,3 +358,27 @@ def test_langchain_chain_on_a_sqldatabase_over_postgresql(request, tmp_path):
     finally:
         _admin_run(admin, [f"DROP OWNED BY sqltune_t_r{tag}"])
         roles.drop_reader(admin, role=f"sqltune_t_r{tag}")
+
+
+def test_the_value_index_and_schema_linking_on_engines(engine_shop, tmp_path, monkeypatch):
+    """The value index reads through the engine's read-only executor, as the reader role; its values find
+    their columns on every engine, in another case or with a typo."""
+    from sqltune import prompts
+    from sqltune.db.schema import introspect
+    from sqltune.linking.link import LinkSettings
+    from sqltune.linking.values import ValueIndex
+
+    monkeypatch.setenv("SQLTUNE_HOME", str(tmp_path / "home"))
+    engine, _, reader, _ = engine_shop
+    index = ValueIndex.open(reader)
+    assert index.info["values"] >= 3 and not index.info["partial"]
+    hits = {(h.table, h.column, h.value) for h in index.lookup("customers from GERMANY")}
+    assert ("customers", "country", "Germany") in hits
+    assert ("customers", "country", "Germany") in {(h.table, h.column, h.value) for h in index.lookup("gremany")}
+    assert ValueIndex.open(reader).path == index.path  # the same database version: the same index
+    schema = introspect(reader)
+    text, linked = prompts.question_schema(
+        schema, "names of customers from germany", "", "compact", LinkSettings("top-k", 2, values=True), index
+    )
+    assert {("customers", "name"), ("customers", "country")} <= linked.kept() and "notes" not in linked.kept_tables()
+    assert "customers.country has values such as: 'Germany'" in text

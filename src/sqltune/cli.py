@@ -295,9 +295,9 @@ def train_cmd(
     config: Annotated[Path | None, typer.Argument(help="Run config YAML (see configs/)")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. learning_rate=1e-4")] = None,
 ) -> None:
-    """Fine-tune a model (full | lora | qlora) from a YAML config; rerun to resume."""
+    """Fine-tune a model (full | lora | qlora; objective sft or grpo) from a YAML config; rerun to resume."""
     from sqltune.train.config import load_config
-    from sqltune.train.sft import train
+    from sqltune.train.run import train
 
     items = list(overrides or [])
     if config is not None and "=" in str(config):  # only overrides were given

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltune.db.schema import Schema, introspect
-from sqltune.db.target import resolve
+from sqltune.db.target import SQLGLOT_DIALECT, resolve
 
 INDEX_VERSION = 2
 _LETTER = re.compile(r"[^\W\d_]")
@@ -175,7 +175,7 @@ def version_key(db: str, schema: Schema | None = None, allow_privileged_role: bo
                 from sqlglot import exp
 
                 sql = exp.select(exp.func("COUNT", exp.Star())).from_(exp.table_(tb.name, quoted=True))
-                r = conn.run(sql.sql(dialect=t.engine), timeout=30)
+                r = conn.run(sql.sql(dialect=SQLGLOT_DIALECT[t.engine]), timeout=30)
                 counts.append(r.rows[0][0] if r.ok and r.rows else None)
         finally:
             conn.close()
@@ -275,7 +275,8 @@ class ValueIndex:
                     if left <= 0:
                         partial = True
                         break
-                    r = conn.run(_quoted_sql(tb.name, c.name, max_per_column, target.engine), timeout=min(30, left))
+                    sql = _quoted_sql(tb.name, c.name, max_per_column, SQLGLOT_DIALECT[target.engine])
+                    r = conn.run(sql, timeout=min(30, left))
                     if not r.ok:
                         continue
                     vals = {

@@ -24,10 +24,17 @@ OVERLONG = ("drop", "truncate")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 
 
+OBJECTIVES = ("sft", "grpo")
+LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "smollm2-135m"
-    """Registry name, model folder, .gguf file or hub id."""
+    """Registry name, model folder, .gguf file, hub id, or an earlier run's model folder (GRPO after SFT)."""
+    objective: str = "sft"
+    """sft (supervised: the gold SQL as the answer) | grpo (reinforcement learning: sampled answers rewarded by
+    the judge, TRL's GRPOTrainer); one run folder, manifest, resume, plots and prompt contract either way."""
     method: str = "lora"
     """full | lora | qlora (4-bit NF4 base, double quantization, bf16 compute; CUDA only)."""
     train_file: str = ""
@@ -97,8 +104,69 @@ class TrainConfig:
     TRL's fused head does this on CUDA; elsewhere sqltune's labelled_head_loss (same loss and
     gradients, 2.2x faster CPU steps). false: TRL's full-logits loss off CUDA, for comparison."""
 
+    num_generations: int = 4
+    """grpo: answers sampled per prompt (a group; rewards are compared within it)."""
+    max_completion_length: int = 128
+    """grpo: most tokens per sampled answer."""
+    temperature: float = 1.0
+    """grpo: sampling temperature of the answers."""
+    beta: float = 0.0
+    """grpo: KL penalty towards the start model (0: none, and no reference model is kept)."""
+    loss_type: str = "dapo"
+    """grpo: dapo | grpo | dr_grpo | bnpo (TRL's loss normalisations)."""
+    reward: Any = "arctic"
+    """grpo: a preset (arctic | dense | arctic+format | dense+format | arctic+ngram) or a mapping of component
+    weights, e.g. {execution: 1, format: 0.2} (see sqltune.train.rewards)."""
+    select_prompts: bool = True
+    """grpo: before training, sample each prompt's group with the start model and keep only prompts whose
+    answers are neither all right nor all wrong (the others give no gradient); the count is reported."""
+    reward_timeout: float = 10.0
+    """grpo: seconds a sampled answer's SQL may run."""
+    use_vllm: bool = False
+    """grpo: generate the groups with vLLM in colocate mode (a CUDA GPU and 'pip install vllm')."""
+
     def validate(self, check_files: bool = True) -> None:
         problems = []
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective: {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        grpo_keys = (
+            "num_generations",
+            "max_completion_length",
+            "temperature",
+            "beta",
+            "loss_type",
+            "reward",
+            "select_prompts",
+            "reward_timeout",
+            "use_vllm",
+        )
+        sft_keys = ("packing", "padding_free", "shared_prefix", "overlong", "lm_head_on_labels_only", "val_fraction")
+        if self.objective == "sft":
+            for k in grpo_keys:
+                if getattr(self, k) != defaults[k]:
+                    problems.append(f"{k}: a GRPO setting; with objective: sft drop it (or set objective: grpo)")
+        else:
+            for k in sft_keys:
+                if getattr(self, k) != defaults[k]:
+                    problems.append(f"{k}: an SFT setting; with objective: grpo drop it")
+            if self.loss_type not in LOSS_TYPES:
+                problems.append(f"loss_type: {self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
+            if not isinstance(self.num_generations, int) or self.num_generations < 2:
+                problems.append(f"num_generations: {self.num_generations!r} must be at least 2 (rewards are compared)")
+            elif (self.batch_size * self.grad_accum) % self.num_generations:
+                problems.append(
+                    f"batch_size x grad_accum ({self.batch_size * self.grad_accum}) must be a multiple of "
+                    f"num_generations ({self.num_generations}): each step holds whole groups"
+                )
+            if self.max_completion_length < 8 or self.temperature <= 0 or self.beta < 0 or self.reward_timeout <= 0:
+                problems.append("max_completion_length >= 8, temperature > 0, beta >= 0 and reward_timeout > 0")
+            try:
+                from sqltune.train.rewards import reward_weights
+
+                reward_weights(self.reward)
+            except ConfigError as e:
+                problems.append(str(e))
         if not self.train_file:
             problems.append("train_file: required (a JSONL from 'sqltune data build')")
         elif check_files and not Path(self.train_file).is_file():

@@ -157,6 +157,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from sqltune.models.registry import resolve_model
 
     cfg.validate()
+    if cfg.objective != "sft":
+        raise ConfigError(f"objective: {cfg.objective}: run it with sqltune.train.run.train ('sqltune train')")
     check_method(cfg)
     device, precision = _device_precision(cfg)
     run = Path(cfg.output_dir)
