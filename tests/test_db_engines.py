@@ -224,6 +224,53 @@ def test_privileged_role_refused_with_the_sql_to_fix_it(request, engine):
         roles.drop_reader(admin, role=role)
 
 
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_a_session_ending_the_roles_other_sessions_costs_them_no_answer(request, engine):
+    """A read-only role may end its own other sessions (pg_terminate_backend, KILL USER): a session cut off
+    while idle or in the middle of a statement opens again and answers (the statement is read-only, so it
+    runs once more), and so does one that is opening. Without this, one hostile answer in an evaluation
+    turned another record's gold into an error."""
+    admin = _server(request, engine)
+    role = f"sqltune_t_r{int(time.time() * 1000) % 10**8}"
+    target = roles.create_reader(admin, role=role)
+    kill = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE pid <> pg_backend_pid() AND usename = current_user"
+        if engine == "postgresql"
+        else f"KILL USER {role}"
+    )
+    slow = "SELECT 'x' FROM pg_sleep(1)" if engine == "postgresql" else "SELECT SLEEP(1), 'x'"
+    try:
+        victim, killer = connect(target), connect(target)
+        assert victim.run("SELECT 1").ok
+        killer.run(kill, timeout=5)  # the victim is idle: its next statement finds the connection gone
+        r = victim.run("SELECT count(*) FROM products", timeout=5)
+        assert r.ok and r.rows == [(50,)], r
+        with cf.ThreadPoolExecutor(1) as pool:  # the victim is mid-statement
+            fut = pool.submit(victim.run, slow, 5)
+            deadline = time.monotonic() + 3
+            while _active(engine, admin, role) < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            killer.run(kill, timeout=5)
+            r = fut.result()
+        assert r.ok and r.rows[0][-1] == "x" and r.seconds >= 1.0, r
+        with cf.ThreadPoolExecutor(4) as pool:  # sessions opening while the role's others are ended
+            opening = [pool.submit(connect, target) for _ in range(8)]
+            for _ in range(5):
+                killer.run(kill, timeout=5)
+                time.sleep(0.01)
+            opened = [f.result() for f in opening]
+        for ex in opened:
+            q = ex.run("SELECT count(*) FROM category", timeout=5)
+            assert q.ok and q.rows == [(2,)], q
+            ex.close()
+        victim.close()
+        killer.close()
+    finally:
+        _admin_run(admin, [f"DROP OWNED BY {role}" if engine == "postgresql" else "SELECT 1"])
+        roles.drop_reader(admin, role=role)
+
+
 def test_urls_and_passwords():
     assert resolve("shop.sqlite").engine == "sqlite"
     assert resolve("postgres://u@h/db").engine == "postgresql"

@@ -23,11 +23,16 @@ What this protects against, and how (each property has a hostile-input test agai
 The session also sets ``div_precision_increment = 30``, so that averages and divisions keep the
 precision SQLite's floating point has (MySQL rounds them to 4 decimals by default).
 
+A statement may end the account's other sessions (``KILL USER``, allowed on one's own account): a
+session that loses its connection while it opens, or while a statement runs, opens again and runs
+the statement once more (it is read-only), so a hostile answer costs no other answer its verdict.
+
 What it does not protect against: what the account may read (grant it only what it should see).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -95,16 +100,29 @@ class MysqlExecutor:
     def __init__(self, target: Target, allow_privileged_role: bool = False):
         self.pymysql = require_driver("mysql")
         self.target = target
-        self.conn = self._connect()
-        self.mariadb = "mariadb" in self.conn.get_server_info().lower()
-        problems, account = account_problems(self.conn)
+        problems: list[str] = []
+        account = "?"
+        for attempt in range(3):
+            self.conn = self._connect()
+            try:
+                self.mariadb = "mariadb" in self.conn.get_server_info().lower()
+                problems, account = account_problems(self.conn)
+                self._session()
+                break
+            except self.pymysql.Error as e:
+                # another session of this account ended this one (KILL USER) as it opened: open again
+                with contextlib.suppress(Exception):
+                    self.conn.close()
+                if attempt == 2 or not _lost(e):
+                    raise ExecutionError(
+                        f"{target.raw}: cannot read the account's privileges ({_message(e)})"
+                    ) from None
         self.privileged = problems
         if problems and not allow_privileged_role:
             self.conn.close()
             raise ExecutionError(refusal(target, account, problems))
         if problems:
             warn_privileged(target.raw, account, problems, "server files (SELECT ... INTO OUTFILE, LOAD_FILE)")
-        self._session()
 
     def _connect(self) -> Any:
         import os
@@ -127,16 +145,20 @@ class MysqlExecutor:
             kw["read_default_file"] = cnf
         kw.update(dict(self.target.query))
         kw = {k: v for k, v in kw.items() if v is not None}
-        try:
-            return self.pymysql.connect(**kw)
-        except self.pymysql.Error as e:
-            raise ExecutionError(f"{self.target.raw}: cannot connect ({_message(e)})") from None
+        for attempt in range(3):
+            try:
+                return self.pymysql.connect(**kw)
+            except self.pymysql.Error as e:
+                # refused outright (bad host, account, database): no second try; cut off mid-handshake: try again
+                if attempt == 2 or not _lost(e):
+                    raise ExecutionError(f"{self.target.raw}: cannot connect ({_message(e)})") from None
+        raise AssertionError("unreachable")
 
     def _session(self) -> None:
         with self.conn.cursor() as cur:
             cur.execute("SET SESSION div_precision_increment = 30")
 
-    def run(self, sql: str, timeout: float = 30.0, max_rows: int | None = ROW_CAP) -> QueryResult:
+    def run(self, sql: str, timeout: float = 30.0, max_rows: int | None = ROW_CAP, retry: bool = True) -> QueryResult:
         start = time.monotonic()
         if not self.conn.open:
             try:
@@ -183,6 +205,14 @@ class MysqlExecutor:
                 )
             return QueryResult(True, rows, columns, truncated=truncated, seconds=seconds)
         except self.pymysql.Error as e:
+            if retry and not killed.is_set() and _lost(e):
+                # another session of this account ended ours (KILL USER, KILL CONNECTION): the statement is
+                # read-only, so it runs again once, on a new connection
+                timer.cancel()
+                self._reset()
+                with contextlib.suppress(Exception):
+                    self.conn.close()
+                return self.run(sql, max(0.001, timeout - (time.monotonic() - start)), max_rows, retry=False)
             kind = "timeout" if killed.is_set() else _classify(e)
             return QueryResult(False, error=_message(e), error_type=kind, seconds=time.monotonic() - start)
         finally:
@@ -210,6 +240,12 @@ def refusal(target: Target, account: str, problems: list[str]) -> str:
         + "\nthen use mysql://sqltune_reader@host/db with MYSQL_PWD or ~/.my.cnf. (--allow-privileged-role runs "
         "anyway: every statement stays in a read-only transaction, but server files are then up to the account.)"
     )
+
+
+def _lost(e: Exception) -> bool:
+    """The error says the connection is gone (2006, 2013: the client lost it; 1927: the server killed it)."""
+    code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
+    return code in (2006, 2013, 1927, 4031)
 
 
 def _message(e: Exception) -> str:

@@ -25,9 +25,13 @@ What this protects against, and how (each property has a hostile-input test agai
   after every statement. No backend is left running a query.
 * **Huge results.** At most ``max_rows`` rows are fetched; bytes are capped by the judge.
 
+A statement may end the role's other sessions (``pg_terminate_backend``, allowed on one's own
+role): a session that loses its connection while it opens, or while a statement runs, opens again
+and runs the statement once more (it is read-only), so a hostile answer costs no other answer its
+verdict.
+
 What it does not protect against: what the role may read (grant it only the tables it should
-see), and ``pg_terminate_backend`` on the role's own other sessions (an error for the query that
-lost its connection, never a write).
+see).
 """
 
 from __future__ import annotations
@@ -134,8 +138,23 @@ class PostgresExecutor:
     def __init__(self, target: Target, allow_privileged_role: bool = False):
         self.psycopg = require_driver("postgresql")
         self.target = target
-        self.conn = self._connect()
-        problems, role, database = role_problems(self.conn)
+        problems: list[str] = []
+        role = database = "?"
+        for attempt in range(3):
+            self.conn = self._connect()
+            try:
+                problems, role, database = role_problems(self.conn)
+                break
+            except self.psycopg.OperationalError as e:
+                # another session of this role ended this one (pg_terminate_backend) as it opened: open again
+                self.conn.close()
+                if attempt == 2:
+                    raise ExecutionError(
+                        f"{target.raw}: the connection was lost as it opened ({_first_line(e)})"
+                    ) from None
+            except self.psycopg.Error as e:
+                self.conn.close()
+                raise ExecutionError(f"{target.raw}: cannot read the role's privileges ({_first_line(e)})") from None
         self.privileged = problems
         if problems and not allow_privileged_role:
             self.conn.close()
@@ -158,10 +177,16 @@ class PostgresExecutor:
         }
         kw.update(dict(self.target.query))
         kw = {k: v for k, v in kw.items() if v is not None}
-        try:
-            conn = self.psycopg.connect(**kw)
-        except self.psycopg.Error as e:
-            raise ExecutionError(f"{self.target.raw}: cannot connect ({_first_line(e)})") from None
+        for attempt in range(3):
+            try:
+                conn = self.psycopg.connect(**kw)
+                break
+            except self.psycopg.OperationalError as e:
+                # refused outright (bad host, role, database): no second try; cut off mid-handshake: try again
+                if attempt == 2 or "terminating connection" not in str(e) and "closed the connection" not in str(e):
+                    raise ExecutionError(f"{self.target.raw}: cannot connect ({_first_line(e)})") from None
+            except self.psycopg.Error as e:
+                raise ExecutionError(f"{self.target.raw}: cannot connect ({_first_line(e)})") from None
         conn.read_only = True  # every transaction psycopg opens is BEGIN READ ONLY
         return conn
 
