@@ -1,4 +1,8 @@
-"""Accuracy of the ask engine vs plain predict, on the demo test split with the quickstart's model.
+"""Accuracy of the ask engine vs plain predict, on a demo split with the quickstart's model.
+
+``--split human`` (the questions written by hand: skill) or ``test`` (template paraphrases: recall).
+It also scores ``sqltune ask`` with its defaults (one greedy answer, up to 2 repairs, no
+abstention): the figure a served model gives.
 
 Plain predict: one greedy answer per question, as ``sqltune predict`` gives it. Ask: the serve
 stage's engine (``sqltune ask``): ``--samples`` candidates voted by execution result, up to
@@ -9,7 +13,7 @@ and the share of plain predict's wrong answers that it abstained on instead.
 Target: EX of answered >= plain EX + 5 points, with an answer rate >= 90%.
 
     python benchmarks/quickstart.py                      # makes runs/bench_quickstart (the model)
-    python benchmarks/ask_accuracy.py [--run runs/bench_quickstart]
+    python benchmarks/ask_accuracy.py [--run runs/bench_quickstart] [--split human|test]
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ def main() -> int:
     ap.add_argument("--repairs", type=int, default=2)
     ap.add_argument("--min-vote-share", type=float, default=0.4)
     ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--split", choices=["test", "human"], default="test")
     args = ap.parse_args()
     run = Path(args.run)
-    test = run / "data" / "test.jsonl"
+    test = run / "data" / f"{args.split}.jsonl"
     if not (run / "train" / "model").is_dir() or not test.is_file():
         sys.exit(f"{run}: no fine-tuned quickstart model there; run python benchmarks/quickstart.py --out {run} first")
     records = read_jsonl(test)
@@ -56,6 +61,7 @@ def main() -> int:
         qs = [(r["question"], db, r.get("evidence", "")) for r in records]
         with Judge(workers=2, timeout=10) as judge:
             plain = ask_many(qs, backend, judge, AskConfig(samples=1, repairs=0, max_new_tokens=128), style)
+            defaults = ask_many(qs, backend, judge, AskConfig(max_new_tokens=128), style)
             engine = ask_many(
                 qs,
                 backend,
@@ -72,6 +78,7 @@ def main() -> int:
         ids = [str(r["id"]) for r in records]
         plain_ok = ex({i: a.attempts[0].sql for i, a in zip(ids, plain, strict=True)}, "plain")
         engine_ok = ex({i: a.sql for i, a in zip(ids, engine, strict=True)}, "engine")
+        defaults_ok = ex({i: a.sql for i, a in zip(ids, defaults, strict=True)}, "defaults")
     answered = [i for i, a in zip(ids, engine, strict=True) if a.answered]
     n = len(ids)
     plain_ex = sum(plain_ok.values()) / n
@@ -80,8 +87,14 @@ def main() -> int:
     wrong = [i for i in ids if not plain_ok[i]]
     abstained_on_wrong = sum(1 for i in wrong if i not in answered) / len(wrong) if wrong else 0.0
     abstained_on_right = sum(1 for i in ids if plain_ok[i] and i not in answered)
-    print(f"demo test split ({n} questions), model {run / 'train'}, schema style {style}")
+    print(f"demo {args.split} split ({n} questions), model {run / 'train'}, schema style {style}")
     print(f"plain predict (greedy, one answer): EX {100 * plain_ex:.1f}% ({sum(plain_ok.values())}/{n})")
+    d_answered = sum(1 for a in defaults if a.answered)
+    print(
+        f"ask with its defaults ({AskConfig().samples} answer, {AskConfig().repairs} repairs, no abstention): "
+        f"EX over all questions {100 * sum(defaults_ok.values()) / n:.1f}% ({sum(defaults_ok.values())}/{n}), "
+        f"answered {d_answered}/{n}"
+    )
     print(
         f"ask engine ({args.samples} candidates, {args.repairs} repairs, abstain under {args.min_vote_share:.0%} of the votes): "
         f"answered {len(answered)}/{n} ({100 * rate:.1f}%), EX of answered {100 * ans_ex:.1f}%, "
@@ -98,7 +111,15 @@ def main() -> int:
     )
     print(
         json.dumps(
-            {"plain_ex": plain_ex, "answered_ex": ans_ex, "answer_rate": rate, "abstained_on_wrong": abstained_on_wrong}
+            {
+                "split": args.split,
+                "plain_ex": plain_ex,
+                "defaults_ex": sum(defaults_ok.values()) / n,
+                "answered_ex": ans_ex,
+                "engine_ex_all": sum(engine_ok[i] for i in answered) / n,
+                "answer_rate": rate,
+                "abstained_on_wrong": abstained_on_wrong,
+            }
         )
     )
     return 0 if ok else 1

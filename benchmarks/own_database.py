@@ -4,7 +4,7 @@
    synthesized from it), which scores its model on the test split it holds out **by query
    structure** (no query shape on both sides);
 2. the same model on 28 questions about the shop written by hand in phrasings no template or
-   shape uses (``tests/fixtures/shop_handwritten.jsonl``, gold SQL verified by a test);
+   shape uses (``src/sqltune/data/demo_files/handwritten.jsonl``, the demo's human split, gold SQL verified by a test);
 3. beside it, the demo quickstart's model (trained on the 56 hand-written templates' pairs,
    ``--demo-model``, e.g. ``runs/bench_quickstart/train/model``) and the base model, on the same
    hand-written questions.
@@ -34,7 +34,7 @@ from sqltune.io import read_jsonl
 from sqltune.models import DEFAULT_MODEL
 from sqltune.quickstart import run_quickstart
 
-HANDWRITTEN = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "shop_handwritten.jsonl"
+HANDWRITTEN = Path(__file__).resolve().parents[1] / "src" / "sqltune" / "data" / "demo_files" / "handwritten.jsonl"
 
 
 def main() -> None:

@@ -27,6 +27,8 @@ def test_at_least_400_verified_pairs(demo):
     d, res, train, test = demo
     assert len(train) + len(test) >= 400
     assert res["n_train"] == len(train) and res["n_test"] == len(test)
+    human = [json.loads(x) for x in (d / "human.jsonl").read_text().splitlines()]
+    assert res["n_human"] == len(human) >= 60 and all(r["messages"] and r["difficulty"] for r in human)
     for r in train + test:
         result = execute(r["db_path"], r["sql"])
         assert result.ok, (r["id"], result.error)
@@ -110,32 +112,46 @@ def test_the_demo_is_data_files_and_a_small_generator():
     assert len(Path(demo_mod.__file__).read_text().splitlines()) < 400
 
 
-HANDWRITTEN = Path(__file__).parent / "fixtures" / "shop_handwritten.jsonl"
+def _norm(text: str) -> str:
+    """Lower case, words only: 'How many orders?' and 'how many orders' are one question."""
+    import re
+
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def test_handwritten_questions_are_new_phrasings_with_verified_gold(demo, tmp_path):
-    """28 questions about the shop written by hand, in phrasings the templates never use: the
-    measure of skill on the demo database beside the template test split (which measures recall)."""
+    """The human split: at least 60 questions about the shop written by hand, in phrasings the
+    templates never use, covering every table and every difficulty: the measure of skill on the
+    demo database beside the template test split (which measures recall)."""
+    import re
+
     from sqltune.data.build import BuildConfig, build
+    from sqltune.data.demo import HANDWRITTEN, human_examples
     from sqltune.sqlutil import skeleton
 
     d, _, train, test = demo
     rows = [json.loads(x) for x in HANDWRITTEN.read_text().splitlines()]
-    assert len(rows) >= 25 and len({r["question"] for r in rows}) == len(rows)
-    import re
-
-    templated = {r["question"].lower() for r in train + test}
-    patterns = [  # every phrasing of every template, its {parameters} matching anything
-        re.compile("^" + re.sub(r"\\\{\w+\\\}", ".+", re.escape(p)) + "$", re.I) for t in TEMPLATES for p in t.phrasings
+    assert len(rows) >= 60 and len({_norm(r["question"]) for r in rows}) == len(rows)
+    assert len({r["id"] for r in rows}) == len(rows)
+    templated = {_norm(r["question"]) for r in train + test}
+    patterns = [  # every phrasing of every template in normalised words, its {parameters} matching anything
+        re.compile("^" + ".*".join(re.escape(_norm(part)) for part in re.split(r"\{\w+\}", p)) + "$")
+        for t in TEMPLATES
+        for p in t.phrasings
     ]
-    assert any(pt.match(train[0]["question"]) for pt in patterns)  # the patterns do recognise templated questions
+    for r in train:  # the patterns do recognise every templated question
+        assert any(pt.match(_norm(r["question"])) for pt in patterns), r["question"]
     for r in rows:
-        assert r["question"].lower() not in templated
-        assert not any(pt.match(r["question"]) for pt in patterns), r["question"]
+        assert _norm(r["question"]) not in templated, r["question"]
+        assert not any(pt.match(_norm(r["question"])) for pt in patterns), r["question"]
         res = execute(d / "shop.sqlite", r["sql"])
         assert res.ok and res.rows, (r["id"], res.error)
+    tables = {"categories", "suppliers", "products", "customers", "employees", "orders", "order_items"}
+    assert tables <= {t for r in rows for t in re.findall(r"\b(\w+)\b", r["sql"].lower())}, "a table no question needs"
+    hardness = {e.difficulty for e in human_examples(d / "shop.sqlite")}
+    assert hardness == {"easy", "medium", "hard", "extra"}, hardness
     template_shapes = {skeleton(t.sql) for t in TEMPLATES}
-    assert sum(skeleton(r["sql"]) not in template_shapes for r in rows) >= 20  # mostly query shapes no template has
+    assert sum(skeleton(r["sql"]) not in template_shapes for r in rows) >= 0.75 * len(rows)  # shapes no template has
     built = build(
         BuildConfig(
             benchmark="pairs",

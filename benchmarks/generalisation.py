@@ -1,0 +1,128 @@
+"""Questions people write: what each lever adds on the demo's human split, against template recall.
+
+The demo quickstart's model is trained on template phrasings; its test split paraphrases those
+templates (recall), its human split (``src/sqltune/data/demo_files/handwritten.jsonl``) is written
+by hand (skill). This script measures, in one run, alone on the machine:
+
+* **templates** - the quickstart's model (``--base-run``, a finished ``sqltune quickstart`` run, e.g.
+  ``python benchmarks/quickstart.py``'s), greedy: its ``summary.json`` figures;
+* **voting** - the same model, 5 samples at temperature 0.7, majority vote by result
+  (``predict --num-samples 5``), on the human split: what self-consistency adds;
+* **own pairs** - the same recipe and the **same number of steps**, on the template train split
+  plus pairs synthesized from the shop database alone (``sqltune data synth``, no hand-written map),
+  shuffled: what database-derived phrasings and query shapes add;
+* **own pairs + voting**.
+
+Each arm prints EX on the human split and on the template split, and the step count it trained.
+
+    python benchmarks/generalisation.py --base-run runs/bench_quickstart [--out runs/bench_generalisation]
+        [--synth-pairs 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from sqltune.data.build import BuildConfig, build
+from sqltune.data.synth import SynthConfig, synthesize
+from sqltune.evaluate.run import EvalConfig, run_eval
+from sqltune.io import read_jsonl, write_jsonl
+from sqltune.models import DEFAULT_MODEL
+from sqltune.predict.run import PredictConfig, predict
+from sqltune.quickstart import RECIPE
+from sqltune.train.config import load_config
+from sqltune.train.run import train
+
+
+def score(model: str, dataset: Path, out: Path, samples: int = 1) -> dict[str, Any]:
+    pred = out / "pred.jsonl"
+    if not pred.exists():
+        predict(
+            PredictConfig(
+                dataset=str(dataset), out=str(pred), model=model, max_new_tokens=128, num_samples=samples, seed=0
+            )
+        )
+    summary, _ = run_eval(EvalConfig(dataset=str(dataset), pred=str(pred), out=str(out / "eval"), timeout=10.0))
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base-run", default="runs/bench_quickstart", help="a finished 'sqltune quickstart' run folder")
+    ap.add_argument("--out", default="runs/bench_generalisation")
+    ap.add_argument("--synth-pairs", type=int, default=400)
+    ap.add_argument("--samples", type=int, default=5)
+    args = ap.parse_args()
+    base, out = Path(args.base_run), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = base / "data"
+    human, test, train_file = data / "human.jsonl", data / "test.jsonl", data / "train.jsonl"
+    qs = json.loads((base / "summary.json").read_text())
+    manifest = json.loads((base / "train" / "manifest.json").read_text())
+    steps = manifest["global_steps"]
+    rows: list[tuple[str, float, float | None, int, str]] = []
+    rows.append(("templates (the quickstart)", qs["ex_human"], qs["ex_fine_tuned"], steps, "greedy"))
+    t0 = time.perf_counter()
+    voted = score(manifest["output"], human, out / "templates_vote", args.samples)
+    rows.append(("templates + voting", voted["ex"], None, steps, f"{args.samples} samples, majority by result"))
+    print(f"voting on the human split: {100 * voted['ex']:.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    # own pairs: synthesized from the shop file alone, built with the quickstart's prompts
+    shop = str((data / "shop.sqlite").resolve())
+    pairs_file, own_file = out / "shop_pairs.jsonl", out / "shop_pairs.built.jsonl"
+    if not own_file.exists():
+        r = synthesize(SynthConfig(db=[shop], out=str(pairs_file), n=args.synth_pairs, seed=0))
+        print(f"synthesized {r['written']} pairs from {shop}", flush=True)
+        build(
+            BuildConfig(
+                benchmark="pairs",
+                data_dir=str(pairs_file),
+                split="",
+                out=str(own_file),
+                schema="compact",
+                tokenizer=DEFAULT_MODEL,
+                max_prompt_tokens=1024,
+            )
+        )
+    mixed = out / "train.templates+own.jsonl"
+    if not mixed.exists():
+        rows_mixed = read_jsonl(train_file) + read_jsonl(own_file)
+        random.Random(1).shuffle(rows_mixed)
+        write_jsonl(mixed, rows_mixed)
+    run_dir = out / "own_train"
+    if not (run_dir / "manifest.json").exists():
+        cfg = load_config(
+            RECIPE,
+            [f"max_steps={steps}"],
+            base={"model": DEFAULT_MODEL, "train_file": str(mixed), "output_dir": str(run_dir)},
+        )
+        t1 = time.perf_counter()
+        train(cfg)
+        print(f"own-pairs arm trained {steps} steps in {(time.perf_counter() - t1) / 60:.1f} min", flush=True)
+    own = json.loads((run_dir / "manifest.json").read_text())
+    h = score(own["output"], human, out / "own_human")
+    t = score(own["output"], test, out / "own_test")
+    rows.append(("templates + own pairs", h["ex"], t["ex"], own["global_steps"], f"{len(read_jsonl(own_file))} pairs"))
+    hv = score(own["output"], human, out / "own_human_vote", args.samples)
+    rows.append(("templates + own pairs + voting", hv["ex"], None, own["global_steps"], f"{args.samples} samples"))
+
+    print()
+    print(f"human split: {qs['human_questions']} questions written by hand; template split: {qs['test_questions']}")
+    print("| arm | human-written EX | template split EX | steps | note |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    for name, hx, tx, st, note in rows:
+        tpl = "" if tx is None else f"{100 * tx:.1f}%"
+        print(f"| {name} | {100 * hx:.1f}% | {tpl} | {st} | {note} |")
+    base_h = rows[0][1]
+    for name, hx, *_ in rows[1:]:
+        print(f"lever: {name}: {100 * (hx - base_h):+.1f} points on the human split")
+    print(f"target human-written EX >= 50%: {'MET' if max(r[1] for r in rows) >= 0.5 else 'NOT MET'}")
+
+
+if __name__ == "__main__":
+    main()
