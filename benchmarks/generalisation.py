@@ -11,7 +11,10 @@ by hand (skill). This script measures, in one run, alone on the machine:
 * **own pairs** - the same recipe and the **same number of steps**, on the template train split
   plus pairs synthesized from the shop database alone (``sqltune data synth``, no hand-written map),
   shuffled: what database-derived phrasings and query shapes add;
-* **own pairs + voting**.
+* **own pairs + voting**;
+* **lexicon** - the same templates and steps, with prompts that list every value of the columns holding
+  few (``--schema-categories 10``: a status, a segment, a country) and the values the question names
+  (``--schema-values``), from the database's value index: what the schema lexicon's values add.
 
 Each arm prints EX on the human split and on the template split, and the step count it trained.
 
@@ -57,7 +60,11 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench_generalisation")
     ap.add_argument("--synth-pairs", type=int, default=400)
     ap.add_argument("--samples", type=int, default=5)
+    ap.add_argument(
+        "--arms", default="voting,own,lexicon", help="which arms besides the quickstart's: voting, own, lexicon"
+    )
     args = ap.parse_args()
+    arms = set(args.arms.split(","))
     base, out = Path(args.base_run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = base / "data"
@@ -67,11 +74,57 @@ def main() -> None:
     steps = manifest["global_steps"]
     rows: list[tuple[str, float, float | None, int, str]] = []
     rows.append(("templates (the quickstart)", qs["ex_human"], qs["ex_fine_tuned"], steps, "greedy"))
-    t0 = time.perf_counter()
-    voted = score(manifest["output"], human, out / "templates_vote", args.samples)
-    rows.append(("templates + voting", voted["ex"], None, steps, f"{args.samples} samples, majority by result"))
-    print(f"voting on the human split: {100 * voted['ex']:.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if "voting" in arms:
+        t0 = time.perf_counter()
+        voted = score(manifest["output"], human, out / "templates_vote", args.samples)
+        rows.append(("templates + voting", voted["ex"], None, steps, f"{args.samples} samples, majority by result"))
+        print(f"voting on the human split: {100 * voted['ex']:.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if "own" in arms:
+        rows += own_pairs_arm(args, data, out, train_file, human, test, steps)
+    if "lexicon" in arms:
+        rows += lexicon_arm(out, steps)
 
+    report(rows, qs)
+
+
+def trained(train_file: Path, run_dir: Path, steps: int, name: str) -> dict[str, Any]:
+    """The quickstart's recipe on ``train_file`` for ``steps`` steps (resumed when done)."""
+    if not (run_dir / "manifest.json").exists():
+        cfg = load_config(
+            RECIPE,
+            [f"max_steps={steps}"],
+            base={"model": DEFAULT_MODEL, "train_file": str(train_file), "output_dir": str(run_dir)},
+        )
+        t1 = time.perf_counter()
+        train(cfg)
+        print(f"{name} arm trained {steps} steps in {(time.perf_counter() - t1) / 60:.1f} min", flush=True)
+    return dict(json.loads((run_dir / "manifest.json").read_text()))
+
+
+def lexicon_arm(out: Path, steps: int) -> list[tuple[str, float, float | None, int, str]]:
+    from sqltune.data.demo import build_demo
+
+    data = out / "lexicon_data"
+    if not (data / "human.jsonl").exists():
+        build_demo(data, tokenizer=DEFAULT_MODEL, schema_categories=10, schema_values=True)
+    m = trained(data / "train.jsonl", out / "lexicon_train", steps, "lexicon")
+    h = score(m["output"], data / "human.jsonl", out / "lexicon_human")
+    t = score(m["output"], data / "test.jsonl", out / "lexicon_test")
+    tokens = json.loads((data / "train.report.json").read_text()).get("prompt_tokens", {})
+    return [
+        (
+            "templates, lexicon prompts",
+            h["ex"],
+            t["ex"],
+            m["global_steps"],
+            f"prompt tokens median {tokens.get('median')}",
+        )
+    ]
+
+
+def own_pairs_arm(
+    args: Any, data: Path, out: Path, train_file: Path, human: Path, test: Path, steps: int
+) -> list[tuple[str, float, float | None, int, str]]:
     # own pairs: synthesized from the shop file alone, built with the quickstart's prompts
     shop = str((data / "shop.sqlite").resolve())
     pairs_file, own_file = out / "shop_pairs.jsonl", out / "shop_pairs.built.jsonl"
@@ -94,23 +147,16 @@ def main() -> None:
         rows_mixed = read_jsonl(train_file) + read_jsonl(own_file)
         random.Random(1).shuffle(rows_mixed)
         write_jsonl(mixed, rows_mixed)
-    run_dir = out / "own_train"
-    if not (run_dir / "manifest.json").exists():
-        cfg = load_config(
-            RECIPE,
-            [f"max_steps={steps}"],
-            base={"model": DEFAULT_MODEL, "train_file": str(mixed), "output_dir": str(run_dir)},
-        )
-        t1 = time.perf_counter()
-        train(cfg)
-        print(f"own-pairs arm trained {steps} steps in {(time.perf_counter() - t1) / 60:.1f} min", flush=True)
-    own = json.loads((run_dir / "manifest.json").read_text())
+    own = trained(mixed, out / "own_train", steps, "own-pairs")
     h = score(own["output"], human, out / "own_human")
     t = score(own["output"], test, out / "own_test")
-    rows.append(("templates + own pairs", h["ex"], t["ex"], own["global_steps"], f"{len(read_jsonl(own_file))} pairs"))
+    rows = [("templates + own pairs", h["ex"], t["ex"], own["global_steps"], f"{len(read_jsonl(own_file))} pairs")]
     hv = score(own["output"], human, out / "own_human_vote", args.samples)
     rows.append(("templates + own pairs + voting", hv["ex"], None, own["global_steps"], f"{args.samples} samples"))
+    return rows
 
+
+def report(rows: list[tuple[str, float, float | None, int, str]], qs: dict[str, Any]) -> None:
     print()
     print(f"human split: {qs['human_questions']} questions written by hand; template split: {qs['test_questions']}")
     print("| arm | human-written EX | template split EX | steps | note |")

@@ -141,7 +141,14 @@ def test_training_and_serving_prompts_are_equal_token_for_token(shop, cache, tmp
     )
     assert rep["written"] == len(QUESTIONS) and rep["schema_linking"]["column_recall"] == 1.0  # as above
     contract = prompts.contract_from_records(out)
-    assert contract["schema_filter"] == {"mode": "top-k", "top_k": 8, "budget": 1024, "values": True, "max_values": 3}
+    assert contract["schema_filter"] == {
+        "mode": "top-k",
+        "top_k": 8,
+        "budget": 1024,
+        "values": True,
+        "max_values": 3,
+        "categories": 0,
+    }
     style = prompts.choose_style(
         contract["schema_style"], None, model_link=LinkSettings.from_dict(contract["schema_filter"])
     )
@@ -154,6 +161,43 @@ def test_training_and_serving_prompts_are_equal_token_for_token(shop, cache, tmp
         assert counter.count(served.base) == counter.count(trained)
         assert served.answer.prompt["schema_filter"]["mode"] == "top-k"
         assert len(served.answer.prompt["schema"]["tables"]) < len(db.schema.tables)
+
+
+def test_every_value_of_a_column_that_holds_few_is_in_training_and_serving_prompts(shop, cache, tmp_path):
+    """``schema_categories``: a status, a segment, a department are listed whole, so 'on their way' can meet
+    'shipped'; names (unique per row), numbers and dates kept as text are not; the setting is in the prompt
+    contract and serving rebuilds the very prompt."""
+    index = ValueIndex.open(str(shop))
+    cats = index.categories(10)
+    assert cats[("orders", "status")] == ("cancelled", "delivered", "pending", "shipped")
+    assert cats[("customers", "segment")] == ("Consumer", "Corporate", "Small Business")
+    assert ("suppliers", "name") not in cats  # ten suppliers, ten names: not a category
+    assert ("customers", "first_name") not in cats and ("orders", "order_date") not in cats
+    assert ("customers", "city") not in index.categories(5)  # more cities than that
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"question": q, "sql": s, "db_path": str(shop)}) + "\n" for q, s in QUESTIONS))
+    out = tmp_path / "train.jsonl"
+    build(
+        BuildConfig(
+            benchmark="pairs", data_dir=str(pairs), split="train", out=str(out), schema="compact", schema_categories=10
+        )
+    )
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    user = recs[0]["messages"][1]["content"]
+    assert "-- orders.status is one of: 'cancelled', 'delivered', 'pending', 'shipped'" in user
+    assert "suppliers.name is one of" not in user and "has values such as" not in user
+    contract = prompts.contract_from_records(out)
+    assert contract["schema_filter"]["categories"] == 10 and contract["schema_filter"]["mode"] == "off"
+    style = prompts.choose_style(
+        contract["schema_style"], None, model_link=LinkSettings.from_dict(contract["schema_filter"])
+    )
+    db = Database(shop)
+    for rec in recs:
+        assert start(rec["question"], db, "", AskConfig(), style).base == prompts.messages_from_record(rec)
+    from sqltune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="schema_categories=-1"):
+        LinkSettings(categories=-1).validate()
 
 
 def test_an_option_that_contradicts_the_contract_is_refused_unless_forced():

@@ -627,7 +627,7 @@ def _schema(question: str, db: str, evidence: str, as_json: bool, style: str, to
         evidence,
         style,
         settings,
-        database.value_index() if settings.values else None,
+        database.value_index() if settings.needs_index else None,
         counter,
         database.dialect,
     )

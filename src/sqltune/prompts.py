@@ -28,7 +28,7 @@ from typing import Any
 
 from sqltune.db.schema import Schema, Table
 from sqltune.errors import ConfigError
-from sqltune.linking.link import Linked, LinkSettings, link
+from sqltune.linking.link import Linked, LinkSettings, link, with_categories
 
 SYSTEM_PROMPT = (
     "You are a text to SQL query translator. Using the SQLite DB Schema and the External Knowledge, "
@@ -121,12 +121,19 @@ def _desc_block(t: Table) -> str:
     return "\n".join(lines)
 
 
+def _quote_all(values: tuple[str, ...]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
 def _values_block(t: Table) -> str:
-    """The values the question names, beside their columns (schema linking's value index)."""
+    """Every value of the columns that hold few (``Column.categories``), and the values the question
+    names (schema linking's value index), beside their columns."""
     return "\n".join(
-        f"-- {t.name}.{c.name} has values such as: " + ", ".join("'" + v.replace("'", "''") + "'" for v in c.values)
+        f"-- {t.name}.{c.name} is one of: {_quote_all(c.categories)}"
+        if c.categories
+        else f"-- {t.name}.{c.name} has values such as: {_quote_all(c.values)}"
         for c in t.columns
-        if c.values
+        if c.values or c.categories
     )
 
 
@@ -222,6 +229,8 @@ def question_schema(
     ``counter``: a :class:`sqltune.models.load.TokenCounter`, needed by the ``budget`` mode."""
     if settings is None or not settings.active:
         return render_schema(schema, style), None
+    if settings.categories and index is not None:
+        schema = with_categories(schema, index.categories(settings.categories))
     hits = index.lookup(f"{question} {evidence}".strip()) if (index is not None and settings.values) else []
 
     def fits(s: Schema) -> bool:

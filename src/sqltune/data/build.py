@@ -254,7 +254,7 @@ def build_records(
 
     def linked_text(ex: Example, st: _DbState) -> str:
         assert st.schema is not None
-        if settings.values and st.index is None:
+        if settings.needs_index and st.index is None:
             st.index = ValueIndex.open(ex.db_path, st.schema, allow_privileged_role=cfg.allow_privileged_role)
         txt, linked = prompts.question_schema(
             st.schema, ex.question, ex.evidence, cfg.schema, settings, st.index, counter, _dialect(st)

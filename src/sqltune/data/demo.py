@@ -347,10 +347,18 @@ def _card(out_dir: Path, reports: dict[str, dict[str, Any]], schema_style: str, 
 
 
 def build_demo(
-    out_dir: str | Path, schema: str = "compact", fmt: str = "chat", seed: int = 0, tokenizer: str | None = None
+    out_dir: str | Path,
+    schema: str = "compact",
+    fmt: str = "chat",
+    seed: int = 0,
+    tokenizer: str | None = None,
+    **link: Any,
 ) -> dict[str, Any]:
     """Create ``out_dir/shop.sqlite``, ``train.jsonl``, ``test.jsonl`` (template paraphrases: recall),
-    ``human.jsonl`` (questions written by hand: skill), their reports, and ``card.md``."""
+    ``human.jsonl`` (questions written by hand: skill), their reports, and ``card.md``.
+
+    ``link``: schema-linking options of :class:`sqltune.linking.link.SchemaFilterConfig` (``schema_categories``,
+    ``schema_values``, ...), the same for every split."""
     out_dir = Path(out_dir)
     db_path = create_database(out_dir / f"{DB_NAME}.sqlite", seed=seed)
     train, test = generate_examples(db_path, seed=seed)
@@ -370,6 +378,7 @@ def build_demo(
             schema=schema,
             tokenizer=tokenizer,
             seed=seed,
+            **link,
         )
         reports[split] = build(cfg, examples=exs, counter=counter)
     card = _card(out_dir, reports, schema, db_path)

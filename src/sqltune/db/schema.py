@@ -29,6 +29,10 @@ class Column:
     value_description: str = ""
     values: tuple[str, ...] = ()
     """Values of this column a question names (set by schema linking's value index, shown in that prompt)."""
+    categories: tuple[str, ...] = ()
+    """Every value of a column that holds few distinct ones (a status, a segment, a country), shown in prompts
+    with ``schema_categories``: a question's words for them ("on their way", "in Germany") meet the
+    stored spelling ('shipped', 'Germany')."""
 
 
 @dataclass(frozen=True)

@@ -66,16 +66,25 @@ class LinkSettings:
     """Show the values the question names (from the value index) beside their columns."""
     max_values: int = 3
     """Values shown per column at most."""
+    categories: int = 0
+    """Show every value of the text columns that hold at most this many distinct ones (0: none)."""
 
     def validate(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"schema_filter={self.mode!r}: choose one of {', '.join(MODES)}")
         if self.top_k < 1 or self.budget < 64 or self.max_values < 1:
             raise ConfigError("schema_top_k and schema_max_values must be at least 1, schema_budget at least 64")
+        if not 0 <= self.categories <= 100:
+            raise ConfigError(f"schema_categories={self.categories}: give 0 (off) to 100 values per column")
 
     @property
     def active(self) -> bool:
-        return self.mode != "off" or self.values
+        return self.mode != "off" or self.values or self.categories > 0
+
+    @property
+    def needs_index(self) -> bool:
+        """Whether prompts read the database's value index (question values, or every value of few)."""
+        return self.values or self.categories > 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -471,6 +480,23 @@ def _restrict_table(t: Table, cols: tuple[Column, ...]) -> Table:
     return replace(t, columns=cols, ddl="", sample_columns=sample_cols, sample_rows=rows)
 
 
+def with_categories(schema: Schema, categories: dict[tuple[str, str], tuple[str, ...]]) -> Schema:
+    """The schema with ``Column.categories`` set from ``categories`` ((table, column) in lower case -> every
+    value: :meth:`sqltune.linking.values.ValueIndex.categories`)."""
+    if not categories:
+        return schema
+    tables = []
+    for t in schema.tables:
+        cols = tuple(
+            replace(c, categories=categories[(t.name.lower(), c.name.lower())])
+            if (t.name.lower(), c.name.lower()) in categories
+            else c
+            for c in t.columns
+        )
+        tables.append(replace(t, columns=cols))
+    return replace(schema, tables=tuple(tables))
+
+
 def with_values(schema: Schema, hits: list[Any], max_values: int) -> Schema:
     """The schema with each kept column's matched values (``Column.values``) set."""
     by_col: dict[tuple[str, str], list[str]] = {}
@@ -575,6 +601,9 @@ class SchemaFilterConfig:
     """budget: prompt tokens the schema is cut to fit (default: max_prompt_tokens, else 1024)."""
     schema_values: bool | None = None
     """Show the values a question names, found in the database's value index, beside their columns."""
+    schema_categories: int | None = None
+    """Show every value of the text columns that hold at most N distinct ones (a status, a country), so a
+    question's words meet the stored spelling (default 0: none; serving: the model's prompt contract)."""
 
     def link_settings(self, base: LinkSettings | None = None, budget: int | None = None) -> LinkSettings:
         """``base`` (a model's contract; default: off) with the options that are set; ``budget``: the
@@ -588,11 +617,19 @@ class SchemaFilterConfig:
             top_k=self.schema_top_k if self.schema_top_k is not None else b.top_k,
             budget=self.schema_budget if self.schema_budget is not None else b.budget,
             values=self.schema_values if self.schema_values is not None else b.values,
+            categories=self.schema_categories if self.schema_categories is not None else b.categories,
         )
         s.validate()
         return s
 
     def link_options_set(self) -> bool:
         return any(
-            v is not None for v in (self.schema_filter, self.schema_top_k, self.schema_budget, self.schema_values)
+            v is not None
+            for v in (
+                self.schema_filter,
+                self.schema_top_k,
+                self.schema_budget,
+                self.schema_values,
+                self.schema_categories,
+            )
         )

@@ -31,7 +31,7 @@ from typing import Any
 from sqltune.db.schema import Schema, introspect
 from sqltune.db.target import SQLGLOT_DIALECT, resolve
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 _LETTER = re.compile(r"[^\W\d_]")
 _WORD = re.compile(r"[\w']+", re.UNICODE)
 STOPWORDS = frozenset(
@@ -265,17 +265,26 @@ class ValueIndex:
         out.execute("CREATE VIRTUAL TABLE v USING fts5(value, tbl UNINDEXED, col UNINDEXED, tokenize='trigram')")
         out.execute("CREATE TABLE exact (low TEXT, value TEXT, tbl TEXT, col TEXT)")
         out.execute("CREATE TABLE meta (info TEXT)")
+        # per column: distinct non-NULL values read (up to max_per_column) and how many of them were indexed
+        out.execute("CREATE TABLE cols (tbl TEXT, col TEXT, n_read INTEGER, n_kept INTEGER, n_rows INTEGER)")
         n_values = n_columns = 0
         partial = False
+        from sqlglot import exp
+
+        dialect = SQLGLOT_DIALECT[target.engine]
         conn = connect(db, allow_privileged_role=allow_privileged_role)  # read-only, time-limited
         try:
             for tb in schema.tables:
+                counted = conn.run(
+                    exp.select("COUNT(*)").from_(exp.table_(tb.name, quoted=True)).sql(dialect), timeout=30
+                )
+                n_rows = int(counted.rows[0][0]) if counted.ok and counted.rows else 0
                 for c in tb.columns:
                     left = max_seconds - (time.perf_counter() - t0)
                     if left <= 0:
                         partial = True
                         break
-                    sql = _quoted_sql(tb.name, c.name, max_per_column, SQLGLOT_DIALECT[target.engine])
+                    sql = _quoted_sql(tb.name, c.name, max_per_column, dialect)
                     r = conn.run(sql, timeout=min(30, left))
                     if not r.ok:
                         continue
@@ -284,6 +293,10 @@ class ValueIndex:
                         for row in r.rows
                         if isinstance(row[0], str) and 0 < len(row[0].strip()) <= max_chars and _LETTER.search(row[0])
                     }
+                    read = {row[0] for row in r.rows if row[0] is not None}
+                    out.execute(
+                        "INSERT INTO cols VALUES (?, ?, ?, ?, ?)", (tb.name, c.name, len(read), len(vals), n_rows)
+                    )
                     if vals:
                         n_columns += 1
                         n_values += len(vals)
@@ -348,6 +361,26 @@ class ValueIndex:
                     best[key] = ValueHit(tbl, col, value, score, span)
         hits = sorted(best.values(), key=lambda h: (-h.score, -len(h.span), h.table, h.column, h.value))
         return hits[:limit]
+
+    def categories(self, max_n: int) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Every value of each text column holding at most ``max_n`` distinct ones, all of them words
+        (not numbers or dates kept as text), that repeat (at most 4 distinct values per 5 rows: a status or
+        a country, not the names of a ten-row table): (table, column) in lower case -> its values, sorted."""
+        cached = getattr(self._local, "categories", None)
+        if cached is not None and cached[0] == max_n:
+            return dict(cached[1])
+        rows = self._conn.execute(
+            "SELECT e.tbl, e.col, e.value FROM exact e JOIN cols c ON c.tbl = e.tbl AND c.col = e.col "
+            "WHERE c.n_kept = c.n_read AND c.n_read BETWEEN 1 AND ? AND 5 * c.n_read <= 4 * c.n_rows "
+            "ORDER BY e.tbl, e.col, e.value",
+            (max_n,),
+        ).fetchall()
+        out: dict[tuple[str, str], list[str]] = {}
+        for tbl, col, value in rows:
+            out.setdefault((tbl.lower(), col.lower()), []).append(value)
+        found = {k: tuple(v) for k, v in out.items()}
+        self._local.categories = (max_n, found)
+        return dict(found)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

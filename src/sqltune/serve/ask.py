@@ -182,7 +182,7 @@ class Database:
             evidence,
             str(style),
             link,
-            self.value_index() if link.values else None,
+            self.value_index() if link.needs_index else None,
             getattr(style, "counter", None),
             self.dialect,
             cot,
