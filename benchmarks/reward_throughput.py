@@ -1,6 +1,6 @@
 """GRPO's reward throughput: completions scored per second by the execution reward, through the judge.
 
-Spider dev's questions (all 972 by default) on their SQLite databases, with 4 completions each, as a
+Spider dev's questions (all whose database file is there, up to ``--n``) on their SQLite databases, with 4 completions each, as a
 GRPO step sends them: the gold itself in a fenced block, the gold with its keywords re-cased (the same
 result, another string: not a verdict-cache hit), a query that runs and returns another result, and one
 that does not run. The gold results are cached first (one pass over the golds, as the first GRPO step
@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64, help="completions per reward call (a GRPO step's)")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    examples = load_spider(args.spider, "dev")[0][: args.n]
+    examples = [ex for ex in load_spider(args.spider, "dev")[0] if Path(ex.db_path).is_file()][: args.n]
     completions, golds, dbs = [], [], []
     for ex in examples:
         recased = " ".join(
@@ -61,8 +61,11 @@ def main() -> None:
     print(
         f"Spider dev: {len(examples)} questions, {n} completions, {args.workers} judge workers, batches of {args.batch}"
     )
-    print(f"gold results cached first: {gold_s:.1f} s ({len(examples) / gold_s:.0f} golds/s)")
-    print(f"completions judged: {rewards.judged} in {seconds:.1f} s: {rate:.0f} completions/s")
+    print(f"gold results cached first: {gold_s:.2f} s")
+    print(
+        f"completions scored: {n} in {seconds:.2f} s: {rate:.0f} completions/s ({rewards.judged} of them run, the "
+        f"rest verdict-cache hits: Spider dev asks most queries twice; {rewards.judged / seconds:.0f} run/s)"
+    )
     print(
         "mean execution reward: gold {:.3f}, re-cased gold {:.3f}, runs but wrong {:.3f}, does not run {:.3f}".format(
             *by_kind

@@ -78,6 +78,15 @@ def test_verdicts_are_cached_by_database_and_sql(judge, school_db):
     assert ngram_f1("SELECT a FROM t", "SELECT a FROM t") == 1.0 and ngram_f1("x", "SELECT a FROM t") == 0.0
 
 
+def test_a_record_whose_database_is_missing_earns_nothing_and_stops_nothing(school_db, tmp_path):
+    """With the persistent gold cache on (as in training), a record naming a database file that is not there
+    gets 0, and the other records of the batch their rewards."""
+    with Judge(workers=1, timeout=1.0, cache=True, cache_path=tmp_path / "gold.sqlite") as j:
+        r = SqlRewards(j, "arctic", timeout=1.0)
+        got = r.total([CASES["right"]] * 2, [GOLD] * 2, [str(tmp_path / "gone.sqlite"), str(school_db)])
+    assert got == [0.0, 1.0]
+
+
 def test_grpo_settings_are_checked(school_db, tmp_path):
     data = make_school_dataset(tmp_path / "d.jsonl", school_db, n=4)
     with pytest.raises(ConfigError, match="num_generations: a GRPO setting; with objective: sft"):

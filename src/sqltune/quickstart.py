@@ -27,11 +27,12 @@ RECIPE = Path(__file__).parent / "recipes" / "quickstart.yaml"
 """The training recipe; configs/smollm2-135m/full.yaml is the same for 'sqltune train'."""
 
 
-REFERENCE = {"minutes": 10.2, "s_per_step": 4.83}
-"""The demo quickstart's wall minutes (benchmarks/quickstart.py, model pulled afresh) and its
-recipe's probed seconds per training step (:func:`sqltune.train.probe.probe_steps`), both
-measured in one run on the 2-core CI machine on 2026-12-02 (benchmarks/results/quickstart_2026-12-02b.txt;
-the same recipe took 17.2 and 15.8 minutes on two slower days before the static prefix cache)."""
+REFERENCE = {"minutes": 10.4, "s_per_step": 3.95}
+"""The demo quickstart's wall minutes (benchmarks/quickstart.py, model pulled afresh, the human split
+scored beside the template split) and its recipe's probed seconds per training step
+(:func:`sqltune.train.probe.probe_steps`), both measured in one run on the 2-core CI machine on
+2026-12-05 (benchmarks/results/quickstart_2026-12-05_human.txt; 2026-12-02, without the human split:
+10.2 minutes at 4.83 s per step; 17.2 and 15.8 minutes on two slower days before the static prefix cache)."""
 PROMISE = 20.0
 """The README's wall-time figure for the quickstart on 2 CPU cores, in minutes."""
 

@@ -164,7 +164,10 @@ class SqlRewards:
         cache = self.judge.cache
         if cache is None or is_url(job.db_path):
             return None
-        return GoldCache.key(cache.db_hash(job.db_path), job.gold_text, job.max_rows, False, False)
+        try:
+            return GoldCache.key(cache.db_hash(job.db_path), job.gold_text, job.max_rows, False, False)
+        except OSError:  # no such file: the judge says so, and every answer on it gets 0
+            return None
 
     def score(self, name: str, completions: list[Any], sql: list[str], db_path: list[str]) -> list[float]:
         """One component's values for a batch of completions and their records' gold and database."""
