@@ -26,7 +26,14 @@ from sqltune.io import package_versions, read_jsonl, sha256_file, weights_sha256
 from sqltune.judge import Judge
 from sqltune.train.config import TrainConfig, save_config
 from sqltune.train.rewards import SqlRewards
-from sqltune.train.sft import _device_precision, _time_budget_callback, check_method, last_checkpoint, load_model
+from sqltune.train.sft import (
+    _device_precision,
+    _time_budget_callback,
+    check_method,
+    common_args,
+    last_checkpoint,
+    load_model,
+)
 from sqltune.train.sft import peft_config as make_peft_config
 
 
@@ -177,35 +184,15 @@ def train_grpo(cfg: TrainConfig) -> dict[str, Any]:
         report_to = [r for r in cfg.report_to if r != "none"]
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run / "logs"))
         args = GRPOConfig(
-            output_dir=str(run),
-            num_train_epochs=cfg.epochs,
-            max_steps=cfg.max_steps,
-            per_device_train_batch_size=cfg.batch_size,
-            gradient_accumulation_steps=cfg.grad_accum,
-            learning_rate=cfg.learning_rate,
-            lr_scheduler_type=cfg.lr_scheduler,
-            warmup_steps=cfg.warmup_steps if cfg.warmup_steps else cfg.warmup_ratio,  # < 1: a share of the steps
-            weight_decay=cfg.weight_decay,
-            max_grad_norm=cfg.max_grad_norm,
-            optim=cfg.optim,
-            bf16=precision == "bf16",
-            fp16=precision == "fp16",
-            gradient_checkpointing=cfg.gradient_checkpointing,
-            logging_steps=cfg.logging_steps,
-            save_steps=cfg.save_steps,
-            save_total_limit=cfg.save_total_limit,
-            seed=cfg.seed,
-            report_to=report_to,
+            **common_args(cfg, GRPOConfig, run, precision, device, report_to),
             num_generations=cfg.num_generations,
             max_completion_length=cfg.max_completion_length,
             temperature=cfg.temperature,
             beta=cfg.beta,
             loss_type=cfg.loss_type,
             reward_weights=rewards.weights(),
-            use_cpu=device == "cpu",
             use_vllm=cfg.use_vllm,
             vllm_mode="colocate",
-            deepspeed=cfg.deepspeed,
         )
         trainer = GRPOTrainer(
             model=model,

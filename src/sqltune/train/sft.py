@@ -147,6 +147,37 @@ def _checkpointing_field(config_cls: Any) -> str:
     return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
+def common_args(
+    cfg: TrainConfig, config_cls: Any, run: Path, precision: str, device: str, report_to: list[str]
+) -> dict[str, Any]:
+    """The TrainingArguments that SFT and GRPO set alike from a TrainConfig (``config_cls``: TRL's SFTConfig or
+    GRPOConfig, for the name its version gives gradient checkpointing)."""
+    return {
+        "output_dir": str(run),
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "warmup_steps": cfg.warmup_steps if cfg.warmup_steps else cfg.warmup_ratio,  # < 1: a share of the steps
+        "weight_decay": cfg.weight_decay,
+        "max_grad_norm": cfg.max_grad_norm,
+        "optim": cfg.optim,
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        # TRL turns checkpointing on by default; it costs a forward pass, so it is on only when asked
+        _checkpointing_field(config_cls): cfg.gradient_checkpointing,
+        "logging_steps": cfg.logging_steps,
+        "save_steps": cfg.save_steps,
+        "save_total_limit": cfg.save_total_limit,
+        "seed": cfg.seed,
+        "report_to": report_to or "none",
+        "deepspeed": cfg.deepspeed,
+        "use_cpu": device == "cpu",
+    }
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) one fine-tuning run; return the manifest."""
     import datasets
@@ -212,40 +243,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         eval_strategy = "steps" if cfg.eval_steps else "epoch"
     report_to = [r for r in cfg.report_to if r != "none"]
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run / "logs"))
-    # TRL turns checkpointing on by default; it costs a forward pass, so it is on only when asked
-    checkpointing: dict[str, Any] = {_checkpointing_field(SFTConfig): cfg.gradient_checkpointing}
     args = SFTConfig(
-        output_dir=str(run),
-        per_device_train_batch_size=cfg.batch_size,
+        **common_args(cfg, SFTConfig, run, precision, device, report_to),
         per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_steps if cfg.warmup_steps else cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        optim=cfg.optim,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        **checkpointing,
-        logging_steps=cfg.logging_steps,
         eval_strategy=eval_strategy,
         eval_steps=cfg.eval_steps,
         save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        seed=cfg.seed,
-        report_to=report_to or "none",
-        deepspeed=cfg.deepspeed,
         padding_free=padding_free,
         train_sampling_strategy="random" if padding_free or shared_prefix else "group_by_length",
         packing=False,  # packed above, on token ids, when asked
         max_length=None,  # lengths are enforced (and reported) above
         dataset_kwargs={"skip_prepare_dataset": True},
         remove_unused_columns=False,
-        use_cpu=device == "cpu",
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
