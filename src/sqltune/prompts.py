@@ -210,6 +210,23 @@ def render_schema(schema: Schema, style: str = "ddl") -> str:
         raise ConfigError(f"unknown schema style {style!r}; choose one of: {', '.join(SCHEMA_STYLES)}") from None
 
 
+_CATEGORISED: dict[tuple[int, int, int], tuple[Schema, Any, Schema]] = {}
+
+
+def _categorised(schema: Schema, index: Any, n: int) -> Schema:
+    """``schema`` with every value of its few-valued columns (``index.categories(n)``), made once per schema,
+    index and n: the linker's ranking models are cached per schema object, so every question gets the same one."""
+    key = (id(schema), id(index), n)
+    hit = _CATEGORISED.get(key)
+    if hit is not None and hit[0] is schema and hit[1] is index:
+        return hit[2]
+    out = with_categories(schema, index.categories(n))
+    if len(_CATEGORISED) >= 64:
+        _CATEGORISED.pop(next(iter(_CATEGORISED)))
+    _CATEGORISED[key] = (schema, index, out)
+    return out
+
+
 def question_schema(
     schema: Schema,
     question: str,
@@ -230,7 +247,7 @@ def question_schema(
     if settings is None or not settings.active:
         return render_schema(schema, style), None
     if settings.categories and index is not None:
-        schema = with_categories(schema, index.categories(settings.categories))
+        schema = _categorised(schema, index, settings.categories)
     hits = index.lookup(f"{question} {evidence}".strip()) if (index is not None and settings.values) else []
 
     def fits(s: Schema) -> bool:

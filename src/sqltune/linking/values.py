@@ -198,8 +198,12 @@ class ValueIndex:
         conn = connect(db, allow_privileged_role=allow_privileged_role)  # read-only, time-limited
         try:
             for tb in schema.tables:
+                left = max_seconds - (time.perf_counter() - t0)
+                if left <= 0:
+                    partial = True
+                    break
                 counted = conn.run(
-                    exp.select("COUNT(*)").from_(exp.table_(tb.name, quoted=True)).sql(dialect), timeout=30
+                    exp.select("COUNT(*)").from_(exp.table_(tb.name, quoted=True)).sql(dialect), timeout=min(30, left)
                 )
                 n_rows = int(counted.rows[0][0]) if counted.ok and counted.rows else 0
                 for c in tb.columns:
