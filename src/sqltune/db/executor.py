@@ -7,10 +7,17 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import logging
+import time
 import uuid
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from sqltune.db.execute import QueryResult
+
+T = TypeVar("T")
+
+#: how long a session keeps opening again while other sessions of its role end it (pg_terminate_backend, KILL USER)
+REOPEN_SECONDS = 15.0
 
 
 class Executor(Protocol):
@@ -75,3 +82,22 @@ def fetch(cursor: Any, max_rows: int | None) -> tuple[list[tuple[Any, ...]], boo
         return [normalize_row(r) for r in cursor.fetchall()], False
     rows = cursor.fetchmany(max_rows + 1)
     return [normalize_row(r) for r in rows[:max_rows]], len(rows) > max_rows
+
+
+def while_lost(step: Callable[[], T], lost: Callable[[BaseException], bool], seconds: float = REOPEN_SECONDS) -> T:
+    """Run ``step`` (opening a session) again while its error says the connection was lost, backing off
+    from 20 ms to 0.5 s, for up to ``seconds``; any other error, and the last one, is raised.
+
+    A read-only role may end its own other sessions, so a hostile statement can cut off sessions that are
+    opening at that moment, again and again for as long as it runs; a refusal (bad host, role, database)
+    is never lost and raises at once."""
+    deadline = time.monotonic() + seconds
+    pause = 0.02
+    while True:
+        try:
+            return step()
+        except Exception as e:
+            if not lost(e) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)

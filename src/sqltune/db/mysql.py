@@ -38,7 +38,7 @@ import time
 from typing import Any
 
 from sqltune.db.execute import ROW_CAP, QueryResult
-from sqltune.db.executor import fetch, warn_privileged
+from sqltune.db.executor import REOPEN_SECONDS, fetch, warn_privileged, while_lost
 from sqltune.db.target import Target, mysql_password, require_driver
 from sqltune.errors import ExecutionError
 
@@ -100,23 +100,12 @@ class MysqlExecutor:
     def __init__(self, target: Target, allow_privileged_role: bool = False):
         self.pymysql = require_driver("mysql")
         self.target = target
-        problems: list[str] = []
-        account = "?"
-        for attempt in range(3):
-            self.conn = self._connect()
-            try:
-                self.mariadb = "mariadb" in self.conn.get_server_info().lower()
-                problems, account = account_problems(self.conn)
-                self._session()
-                break
-            except self.pymysql.Error as e:
-                # another session of this account ended this one (KILL USER) as it opened: open again
-                with contextlib.suppress(Exception):
-                    self.conn.close()
-                if attempt == 2 or not _lost(e):
-                    raise ExecutionError(
-                        f"{target.raw}: cannot read the account's privileges ({_message(e)})"
-                    ) from None
+        try:
+            self.conn, (problems, account) = while_lost(self._open_checked, _lost)
+        except self.pymysql.Error as e:
+            raise ExecutionError(
+                f"{target.raw}: the connection was lost as it opened, again for {REOPEN_SECONDS:g} s ({_message(e)})"
+            ) from None
         self.privileged = problems
         if problems and not allow_privileged_role:
             self.conn.close()
@@ -124,7 +113,26 @@ class MysqlExecutor:
         if problems:
             warn_privileged(target.raw, account, problems, "server files (SELECT ... INTO OUTFILE, LOAD_FILE)")
 
+    def _open_checked(self) -> tuple[Any, tuple[list[str], str]]:
+        conn = self._open()
+        try:
+            self.mariadb = "mariadb" in conn.get_server_info().lower()
+            return conn, account_problems(conn)
+        except self.pymysql.Error as e:
+            with contextlib.suppress(Exception):
+                conn.close()
+            if _lost(e):  # another session of this account ended this one (KILL USER) as it opened
+                raise
+            raise ExecutionError(f"{self.target.raw}: cannot read the account's privileges ({_message(e)})") from None
+
     def _connect(self) -> Any:
+        try:
+            return while_lost(self._open, _lost)
+        except self.pymysql.Error as e:
+            raise ExecutionError(f"{self.target.raw}: cannot connect ({_message(e)})") from None
+
+    def _open(self) -> Any:
+        """One connection; a lost one is raised as it is (to open again), a refusal as an ExecutionError."""
         import os
 
         kw: dict[str, Any] = {
@@ -145,25 +153,25 @@ class MysqlExecutor:
             kw["read_default_file"] = cnf
         kw.update(dict(self.target.query))
         kw = {k: v for k, v in kw.items() if v is not None}
-        for attempt in range(3):
-            try:
-                return self.pymysql.connect(**kw)
-            except self.pymysql.Error as e:
-                # refused outright (bad host, account, database): no second try; cut off mid-handshake: try again
-                if attempt == 2 or not _lost(e):
-                    raise ExecutionError(f"{self.target.raw}: cannot connect ({_message(e)})") from None
-        raise AssertionError("unreachable")
-
-    def _session(self) -> None:
-        with self.conn.cursor() as cur:
-            cur.execute("SET SESSION div_precision_increment = 30")
+        conn = None
+        try:
+            conn = self.pymysql.connect(**kw)
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION div_precision_increment = 30")
+            return conn
+        except self.pymysql.Error as e:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            if _lost(e):  # cut off mid-handshake: open again
+                raise
+            raise ExecutionError(f"{self.target.raw}: cannot connect ({_message(e)})") from None
 
     def run(self, sql: str, timeout: float = 30.0, max_rows: int | None = ROW_CAP, retry: bool = True) -> QueryResult:
         start = time.monotonic()
         if not self.conn.open:
             try:
                 self.conn = self._connect()
-                self._session()
             except ExecutionError as e:
                 return QueryResult(False, error=str(e), error_type="runtime_error")
         conn = self.conn
@@ -173,7 +181,7 @@ class MysqlExecutor:
         def kill() -> None:
             killed.set()
             try:
-                other = self._connect()
+                other = self._open()
                 try:
                     with other.cursor() as c:
                         c.execute(f"KILL QUERY {int(thread_id)}")
@@ -242,7 +250,7 @@ def refusal(target: Target, account: str, problems: list[str]) -> str:
     )
 
 
-def _lost(e: Exception) -> bool:
+def _lost(e: BaseException) -> bool:
     """The error says the connection is gone (2006, 2013: the client lost it; 1927: the server killed it)."""
     code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
     return code in (2006, 2013, 1927, 4031)

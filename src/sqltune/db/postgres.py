@@ -42,7 +42,7 @@ import time
 from typing import Any
 
 from sqltune.db.execute import ROW_CAP, QueryResult
-from sqltune.db.executor import fetch, warn_privileged
+from sqltune.db.executor import REOPEN_SECONDS, fetch, warn_privileged, while_lost
 from sqltune.db.target import Target, require_driver
 from sqltune.errors import ExecutionError
 
@@ -138,23 +138,12 @@ class PostgresExecutor:
     def __init__(self, target: Target, allow_privileged_role: bool = False):
         self.psycopg = require_driver("postgresql")
         self.target = target
-        problems: list[str] = []
-        role = database = "?"
-        for attempt in range(3):
-            self.conn = self._connect()
-            try:
-                problems, role, database = role_problems(self.conn)
-                break
-            except self.psycopg.OperationalError as e:
-                # another session of this role ended this one (pg_terminate_backend) as it opened: open again
-                self.conn.close()
-                if attempt == 2:
-                    raise ExecutionError(
-                        f"{target.raw}: the connection was lost as it opened ({_first_line(e)})"
-                    ) from None
-            except self.psycopg.Error as e:
-                self.conn.close()
-                raise ExecutionError(f"{target.raw}: cannot read the role's privileges ({_first_line(e)})") from None
+        try:
+            self.conn, (problems, role, database) = while_lost(self._open_checked, self._lost)
+        except self.psycopg.Error as e:
+            raise ExecutionError(
+                f"{target.raw}: the connection was lost as it opened, again for {REOPEN_SECONDS:g} s ({_first_line(e)})"
+            ) from None
         self.privileged = problems
         if problems and not allow_privileged_role:
             self.conn.close()
@@ -164,7 +153,29 @@ class PostgresExecutor:
                 target.raw, role, problems, "server files and programs (COPY ... TO PROGRAM, COPY ... TO '/file')"
             )
 
-    def _connect(self) -> Any:
+    def _open_checked(self) -> tuple[Any, tuple[list[str], str, str]]:
+        conn = self._open()
+        try:
+            return conn, role_problems(conn)
+        except self.psycopg.Error as e:
+            conn.close()
+            if self._lost(e):  # another session of this role ended this one (pg_terminate_backend) as it opened
+                raise
+            raise ExecutionError(f"{self.target.raw}: cannot read the role's privileges ({_first_line(e)})") from None
+
+    def _lost(self, e: BaseException) -> bool:
+        """The error says the server ended the session or the connection went (not a refusal)."""
+        if not isinstance(e, self.psycopg.OperationalError):
+            return False
+        state = getattr(getattr(e, "diag", None), "sqlstate", None) or ""
+        msg = str(e)
+        return state in ("57P01", "08000", "08003", "08006") or any(
+            m in msg
+            for m in ("terminating connection", "closed the connection", "connection is lost", "consuming input")
+        )
+
+    def _open(self) -> Any:
+        """One connection; a lost one is raised as it is (to open again), a refusal as an ExecutionError."""
         kw: dict[str, Any] = {
             "host": self.target.host,
             "dbname": self.target.database or None,
@@ -177,18 +188,20 @@ class PostgresExecutor:
         }
         kw.update(dict(self.target.query))
         kw = {k: v for k, v in kw.items() if v is not None}
-        for attempt in range(3):
-            try:
-                conn = self.psycopg.connect(**kw)
-                break
-            except self.psycopg.OperationalError as e:
-                # refused outright (bad host, role, database): no second try; cut off mid-handshake: try again
-                if attempt == 2 or "terminating connection" not in str(e) and "closed the connection" not in str(e):
-                    raise ExecutionError(f"{self.target.raw}: cannot connect ({_first_line(e)})") from None
-            except self.psycopg.Error as e:
-                raise ExecutionError(f"{self.target.raw}: cannot connect ({_first_line(e)})") from None
+        try:
+            conn = self.psycopg.connect(**kw)
+        except self.psycopg.Error as e:
+            if self._lost(e):  # cut off mid-handshake: open again
+                raise
+            raise ExecutionError(f"{self.target.raw}: cannot connect ({_first_line(e)})") from None
         conn.read_only = True  # every transaction psycopg opens is BEGIN READ ONLY
         return conn
+
+    def _connect(self) -> Any:
+        try:
+            return while_lost(self._open, self._lost)
+        except self.psycopg.Error as e:
+            raise ExecutionError(f"{self.target.raw}: cannot connect ({_first_line(e)})") from None
 
     def run(self, sql: str, timeout: float = 30.0, max_rows: int | None = ROW_CAP, retry: bool = True) -> QueryResult:
         start = time.monotonic()
