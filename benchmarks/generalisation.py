@@ -14,12 +14,17 @@ by hand (skill). This script measures, in one run, alone on the machine:
 * **own pairs + voting**;
 * **lexicon** - the same templates and steps, with prompts that list every value of the columns holding
   few (``--schema-categories 10``: a status, a segment, a country) and the values the question names
-  (``--schema-values``), from the database's value index: what the schema lexicon's values add.
+  (``--schema-values``), from the database's value index: what the schema lexicon's values add;
+* **generic** - the same steps on the template train split plus as many pairs over the databases sqltune
+  generates itself (``quickstart --mix generic``: 14 domains, no download), shuffled: what generated-database
+  mixing adds;
+* **spider** (with ``--spider DIR``) - the same, mixing as many Spider train examples instead (questions
+  written by people over 140 databases): the reference the generated mix is measured against.
 
 Each arm prints EX on the human split and on the template split, and the step count it trained.
 
     python benchmarks/generalisation.py --base-run runs/bench_quickstart [--out runs/bench_generalisation]
-        [--synth-pairs 400]
+        [--synth-pairs 400] [--arms voting,own,lexicon,generic,spider] [--spider ../shared/data/spider]
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from sqltune.evaluate.run import EvalConfig, run_eval
 from sqltune.io import read_jsonl, write_jsonl
 from sqltune.models import DEFAULT_MODEL
 from sqltune.predict.run import PredictConfig, predict
-from sqltune.quickstart import RECIPE
+from sqltune.quickstart import GENERIC, RECIPE, mixed_train_file
 from sqltune.train.config import load_config
 from sqltune.train.run import train
 
@@ -61,8 +66,11 @@ def main() -> None:
     ap.add_argument("--synth-pairs", type=int, default=400)
     ap.add_argument("--samples", type=int, default=5)
     ap.add_argument(
-        "--arms", default="voting,own,lexicon", help="which arms besides the quickstart's: voting, own, lexicon"
+        "--arms",
+        default="voting,own,lexicon,generic",
+        help="which arms besides the quickstart's: voting, own, lexicon, generic, spider",
     )
+    ap.add_argument("--spider", default=None, help="the Spider folder, for the spider arm")
     args = ap.parse_args()
     arms = set(args.arms.split(","))
     base, out = Path(args.base_run), Path(args.out)
@@ -83,6 +91,10 @@ def main() -> None:
         rows += own_pairs_arm(args, data, out, train_file, human, test, steps)
     if "lexicon" in arms:
         rows += lexicon_arm(out, steps)
+    if "generic" in arms:
+        rows += mix_arm("generic", GENERIC, "templates + generated databases", train_file, human, test, out, steps)
+    if "spider" in arms and args.spider:
+        rows += mix_arm("spider", args.spider, "templates + Spider train", train_file, human, test, out, steps)
 
     report(rows, qs)
 
@@ -99,6 +111,22 @@ def trained(train_file: Path, run_dir: Path, steps: int, name: str) -> dict[str,
         train(cfg)
         print(f"{name} arm trained {steps} steps in {(time.perf_counter() - t1) / 60:.1f} min", flush=True)
     return dict(json.loads((run_dir / "manifest.json").read_text()))
+
+
+def mix_arm(
+    name: str, mix: str, label: str, train_file: Path, human: Path, test: Path, out: Path, steps: int
+) -> list[tuple[str, float, float | None, int, str]]:
+    """The template train split plus as many examples of ``mix`` (what ``quickstart --mix`` does), same steps."""
+    copy = out / f"{name}_data" / "train.jsonl"
+    if not copy.exists():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl(copy, read_jsonl(train_file))
+    mixed = mixed_train_file(copy, mix, seed=0)
+    m = trained(mixed, out / f"{name}_train", steps, name)
+    h = score(m["output"], human, out / f"{name}_human")
+    t = score(m["output"], test, out / f"{name}_test")
+    n = len(read_jsonl(mixed)) - len(read_jsonl(copy))
+    return [(label, h["ex"], t["ex"], m["global_steps"], f"{n} mixed examples")]
 
 
 def lexicon_arm(out: Path, steps: int) -> list[tuple[str, float, float | None, int, str]]:

@@ -770,8 +770,9 @@ def quickstart(
     mix: Annotated[
         str | None,
         typer.Option(
-            help="--db: generic text-to-SQL data mixed into training, as many examples as your pairs "
-            "(a Spider folder, or a 'sqltune data build' JSONL): keeps the model's general skill"
+            help="Generic text-to-SQL data mixed into training, as many examples as the train split: 'generic' "
+            "(pairs over small databases of 14 domains that sqltune generates, no download), a Spider folder, or a "
+            "'sqltune data build' JSONL; keeps the model's general skill"
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,

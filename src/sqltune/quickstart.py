@@ -24,6 +24,8 @@ from typing import Any
 from sqltune.io import read_json, write_json
 
 RECIPE = Path(__file__).parent / "recipes" / "quickstart.yaml"
+GENERIC = "generic"
+"""``--mix generic``: pairs over the databases sqltune generates itself (:mod:`sqltune.data.generic`)."""
 """The training recipe; configs/smollm2-135m/full.yaml is the same for 'sqltune train'."""
 
 
@@ -158,9 +160,10 @@ def own_database_files(data: Path, dbs: list[str], seed: int, pairs: int, log: A
 
 
 def mixed_train_file(train_file: Path, mix: str, seed: int, log: Any = print) -> Path:
-    """The own pairs' train split plus as many generic examples (a Spider folder, built here with the
-    same compact prompts, or a data-stage JSONL), shuffled: the database's questions without losing
-    the general skill (``benchmarks/synth_finetune.py`` measures the mix against either alone)."""
+    """The train split plus as many generic examples (``generic``: pairs over the databases of
+    :mod:`sqltune.data.generic`, made here; a Spider folder, built here; or a data-stage JSONL), all with the
+    same compact prompts, shuffled: the database's questions without losing the general skill
+    (``benchmarks/synth_finetune.py`` and ``benchmarks/generalisation.py`` measure the mix)."""
     import random
 
     from sqltune.errors import ConfigError
@@ -170,7 +173,19 @@ def mixed_train_file(train_file: Path, mix: str, seed: int, log: Any = print) ->
     if out.exists():
         return out
     src = Path(mix)
-    if src.is_dir():
+    if mix == GENERIC:
+        from sqltune.data.generic import generic_pairs
+        from sqltune.models import DEFAULT_MODEL
+
+        generic_file = generic_pairs(
+            train_file.parent / "generic",
+            seed=seed,
+            log=log,
+            schema="compact",
+            tokenizer=DEFAULT_MODEL,
+            max_prompt_tokens=1024,
+        )
+    elif src.is_dir():
         if not (src / "train_spider.json").exists():
             raise ConfigError(f"--mix {mix}: a folder must be Spider's (train_spider.json in it), or give a JSONL file")
         generic_file = train_file.with_name("mix_source.jsonl")
@@ -268,10 +283,14 @@ def run_quickstart(
     if mix is not None:
         from sqltune.errors import ConfigError
 
-        if benchmark != "db":
-            raise ConfigError("--mix goes with --db: it mixes generic data into your database's own pairs")
-        if not Path(mix).exists():
-            raise ConfigError(f"--mix {mix}: no such file or folder (a Spider folder or a 'sqltune data build' JSONL)")
+        if benchmark not in ("db", "demo"):
+            raise ConfigError("--mix goes with --db or the demo: it mixes generic data into their train split")
+        if mix != GENERIC and not Path(mix).exists():
+            raise ConfigError(
+                f"--mix {mix}: no such file or folder (give '{GENERIC}', a Spider folder or a 'sqltune data build' JSONL)"
+            )
+        if Path(mix).is_dir() and not (Path(mix) / "train_spider.json").exists():
+            raise ConfigError(f"--mix {mix}: a folder must be Spider's (train_spider.json in it), or give a JSONL file")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     human_file: Path | None = None  # the questions written by hand (the demo's human split)
@@ -297,6 +316,8 @@ def run_quickstart(
             build_demo(data, schema="compact", fmt="chat", seed=seed, tokenizer=DEFAULT_MODEL)
         train_file, test_file = data / "train.jsonl", data / "test.jsonl"
         human_file = data / "human.jsonl"
+        if mix:
+            train_file = mixed_train_file(train_file, mix, seed, log)
         max_new = 128
     elif benchmark == "spider":
         from sqltune.data.build import BuildConfig, build
