@@ -88,3 +88,20 @@ def test_quickstart_mixes_the_generic_pairs_into_the_demo_train_split(tmp_path):
     assert len(mixed) == 2 * len(own)
     sources = {r["db_id"] for r in mixed}
     assert "shop" in sources and len(sources) > 10
+
+
+def test_the_cli_writes_databases_pairs_and_a_training_file(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "g"
+    r = subprocess.run(
+        [sys.executable, "-m", "sqltune", "data", "generic", "--out", str(out), "--pairs", "5", "--format", "alpaca"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    rows = read_jsonl(out / "generic.jsonl")
+    assert len(rows) == 5 * len(generic.domains()) and all("instruction" in x and "output" in x for x in rows)
+    assert len(list((out / "databases").glob("*.sqlite"))) == len(generic.domains())

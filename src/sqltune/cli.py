@@ -155,6 +155,26 @@ def data_demo(
     typer.echo(Path(result["card"]).read_text())
 
 
+@data_app.command("generic", epilog="Example: sqltune data generic --out runs/generic")
+def data_generic(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the databases, pairs and built JSONL")] = Path(
+        "runs/generic"
+    ),
+    per_database: Annotated[int, typer.Option("--pairs", help="Verified pairs to keep per generated database")] = 60,
+    schema: Annotated[str, typer.Option(help="Schema style: ddl | text | compact")] = "compact",
+    fmt: Annotated[str, typer.Option("--format", help="chat | alpaca")] = "chat",
+    seed: Annotated[int, typer.Option(help="Seed of the generated rows and of synthesis")] = 0,
+) -> None:
+    """Generate small databases of 14 domains and verified question/SQL pairs over them, built for training:
+    generic data with no download (what 'quickstart --mix generic' mixes in)."""
+    from sqltune.data.generic import generic_pairs
+
+    built = generic_pairs(out_dir, per_database=per_database, seed=seed, log=out.print, schema=schema, format=fmt)
+    out.print(
+        f"[bold]written[/bold] {built} (pairs: {Path(out_dir) / 'pairs.jsonl'}, databases: {Path(out_dir) / 'databases'})"
+    )
+
+
 def _run_synth(cfg: Any) -> None:
     """Synthesize verified question/SQL pairs from databases alone: every query executed, kept only when
     it returns a new, non-degenerate result; difficulty by Spider's hardness; optionally a teacher LLM's
