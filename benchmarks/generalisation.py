@@ -36,13 +36,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqltune.data.build import BuildConfig, build
 from sqltune.data.synth import SynthConfig, synthesize
 from sqltune.evaluate.run import EvalConfig, run_eval
 from sqltune.io import read_jsonl, write_jsonl
 from sqltune.models import DEFAULT_MODEL
 from sqltune.predict.run import PredictConfig, predict
-from sqltune.quickstart import GENERIC, RECIPE, mixed_train_file
+from sqltune.quickstart import GENERIC, RECIPE, build_compact, mixed_train_file
 from sqltune.train.config import load_config
 from sqltune.train.run import train
 
@@ -159,17 +158,7 @@ def own_pairs_arm(
     if not own_file.exists():
         r = synthesize(SynthConfig(db=[shop], out=str(pairs_file), n=args.synth_pairs, seed=0))
         print(f"synthesized {r['written']} pairs from {shop}", flush=True)
-        build(
-            BuildConfig(
-                benchmark="pairs",
-                data_dir=str(pairs_file),
-                split="",
-                out=str(own_file),
-                schema="compact",
-                tokenizer=DEFAULT_MODEL,
-                max_prompt_tokens=1024,
-            )
-        )
+        build_compact("pairs", pairs_file, "", own_file, 1024)
     mixed = out / "train.templates+own.jsonl"
     if not mixed.exists():
         rows_mixed = read_jsonl(train_file) + read_jsonl(own_file)
