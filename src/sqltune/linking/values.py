@@ -30,7 +30,7 @@ from typing import Any
 
 from sqltune.db.schema import Schema, introspect
 from sqltune.db.target import SQLGLOT_DIALECT, resolve
-from sqltune.linking.link import QUESTION_WORDS
+from sqltune.linking.link import QUESTION_WORDS, words
 
 INDEX_VERSION = 3
 _LETTER = re.compile(r"[^\W\d_]")
@@ -55,6 +55,9 @@ STOPWORDS = QUESTION_WORDS | frozenset(
     ]
 )
 """Words that name no value (a value that is only such words is still indexed; a question span is not)."""
+
+MAX_SIMILAR = 2
+"""Values of one column a span may fit by similarity alone before it is taken to name none of them."""
 
 
 def cache_root() -> Path:
@@ -255,10 +258,17 @@ class ValueIndex:
 
     def lookup(self, question: str, limit: int = 10, min_score: float = 82.0) -> list[ValueHit]:
         """The values the question names, best first: at most ``limit``, each at least ``min_score`` similar
-        (0-100) to a span of the question's words."""
+        (0-100) to a span of the question's words.
+
+        A value found only by similarity (not spelled as the span, in any case) is left out when the span is
+        made of the schema's own words (*orchestras* is the table, not a part of 'Kirov Orchestra'), when it
+        lies within a longer span that names a value exactly, or when it fits more than
+        ``MAX_SIMILAR`` values of one column (a word many values share names none of them)."""
         from rapidfuzz import fuzz
 
+        names = self._name_words()
         best: dict[tuple[str, str, str], ValueHit] = {}
+        exact_spans: list[str] = []
         for span in _span_candidates(question):
             low = span.lower()
             grams = {low[i : i + 3] for i in range(len(low) - 2)}
@@ -268,13 +278,21 @@ class ValueIndex:
                 # the value itself, in any case (a B-tree lookup); then, for a longer span, values that
                 # contain it or (a typo) share its trigrams, by FTS5's rank
                 rows = self._conn.execute("SELECT value, tbl, col FROM exact WHERE low = ?", (low,)).fetchall()
-                if not rows and len(low) >= 5 and span.count(" ") <= 1:
+                if rows:
+                    exact_spans.append(low)
+                elif (
+                    len(low) >= 5
+                    and span.count(" ") <= 1
+                    and not set(words(low)) <= names
+                    and not any(low in e for e in exact_spans)
+                ):
                     query = " OR ".join('"' + g.replace('"', '""') + '"' for g in sorted(grams))
                     rows = self._conn.execute(
                         "SELECT value, tbl, col FROM v WHERE v MATCH ? ORDER BY rank LIMIT 20", (query,)
                     ).fetchall()
             except sqlite3.OperationalError:
                 continue
+            similar: dict[tuple[str, str], list[ValueHit]] = {}
             for value, tbl, col in rows:
                 v = value.lower()
                 score = 100.0 if v == low else float(fuzz.ratio(low, v))
@@ -283,11 +301,32 @@ class ValueIndex:
                     score = float(fuzz.partial_ratio(low, v)) - 8.0 if len(low) >= len(v) / 3 else 0.0
                 if score < min_score:
                     continue
+                hit = ValueHit(tbl, col, value, score, span)
+                if score < 100.0:
+                    similar.setdefault((tbl, col), []).append(hit)
+                    continue
                 key = (tbl, col, value)
                 if key not in best or best[key].score < score:
-                    best[key] = ValueHit(tbl, col, value, score, span)
+                    best[key] = hit
+            for group in similar.values():
+                if len(group) > MAX_SIMILAR:
+                    continue
+                for hit in group:
+                    key = (hit.table, hit.column, hit.value)
+                    if key not in best or best[key].score < hit.score:
+                        best[key] = hit
         hits = sorted(best.values(), key=lambda h: (-h.score, -len(h.span), h.table, h.column, h.value))
         return hits[:limit]
+
+    def _name_words(self) -> frozenset[str]:
+        """The words of the indexed tables' and columns' names (folded as schema linking folds them)."""
+        cached = getattr(self._local, "names", None)
+        if cached is None:
+            cached = frozenset(
+                w for tbl, col in self._conn.execute("SELECT tbl, col FROM cols") for w in words(f"{tbl} {col}")
+            )
+            self._local.names = cached
+        return cached
 
     def categories(self, max_n: int) -> dict[tuple[str, str], tuple[str, ...]]:
         """Every value of each text column holding at most ``max_n`` distinct ones, all of them words

@@ -21,6 +21,16 @@ def tokenizer_from(where: str, **kwargs: Any) -> Any:
         raise ModelError(f"cannot load a tokenizer from {where!r}: {e}") from None
 
 
+def encoder_from(where: str, **kwargs: Any) -> Any:
+    """``AutoModel.from_pretrained`` (an encoder such as a sentence-embedding model) with sqltune's error."""
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(where, **kwargs)
+    except Exception as e:
+        raise ModelError(f"cannot load an encoder from {where!r}: {type(e).__name__}: {e}") from None
+
+
 def causal_lm_from(where: str, **kwargs: Any) -> Any:
     """``AutoModelForCausalLM.from_pretrained`` on a resolved folder or hub id, with sqltune's error."""
     from transformers import AutoModelForCausalLM
