@@ -123,22 +123,20 @@ def test_the_index_is_built_once_and_again_when_the_database_changes(tmp_path, c
     assert [h.value for h in again.lookup("atlantis")] == ["Atlantis"]
 
 
-def test_training_and_serving_prompts_are_equal_token_for_token(shop, cache, tmp_path, tiny_tokenizer):
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"question": q, "sql": s, "db_path": str(shop)}) + "\n" for q, s in QUESTIONS))
+def _build_pairs(tmp_path, db, pairs, **link):
+    """``data build`` of (question, gold) pairs on ``db`` with compact schemas and the linking options ``link``:
+    the training file and the build's report."""
+    src = tmp_path / "pairs.jsonl"
+    src.write_text("".join(json.dumps({"question": q, "sql": s, "db_path": str(db)}) + "\n" for q, s in pairs))
     out = tmp_path / "train.jsonl"
     rep = build(
-        BuildConfig(
-            benchmark="pairs",
-            data_dir=str(pairs),
-            split="train",
-            out=str(out),
-            schema="compact",
-            schema_filter="top-k",
-            schema_top_k=8,
-            schema_values=True,
-        )
+        BuildConfig(benchmark="pairs", data_dir=str(src), split="train", out=str(out), schema="compact", **link)
     )
+    return out, rep
+
+
+def test_training_and_serving_prompts_are_equal_token_for_token(shop, cache, tmp_path, tiny_tokenizer):
+    out, rep = _build_pairs(tmp_path, shop, QUESTIONS, schema_filter="top-k", schema_top_k=8, schema_values=True)
     assert rep["written"] == len(QUESTIONS) and rep["schema_linking"]["column_recall"] == 1.0  # as above
     contract = prompts.contract_from_records(out)
     assert contract["schema_filter"] == {
@@ -176,14 +174,7 @@ def test_every_value_of_a_column_that_holds_few_is_in_training_and_serving_promp
     assert ("suppliers", "name") not in cats  # ten suppliers, ten names: not a category
     assert ("customers", "first_name") not in cats and ("orders", "order_date") not in cats
     assert ("customers", "city") not in index.categories(5)  # more cities than that
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"question": q, "sql": s, "db_path": str(shop)}) + "\n" for q, s in QUESTIONS))
-    out = tmp_path / "train.jsonl"
-    build(
-        BuildConfig(
-            benchmark="pairs", data_dir=str(pairs), split="train", out=str(out), schema="compact", schema_categories=10
-        )
-    )
+    out, _ = _build_pairs(tmp_path, shop, QUESTIONS, schema_categories=10)
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     user = recs[0]["messages"][1]["content"]
     assert "-- orders.status is one of: 'cancelled', 'delivered', 'pending', 'shipped'" in user
@@ -283,7 +274,6 @@ def test_the_embedder_ranks_a_column_by_meaning_where_no_word_is_shared(towns, c
 
 
 def test_training_and_serving_prompts_are_equal_with_the_embedder(towns, cache, tmp_path):
-    pairs = tmp_path / "pairs.jsonl"
     gold = [
         (
             "Which town has the most inhabitants?",
@@ -291,20 +281,7 @@ def test_training_and_serving_prompts_are_equal_with_the_embedder(towns, cache, 
         ),
         ("Who governs the region of Ashford?", "SELECT r.governor FROM region r JOIN municipality m USING (region_id)"),
     ]
-    pairs.write_text("".join(json.dumps({"question": q, "sql": s, "db_path": str(towns)}) + "\n" for q, s in gold))
-    out = tmp_path / "train.jsonl"
-    rep = build(
-        BuildConfig(
-            benchmark="pairs",
-            data_dir=str(pairs),
-            split="train",
-            out=str(out),
-            schema="compact",
-            schema_filter="top-k",
-            schema_top_k=3,
-            schema_embedder="minilm",
-        )
-    )
+    out, rep = _build_pairs(tmp_path, towns, gold, schema_filter="top-k", schema_top_k=3, schema_embedder="minilm")
     assert rep["written"] == 2 and rep["schema_linking"]["column_recall"] == 1.0
     contract = prompts.contract_from_records(out)
     assert contract["schema_filter"]["embedder"] == "minilm"
