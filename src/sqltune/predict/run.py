@@ -4,7 +4,8 @@ Output records (one JSON object per line, appended and flushed as each batch fin
 
 ``id, db_id, pred_sql, raw, prompt_tokens, completion_tokens, seconds, status`` and, with
 ``num_samples > 1``, ``candidates`` (the extracted SQL of every candidate, greedy first) and
-``votes`` (how many candidates share the chosen result).
+``votes`` (how many candidates share the chosen result); ``resolved`` (``{written: table}``) when a
+table name the database lacks was read as the one table it names after a prefix (``resolve_tables``).
 
 Resuming: rerunning with the same ``--out`` skips the ids already written. A crash can leave a
 torn last line; it is detected (no newline, or not JSON) and cut off before appending, so a
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from sqltune.config import to_dict as config_dict
-from sqltune.db.target import is_url
-from sqltune.errors import ConfigError, ModelError
+from sqltune.db.schema import introspect
+from sqltune.db.target import SQLGLOT_DIALECT, is_url
+from sqltune.errors import ConfigError, DataError, ExecutionError, ModelError
 from sqltune.extract import extract_sql
 from sqltune.io import (
     package_versions,
@@ -38,6 +40,7 @@ from sqltune.models.backend_config import BackendConfig, open_backend
 from sqltune.models.generation import Backend, GenParams
 from sqltune.prompts import messages_from_record
 from sqltune.records import read_records, side_path
+from sqltune.sqlutil import resolve_tables
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +75,10 @@ class PredictConfig(BackendConfig):
     """Only the first N records."""
     vote_timeout: float = 10.0
     """Seconds per candidate when voting by execution result."""
+    resolve_tables: bool = True
+    """A table name the model wrote that the database lacks, but one table carries after a prefix
+    (``singer`` for ``concert_singer__singer``, ``customer`` for ``dim_customer``), is rewritten to it
+    (:func:`sqltune.sqlutil.resolve_tables`); the record keeps ``raw`` and lists the rewrites in ``resolved``."""
 
     def validate(self) -> None:
         problems = self.backend_problems()
@@ -185,6 +192,7 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     bar = _progress(len(records), len(records) - len(todo)) if progress else None
     started = time.perf_counter()
     statuses: dict[str, int] = {}
+    tables: dict[str, list[str]] = {}
     written = 0
     try:
         with open(out, "a", encoding="utf-8") as fh:
@@ -193,7 +201,7 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
                 t0 = time.perf_counter()
                 outs = backend.generate([messages_from_record(r, cfg.cot) for r in batch], params)
                 per = (time.perf_counter() - t0) / len(batch)
-                recs = [_record(r, comps, per, cfg) for r, comps in zip(batch, outs, strict=False)]
+                recs = [_record(r, comps, per, cfg, tables) for r, comps in zip(batch, outs, strict=False)]
                 if judge is not None:
                     _vote(judge, batch, recs)
                 for rec in recs:
@@ -230,9 +238,30 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     return summary
 
 
-def _record(r: dict[str, Any], comps: list[Any], seconds: float, cfg: PredictConfig) -> dict[str, Any]:
+def _table_names(db: str, cache: dict[str, list[str]]) -> list[str]:
+    """The database's table names, read once per run; none when it cannot be read (the judge says why)."""
+    if db not in cache:
+        try:
+            cache[db] = [t.name for t in introspect(db).tables]
+        except (ExecutionError, DataError, ConfigError, OSError):
+            cache[db] = []
+    return cache[db]
+
+
+def _record(
+    r: dict[str, Any], comps: list[Any], seconds: float, cfg: PredictConfig, tables: dict[str, list[str]]
+) -> dict[str, Any]:
     first = comps[0]
     sqls = [extract_sql(c.text, cot=cfg.cot) for c in comps]
+    resolved: dict[str, str] = {}
+    if cfg.resolve_tables and r.get("db_path") and any(sqls):
+        names = _table_names(str(r["db_path"]), tables)
+        shown = "\n".join(m["content"] for m in messages_from_record(r) if m["role"] == "user")
+        for k, sql in enumerate(sqls):
+            if sql:
+                dialect = SQLGLOT_DIALECT.get(r.get("dialect") or "sqlite", "sqlite")
+                sqls[k], done = resolve_tables(sql, names, shown, dialect)
+                resolved.update(done)
     rec: dict[str, Any] = {
         "id": r["id"],
         "db_id": r.get("db_id", ""),
@@ -245,6 +274,8 @@ def _record(r: dict[str, Any], comps: list[Any], seconds: float, cfg: PredictCon
     }
     if first.error:
         rec["error"] = first.error
+    if resolved:
+        rec["resolved"] = resolved
     if len(comps) > 1:
         rec["candidates"] = sqls
         rec["chosen"] = 0

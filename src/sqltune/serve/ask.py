@@ -27,12 +27,13 @@ from sqltune import prompts
 from sqltune.db.engine import connect
 from sqltune.db.execute import check_sqlite_file
 from sqltune.db.schema import introspect
-from sqltune.db.target import resolve
+from sqltune.db.target import SQLGLOT_DIALECT, resolve
 from sqltune.errors import ConfigError, DataError
 from sqltune.extract import extract_sql, reasoning_before_sql
 from sqltune.judge import Judge, majority_vote
 from sqltune.linking.link import SchemaFilterConfig
 from sqltune.models.backends import Backend, GenParams
+from sqltune.sqlutil import resolve_tables
 
 REPAIR_PROMPT = (
     "The previous SQL query failed.\n-- Previous SQL: {sql}\n-- Error: {error}\n"
@@ -71,6 +72,10 @@ class AskConfig(SchemaFilterConfig):
     """The model reasons first: take the last SQL block and return the reasoning beside it."""
     stop_after_sql: bool = True
     """hf: end each candidate once its fenced SQL block is closed (not with cot)."""
+    resolve_tables: bool = True
+    """A table name the model wrote that the database lacks, but one table carries after a prefix
+    (``singer`` for ``concert_singer__singer``, ``customer`` for ``dim_customer``), is rewritten to it
+    before the SQL runs (the attempt keeps the model's text in ``raw``)."""
 
     def validate(self) -> None:
         problems = []
@@ -158,6 +163,15 @@ class Database:
         if not self.schema.tables:
             raise DataError(f"{path}: the database has no tables")
 
+    def resolved(self, sql: str, messages: list[dict[str, str]]) -> str:
+        """``sql`` with table names this database lacks read as the one table they name after a prefix
+        (:func:`sqltune.sqlutil.resolve_tables`; ``messages``: the prompt, whose schema breaks ties)."""
+        if not sql:
+            return sql
+        shown = "\n".join(m["content"] for m in messages if m["role"] == "user")
+        names = [t.name for t in self.schema.tables]
+        return resolve_tables(sql, names, shown, SQLGLOT_DIALECT.get(self.dialect, self.dialect))[0]
+
     def schema_text(self, style: str) -> str:
         if style not in self._schemas:
             self._schemas[style] = prompts.render_schema(self.schema, style)
@@ -243,6 +257,8 @@ def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> 
     outs = backend.generate([p.messages for p in batch], params)
     gen_s = time.perf_counter() - g0
     sqls = [[extract_sql(c.text, cot=cfg.cot) for c in comps] for comps in outs]
+    if cfg.resolve_tables:
+        sqls = [[p.db.resolved(s, p.base) for s in cand] for p, cand in zip(batch, sqls, strict=True)]
     raws = [[c.text for c in comps] for comps in outs]
     e0 = time.perf_counter()
     groups = [(p.db.path, s) for p, s in zip(batch, sqls, strict=True)]
