@@ -129,7 +129,14 @@ def main() -> int:
             )
             s = score(big_file, pred, out / "linked_large_eval")
             figures.setdefault("large_schema", {})["linked"] = f"{100 * s['ex']:.2f}% ({s['correct']}/{s['n']})"
+            preds = [json.loads(line) for line in pred.read_text().splitlines() if line.strip()]
+            resolved = sum(1 for r in preds if r.get("resolved"))
             print(f"linked large_schema: EX {figures['large_schema']['linked']}", flush=True)
+            print(
+                f"  {resolved} of {len(preds)} answers named a table without its prefix and were read as the one "
+                "table it names (predict's resolve_tables)",
+                flush=True,
+            )
     print()
     print("| questions | whole-schema prompts | linked prompts |")
     print("| --- | ---: | ---: |")
