@@ -3,11 +3,15 @@ the training data did not template.
 
     python benchmarks/grpo.py --start runs/quickstart/train/model --train runs/quickstart/data/train.jsonl \
         --eval runs/demo_handwritten.jsonl [--eval runs/spider_dev.jsonl] [--minutes 30] [--out runs/bench_grpo]
-        [--reward arctic] [--lr 1e-6] [--generations 4] [--completion 96] [--no-select]
+        [--reward arctic] [--lr 1e-6] [--generations 4] [--completion 96] [--no-select] [--prompts 96]
+        [--ablate NAME:key=value,key=value ...]
 
 Run it alone on the machine. Each --eval dataset (records from 'sqltune data build', built with the start
 model's prompt contract) is scored for the start model, the GRPO arm and the SFT control; the table gives EX
-and the change from the start. The GRPO arm's reward curves are in OUT/grpo/rewards.png and its selection in
+and the change from the start. ``--prompts N`` trains both arms on N records of --train (shuffled with seed 0,
+written to OUT/train.N.jsonl): a CPU-sized prompt set. Each ``--ablate`` adds a GRPO arm with the GRPO arm's
+settings but the train-config keys it names (``lr5e-6:learning_rate=5e-6``, ``dense:reward=dense``), scored
+beside the others against the same control. The GRPO arm's reward curves are in OUT/grpo/rewards.png and its selection in
 OUT/grpo/selection.json. Every step writes into --out and resumes when rerun.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -44,14 +49,22 @@ def main() -> int:
     ap.add_argument("--generations", type=int, default=4)
     ap.add_argument("--completion", type=int, default=96)
     ap.add_argument("--no-select", action="store_true")
+    ap.add_argument("--prompts", type=int, default=0, help="train on N records of --train (0: all)")
+    ap.add_argument("--ablate", action="append", default=[], help="NAME:key=value,... an extra GRPO arm (repeat)")
     ap.add_argument("--out", default="runs/bench_grpo")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    train_file = Path(args.train)
+    if args.prompts:
+        records = [line for line in train_file.read_text().splitlines() if line.strip()]
+        random.Random(0).shuffle(records)
+        train_file = out / f"train.{args.prompts}.jsonl"
+        train_file.write_text("\n".join(records[: args.prompts]) + "\n")
     common = [
         f"model={args.start}",
-        f"train_file={args.train}",
+        f"train_file={train_file}",
         "method=full",
         "max_steps=100000",
         f"max_minutes={args.minutes}",
@@ -59,21 +72,23 @@ def main() -> int:
         "save_steps=20",
         "report_to=[]",
     ]
-    arms = {
-        "grpo": common
-        + [
-            f"output_dir={out / 'grpo'}",
-            "objective=grpo",
-            f"num_generations={args.generations}",
-            f"batch_size={2 * args.generations}",
-            f"max_completion_length={args.completion}",
-            f"learning_rate={args.lr}",
-            "lr_scheduler=constant",
-            f"reward={args.reward}",
-            f"select_prompts={str(not args.no_select).lower()}",
-        ],
-        "sft_control": common + [f"output_dir={out / 'sft'}", "batch_size=8", f"learning_rate={args.sft_lr}"],
-    }
+    grpo = [
+        "objective=grpo",
+        f"num_generations={args.generations}",
+        f"batch_size={2 * args.generations}",
+        f"max_completion_length={args.completion}",
+        f"learning_rate={args.lr}",
+        "lr_scheduler=constant",
+        f"reward={args.reward}",
+        f"select_prompts={str(not args.no_select).lower()}",
+    ]
+    arms = {"grpo": [*common, f"output_dir={out / 'grpo'}", *grpo]}
+    for spec in args.ablate:
+        name, _, keys = spec.partition(":")
+        if not name or not keys or "=" not in keys:
+            raise SystemExit(f"--ablate {spec!r}: write NAME:key=value[,key=value]")
+        arms[name] = [*common, f"output_dir={out / name}", *grpo, *keys.split(",")]
+    arms["sft_control"] = [*common, f"output_dir={out / 'sft'}", "batch_size=8", f"learning_rate={args.sft_lr}"]
     models = {"start": args.start}
     for arm, overrides in arms.items():
         m = train(load_config(None, overrides))
@@ -86,13 +101,12 @@ def main() -> int:
         rows.append((ds.name, ex))
         print(json.dumps({ds.name: {k: v["ex"] for k, v in ex.items()}}), flush=True)
     print()
-    print("| questions | start | GRPO | SFT control |")
-    print("| --- | ---: | ---: | ---: |")
+    names = [a for a in arms if a != "sft_control"] + ["sft_control"]
+    print("| questions | start | " + " | ".join("GRPO" if a == "grpo" else a for a in names) + " |")
+    print("| --- | ---: |" + " ---: |" * len(names))
     for name, ex in rows:
         s = ex["start"]["ex"]
-        cells = [f"{100 * s:.1f}%"] + [
-            f"{100 * ex[a]['ex']:.1f}% ({100 * (ex[a]['ex'] - s):+.1f})" for a in ("grpo", "sft_control")
-        ]
+        cells = [f"{100 * s:.1f}%"] + [f"{100 * ex[a]['ex']:.1f}% ({100 * (ex[a]['ex'] - s):+.1f})" for a in names]
         print(f"| {name} ({ex['start']['n']}) | " + " | ".join(cells) + " |")
     print(f"total minutes: {(time.perf_counter() - t0) / 60:.1f}")
     return 0
