@@ -11,6 +11,7 @@ import csv
 import io
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,28 @@ def _with_descriptions(schema: Schema, desc: dict[str, dict[str, tuple[str, str]
             cols.append(replace(c, description=d, value_description=v))
         tables.append(replace(t, columns=tuple(cols)))
     return replace(schema, tables=tuple(tables), has_descriptions=bool(desc))
+
+
+class PerSchema:
+    """Values computed once per :class:`Schema` object (a ranker's models, a schema's column vectors), the
+    oldest dropped past ``size``. Keyed by the object's id, not its contents (hashing a large schema on
+    every question would cost more than the value saves); the schema is kept alive beside its value, so an
+    id is never reused while cached."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._values: dict[tuple[int, str], tuple[Schema, Any]] = {}
+
+    def get(self, schema: Schema, build: Callable[[], Any], key: str = "") -> Any:
+        """The value of ``schema`` (and ``key``), built by ``build()`` the first time."""
+        hit = self._values.get((id(schema), key))
+        if hit is not None and hit[0] is schema:
+            return hit[1]
+        value = build()
+        if len(self._values) >= self.size:
+            self._values.pop(next(iter(self._values)))
+        self._values[(id(schema), key)] = (schema, value)
+        return value
 
 
 _CACHE: dict[tuple[Any, ...], Schema] = {}

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from sqltune.db.schema import PerSchema
 from sqltune.errors import ConfigError
 
 WEIGHTS_FILE = Path(__file__).with_name("ranker.json")
@@ -72,18 +73,19 @@ def variant(embedder: str) -> str:
     return "embedder" if embedder else "words"
 
 
-_STATIC: dict[int, tuple[Any, Any]] = {}
-"""Each recent schema's per-column facts that no question changes, by the schema object's id."""
+_STATIC = PerSchema(16)
+"""Each recent schema's per-column facts that no question changes."""
 
 
 def _static(schema: Any) -> Any:
     """Per column: table index, primary key, foreign key, log of the schema's columns, position in its table,
     numeric type, the schema's tables, its table's columns (a numpy array, built once per schema)."""
+    return _STATIC.get(schema, lambda: _static_facts(schema))
+
+
+def _static_facts(schema: Any) -> Any:
     import numpy as np
 
-    hit = _STATIC.get(id(schema))
-    if hit is not None and hit[0] is schema:
-        return hit[1]
     fk = {(f.table, f.column) for f in schema.foreign_keys} | {(f.ref_table, f.ref_column) for f in schema.foreign_keys}
     n = sum(len(t.columns) for t in schema.tables)
     rows = []
@@ -101,11 +103,7 @@ def _static(schema: Any) -> Any:
                     float(len(t.columns)),
                 ]
             )
-    arr = np.array(rows, dtype=np.float64).reshape(-1, 8)
-    if len(_STATIC) >= 16:
-        _STATIC.pop(next(iter(_STATIC)))
-    _STATIC[id(schema)] = (schema, arr)
-    return arr
+    return np.array(rows, dtype=np.float64).reshape(-1, 8)
 
 
 def _group_max(values: Any, groups: Any, n_groups: int, floor: float) -> Any:

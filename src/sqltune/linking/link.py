@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from sqltune.db.schema import Column, Schema, Table
+from sqltune.db.schema import Column, PerSchema, Schema, Table
 from sqltune.errors import ConfigError
 
 MODES = ("off", "top-k", "budget", "auto")
@@ -145,8 +145,8 @@ class Linked:
         }
 
 
-_MODELS: dict[int, tuple[Schema, Any, Any, list[frozenset[str]], dict[str, int]]] = {}
-"""BM25 models of recent schemas (columns, tables), by the schema object's id (the schema kept alive with them)."""
+_MODELS = PerSchema(64)
+"""BM25 models of recent schemas (columns, tables), each column's name words and each table's group."""
 
 
 def _bm25_model(docs: list[list[str]]) -> Any:
@@ -181,25 +181,22 @@ def _components(schema: Schema) -> dict[str, int]:
 def _models(schema: Schema) -> tuple[Any, Any, list[frozenset[str]], dict[str, int]]:
     """The BM25 models of a schema's columns and tables, each column's name words and each table's group of
     joined tables, built once per schema object."""
-    hit = _MODELS.get(id(schema))
-    if hit is not None and hit[0] is schema:
-        return hit[1], hit[2], hit[3], hit[4]
-    docs = []
-    for t in schema.tables:
-        for c in t.columns:
-            d = _doc_terms(words(c.name)) * 2 + _doc_terms(words(t.name))
-            docs.append(d + _doc_terms(words(c.description)) + _doc_terms(words(c.value_description)))
-    names = [frozenset(words(c.name)) for t in schema.tables for c in t.columns]
-    models = (
-        _bm25_model(docs),
-        _bm25_model([_doc_terms(words(t.name)) for t in schema.tables]),
-        names,
-        _components(schema),
-    )
-    if len(_MODELS) >= 64:
-        _MODELS.pop(next(iter(_MODELS)))
-    _MODELS[id(schema)] = (schema, *models)
-    return models
+
+    def build() -> tuple[Any, Any, list[frozenset[str]], dict[str, int]]:
+        docs = []
+        for t in schema.tables:
+            for c in t.columns:
+                d = _doc_terms(words(c.name)) * 2 + _doc_terms(words(t.name))
+                docs.append(d + _doc_terms(words(c.description)) + _doc_terms(words(c.value_description)))
+        names = [frozenset(words(c.name)) for t in schema.tables for c in t.columns]
+        return (
+            _bm25_model(docs),
+            _bm25_model([_doc_terms(words(t.name)) for t in schema.tables]),
+            names,
+            _components(schema),
+        )
+
+    return _MODELS.get(schema, build)  # type: ignore[no-any-return]
 
 
 QUESTION_WORDS = frozenset(
@@ -361,8 +358,8 @@ GROUP_WEIGHT = 1.5
 EMBED_WEIGHT = 6.0
 """How much the question's cosine with a column (the embedder's; below zero counts as zero) adds to its score."""
 
-_VECTORS: dict[tuple[int, str], tuple[Schema, Any]] = {}
-"""Column vectors of recent schemas, by (the schema object's id, the embedder's name)."""
+_VECTORS = PerSchema(16)
+"""Column vectors of recent schemas, per embedder."""
 
 
 def column_text(t: Table, c: Column) -> str:
@@ -375,14 +372,9 @@ def _embedding_scores(schema: Schema, question: str, evidence: str, name: str) -
     from sqltune.models.embed import load_embedder
 
     emb = load_embedder(name)
-    hit = _VECTORS.get((id(schema), name))
-    if hit is None or hit[0] is not schema:
-        vecs = emb.encode([column_text(t, c) for t in schema.tables for c in t.columns])
-        if len(_VECTORS) >= 16:
-            _VECTORS.pop(next(iter(_VECTORS)))
-        _VECTORS[(id(schema), name)] = hit = (schema, vecs)
+    vecs = _VECTORS.get(schema, lambda: emb.encode([column_text(t, c) for t in schema.tables for c in t.columns]), name)
     q = emb.encode([f"{question} {evidence}".strip()])[0]
-    return [float(x) for x in (hit[1] @ q).tolist()]
+    return [float(x) for x in (vecs @ q).tolist()]
 
 
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
