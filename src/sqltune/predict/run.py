@@ -257,9 +257,9 @@ def _record(
     if cfg.resolve_tables and r.get("db_path") and any(sqls):
         names = _table_names(str(r["db_path"]), tables)
         shown = "\n".join(m["content"] for m in messages_from_record(r) if m["role"] == "user")
+        dialect = SQLGLOT_DIALECT.get(r.get("dialect") or "sqlite", "sqlite")
         for k, sql in enumerate(sqls):
             if sql:
-                dialect = SQLGLOT_DIALECT.get(r.get("dialect") or "sqlite", "sqlite")
                 sqls[k], done = resolve_tables(sql, names, shown, dialect)
                 resolved.update(done)
     rec: dict[str, Any] = {
