@@ -57,14 +57,16 @@ def test_rows_leave_when_they_end(backend, school_prompts):
     engine = ContinuousHF(backend, slots=4)
     short, long_ = GenParams(max_new_tokens=2), GenParams(max_new_tokens=30)
     out: dict = {}
-    with engine.lock:  # both requests wait for the loop together, so they overlap in the batch
+    # both requests arrive while the model is busy (the lock held), the short one first and the long
+    # one after the loop has already taken it: both still join the same first step
+    with engine.lock:
         threads = [
-            threading.Thread(target=lambda: out.setdefault("long", engine.generate([school_prompts[0]], long_))),
             threading.Thread(target=lambda: out.setdefault("short", engine.generate([school_prompts[1]], short))),
+            threading.Thread(target=lambda: out.setdefault("long", engine.generate([school_prompts[0]], long_))),
         ]
         for t in threads:
             t.start()
-        time.sleep(0.5)
+            time.sleep(0.3)
     for t in threads:
         t.join(timeout=120)
     n_long, n_short = out["long"][0][0].completion_tokens, out["short"][0][0].completion_tokens

@@ -220,12 +220,13 @@ class ContinuousHF:
         while True:
             if not self.rows and not waiting:
                 waiting.append(self.q.get())
-            while True:
-                try:
-                    waiting.append(self.q.get_nowait())
-                except queue.Empty:
-                    break
             with self.lock, torch.inference_mode():
+                # drained after the lock is held: what arrived while a stream held it joins this step
+                while True:
+                    try:
+                        waiting.append(self.q.get_nowait())
+                    except queue.Empty:
+                        break
                 try:
                     while waiting and len(self.rows) < self.slots:
                         req = waiting.popleft()
