@@ -19,12 +19,16 @@ by hand (skill). This script measures, in one run, alone on the machine:
   generates itself (``quickstart --mix generic``: 14 domains, no download), shuffled: what generated-database
   mixing adds;
 * **spider** (with ``--spider DIR``) - the same, mixing as many Spider train examples instead (questions
-  written by people over 140 databases): the reference the generated mix is measured against.
+  written by people over 140 databases): the reference the generated mix is measured against;
+* **recipe** (``--recipe NAME:key=value,...``, repeatable) - the same template train split and steps
+  with the training recipe changed (a lower learning rate, LoRA, embedding noise): what the recipe,
+  not the data, adds.
 
 Each arm prints EX on the human split and on the template split, and the step count it trained.
 
     python benchmarks/generalisation.py --base-run runs/bench_quickstart [--out runs/bench_generalisation]
         [--synth-pairs 400] [--arms voting,own,lexicon,generic,spider] [--spider ../shared/data/spider]
+        [--recipe NAME:key=value,key=value ...]
 """
 
 from __future__ import annotations
@@ -70,7 +74,17 @@ def main() -> None:
         help="which arms besides the quickstart's: voting, own, lexicon, generic, spider",
     )
     ap.add_argument("--spider", default=None, help="the Spider folder, for the spider arm")
+    ap.add_argument(
+        "--recipe", action="append", default=[], help="NAME:key=value,... the templates with a changed recipe (repeat)"
+    )
     args = ap.parse_args()
+    recipes = []
+    for spec in args.recipe:
+        name, _, kv = spec.partition(":")
+        pairs = [p for p in kv.split(",") if p]
+        if not name or not pairs or any("=" not in p for p in pairs):
+            raise SystemExit(f"--recipe {spec!r}: write NAME:key=value[,key=value]")
+        recipes.append((name, pairs))
     arms = set(args.arms.split(","))
     base, out = Path(args.base_run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,16 +108,23 @@ def main() -> None:
         rows += mix_arm("generic", GENERIC, "templates + generated databases", train_file, human, test, out, steps)
     if "spider" in arms and args.spider:
         rows += mix_arm("spider", args.spider, "templates + Spider train", train_file, human, test, out, steps)
+    for name, overrides in recipes:
+        m = trained(train_file, out / f"recipe_{name}_train", steps, name, overrides)
+        h = score(m["output"], human, out / f"recipe_{name}_human")
+        t = score(m["output"], test, out / f"recipe_{name}_test")
+        rows.append((f"templates, {name}", h["ex"], t["ex"], m["global_steps"], ", ".join(overrides)))
 
     report(rows, qs)
 
 
-def trained(train_file: Path, run_dir: Path, steps: int, name: str) -> dict[str, Any]:
-    """The quickstart's recipe on ``train_file`` for ``steps`` steps (resumed when done)."""
+def trained(
+    train_file: Path, run_dir: Path, steps: int, name: str, overrides: list[str] | None = None
+) -> dict[str, Any]:
+    """The quickstart's recipe (with ``overrides``) on ``train_file`` for ``steps`` steps (resumed when done)."""
     if not (run_dir / "manifest.json").exists():
         cfg = load_config(
             RECIPE,
-            [f"max_steps={steps}"],
+            [f"max_steps={steps}", *(overrides or [])],
             base={"model": DEFAULT_MODEL, "train_file": str(train_file), "output_dir": str(run_dir)},
         )
         t1 = time.perf_counter()
