@@ -304,3 +304,28 @@ def test_lm_head_on_labels_only_switches_the_trainer_and_trl_fields_are_checked(
     monkeypatch.setattr(trl.SFTTrainer, "__init__", init_without_fields)
     with pytest.raises(ModelError, match=r"has no SFTTrainer\._total_train_tokens.*lm_head_on_labels_only: false"):
         sft.train(load_config(None, base_overrides(data, tiny_model, tmp_path / "moved", method="full")))
+
+
+def test_neftune_noise_changes_the_training_and_is_checked(data, tiny_model, tmp_path):
+    from safetensors.torch import load_file
+
+    from sqltune.train.sft import train
+
+    for bad, why in (("0", "must be a number > 0"), ("-1", "must be a number > 0"), ("loud", "should be a float")):
+        with pytest.raises(ConfigError, match=f"neftune_noise_alpha: .*{why}"):
+            load_config(None, base_overrides(data, tiny_model, tmp_path / "x", neftune_noise_alpha=bad))
+    with pytest.raises(ConfigError, match="neftune_noise_alpha: an SFT setting"):
+        load_config(None, base_overrides(data, tiny_model, tmp_path / "x", objective="grpo", neftune_noise_alpha=5))
+
+    def weights(name, **kw):
+        run = tmp_path / name
+        m = train(load_config(None, base_overrides(data, tiny_model, run, method="full", max_steps=2, **kw)))
+        assert m["global_steps"] == 2
+        return run, load_file(str(run / "model" / "model.safetensors"))
+
+    _, plain = weights("plain")
+    _, again = weights("again")
+    noisy_run, noisy = weights("noisy", neftune_noise_alpha=5)
+    assert all(torch.equal(plain[k], again[k]) for k in plain), "the same seed trains the same weights"
+    assert any(not torch.equal(plain[k], noisy[k]) for k in plain), "the noise reached the training"
+    assert torch.load(noisy_run / "model" / "training_args.bin", weights_only=False).neftune_noise_alpha == 5

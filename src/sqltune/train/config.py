@@ -76,6 +76,9 @@ class TrainConfig:
     warmup_steps: int = 0
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
+    neftune_noise_alpha: float | None = None
+    """sft: add uniform noise of this scale (alpha / sqrt(tokens x width)) to the input embeddings while
+    training (NEFTune, transformers' own hook; 5 is the paper's usual value); off when unset."""
     max_grad_norm: float = 1.0
     optim: str = "adamw_torch_fused"
     """A transformers optimizer name; adamw_torch_fused (one fused kernel: its step is 6x faster than
@@ -141,7 +144,15 @@ class TrainConfig:
             "reward_timeout",
             "use_vllm",
         )
-        sft_keys = ("packing", "padding_free", "shared_prefix", "overlong", "lm_head_on_labels_only", "val_fraction")
+        sft_keys = (
+            "packing",
+            "padding_free",
+            "shared_prefix",
+            "overlong",
+            "lm_head_on_labels_only",
+            "val_fraction",
+            "neftune_noise_alpha",
+        )
         if self.objective == "sft":
             for k in grpo_keys:
                 if getattr(self, k) != defaults[k]:
@@ -191,6 +202,9 @@ class TrainConfig:
             problems.append(f"val_fraction: {self.val_fraction} must be in [0, 1)")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate: {self.learning_rate} must be > 0")
+        alpha = self.neftune_noise_alpha
+        if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0):
+            problems.append(f"neftune_noise_alpha: {alpha!r} must be a number > 0 (or drop it: off)")
         if self.epochs <= 0 and self.max_steps <= 0:
             problems.append("epochs or max_steps must be positive")
         if not 0 <= self.lora_dropout < 1:

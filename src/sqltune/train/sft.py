@@ -257,6 +257,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=False,
+        neftune_noise_alpha=cfg.neftune_noise_alpha,
     )
     # On CUDA, TRL's own fused head already scores only labelled positions.
     extra: dict[str, Any] = {}
