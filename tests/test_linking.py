@@ -4,6 +4,7 @@ other cases, an index rebuilt when the database changes, and training prompts eq
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -378,3 +379,62 @@ def test_a_word_of_the_schema_or_of_many_values_names_no_value(tmp_path, cache):
     assert [h.value for h in index.lookup("When was the kirov orchestra founded?")][:1] == ["Kirov Orchestra"]
     assert [h.value for h in index.lookup("Where does the Kirov Orchestr play?")][:1] == ["Kirov Orchestra"]
     assert [h.value for h in index.lookup("orchestras in Seatle")] == ["Seattle"]
+
+
+def test_the_column_ranker_scores_as_rank_bm25_does(shop):
+    import numpy as np
+    from rank_bm25 import BM25Okapi
+
+    from sqltune.linking.link import _doc_terms, _models, _question_terms, words
+
+    schema = introspect(str(shop))
+    docs = [
+        _doc_terms(words(c.name)) * 2 + _doc_terms(words(t.name)) + _doc_terms(words(c.description))
+        for t in schema.tables
+        for c in t.columns
+    ]
+    library = BM25Okapi([d or ["\x00"] for d in docs])
+    ranking = _models(schema)
+    for question, _ in QUESTIONS + [("name name of the product and the customer's unknownword", "")]:
+        q = _question_terms(question, "")
+        ours = ranking.columns.scores(q)
+        assert ours.max() > 0
+        assert np.array_equal(ours, np.maximum(library.get_scores(q), 0.0))  # bit for bit, not close
+
+
+def test_tables_of_equal_score_are_kept_in_the_same_order_whatever_the_hash_seed(tmp_path):
+    db = tmp_path / "twins.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript(
+        # two tables whose columns score the same for the question (names of one length)
+        "CREATE TABLE red (id INTEGER PRIMARY KEY, label TEXT);"
+        "CREATE TABLE tan (id INTEGER PRIMARY KEY, label TEXT);"
+        "CREATE TABLE hub (id INTEGER PRIMARY KEY, red_id INTEGER REFERENCES red(id),"
+        " tan_id INTEGER REFERENCES tan(id));"
+    )
+    con.close()
+    script = (
+        "import json, sys; from sqltune.db.schema import introspect; "
+        "from sqltune.linking.link import LinkSettings, link; "
+        "s = introspect(sys.argv[1]); "
+        "print(json.dumps(link(s, 'every label', '', LinkSettings('top-k', 2)).to_dict()['tables']))"
+    )
+    seen = set()
+    for seed in range(8):
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(db)],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        seen.add(out)
+    assert len(seen) == 1, seen
+    tables = json.loads(seen.pop())
+    assert tables[0]["score"] == tables[1]["score"]
+    # the first in the schema's order is the one the join path starts from
+    assert [(t["table"], t["why"]) for t in tables if t["kept"]] == [
+        ("red", "column"),
+        ("tan", "column"),
+        ("hub", "joins tan"),
+    ]

@@ -24,6 +24,7 @@ The values a question names are shown beside their columns.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
@@ -146,19 +147,72 @@ class Linked:
 
 
 _MODELS = PerSchema(64)
-"""BM25 models of recent schemas (columns, tables), each column's name words and each table's group."""
+"""The ranking state of recent schemas (:class:`_Ranking`)."""
 
 
-def _bm25_model(docs: list[list[str]]) -> Any:
-    from rank_bm25 import BM25Okapi
+class _Bm25:
+    """A ``rank_bm25`` Okapi model (its fitted idf, document frequencies and lengths) whose scores for a
+    query come from an inverted index: ``BM25Okapi.get_scores`` reads every document's frequencies in Python
+    for every query word, too slow for a schema of thousands of columns; this adds, word by word in the
+    query's order, the same per-document terms of the same formula, for the documents holding the word
+    (the others add zero), so the scores are the library's bit for bit."""
 
-    return BM25Okapi([d or ["\x00"] for d in docs]) if docs else None  # rank_bm25 divides by the mean length
+    def __init__(self, docs: list[list[str]]) -> None:
+        import numpy as np
+        from rank_bm25 import BM25Okapi
+
+        self.n = len(docs)
+        self.model = BM25Okapi([d or ["\x00"] for d in docs]) if docs else None  # it divides by the mean length
+        self.postings: dict[str, tuple[Any, Any]] = {}
+        if self.model is None:
+            return
+        m = self.model
+        cols: dict[str, tuple[list[int], list[int]]] = {}
+        for i, freqs in enumerate(m.doc_freqs):
+            for w, f in freqs.items():
+                ids, fs = cols.setdefault(w, ([], []))
+                ids.append(i)
+                fs.append(f)
+        doc_len = np.array(m.doc_len)
+        norm = m.k1 * (1 - m.b + m.b * doc_len / m.avgdl)
+        for w, (ids, fs) in cols.items():
+            idx = np.array(ids, dtype=np.int64)
+            q_freq = np.array(fs)
+            self.postings[w] = (idx, (m.idf.get(w) or 0) * (q_freq * (m.k1 + 1) / (q_freq + norm[idx])))
+
+    def scores(self, query: list[str]) -> Any:
+        """Every document's score, negative ones as zero (a float64 array)."""
+        import numpy as np
+
+        score = np.zeros(self.n)
+        for q in query:
+            hit = self.postings.get(q)
+            if hit is not None:
+                score[hit[0]] += hit[1]
+        return np.maximum(score, 0.0)
 
 
-def _scores(model: Any, n: int, query: list[str]) -> list[float]:
-    if model is None or not query:
-        return [0.0] * n
-    return [max(0.0, float(s)) for s in model.get_scores(query)]
+@dataclass
+class _Ranking:
+    """What ranking a schema's columns needs, built once per schema object."""
+
+    columns: _Bm25
+    tables: _Bm25
+    names: list[frozenset[str]]
+    """Each column's name words (schema order)."""
+    keys: list[tuple[str, str]]
+    """(table, column) of each column, schema order."""
+    table_of: Any
+    """Each column's table (an index into ``schema.tables``)."""
+    group_of_table: Any
+    """Each table's group of tables joined by foreign keys."""
+    groups: int
+    name_len: Any
+    """Words in each column's name."""
+    word_columns: dict[str, Any]
+    """A name word -> the columns whose names hold it."""
+    by_lower: dict[tuple[str, str], list[int]]
+    """(table, column) in lower case -> the columns (value index hits are in lower case)."""
 
 
 def _components(schema: Schema) -> dict[str, int]:
@@ -178,22 +232,39 @@ def _components(schema: Schema) -> dict[str, int]:
     return {t.name: roots.setdefault(find(t.name), len(roots)) for t in schema.tables}
 
 
-def _models(schema: Schema) -> tuple[Any, Any, list[frozenset[str]], dict[str, int]]:
-    """The BM25 models of a schema's columns and tables, each column's name words and each table's group of
-    joined tables, built once per schema object."""
+def _models(schema: Schema) -> _Ranking:
+    """The ranking state of a schema (BM25 models of its columns and tables, name words, groups), built once
+    per schema object."""
 
-    def build() -> tuple[Any, Any, list[frozenset[str]], dict[str, int]]:
+    def build() -> _Ranking:
+        import numpy as np
+
         docs = []
         for t in schema.tables:
             for c in t.columns:
                 d = _doc_terms(words(c.name)) * 2 + _doc_terms(words(t.name))
                 docs.append(d + _doc_terms(words(c.description)) + _doc_terms(words(c.value_description)))
         names = [frozenset(words(c.name)) for t in schema.tables for c in t.columns]
-        return (
-            _bm25_model(docs),
-            _bm25_model([_doc_terms(words(t.name)) for t in schema.tables]),
-            names,
-            _components(schema),
+        group = _components(schema)
+        word_cols: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            for w in name:
+                word_cols.setdefault(w, []).append(i)
+        by_lower: dict[tuple[str, str], list[int]] = {}
+        keys = [(t.name, c.name) for t in schema.tables for c in t.columns]
+        for i, (tn, cn) in enumerate(keys):
+            by_lower.setdefault((tn.lower(), cn.lower()), []).append(i)
+        return _Ranking(
+            columns=_Bm25(docs),
+            tables=_Bm25([_doc_terms(words(t.name)) for t in schema.tables]),
+            names=names,
+            keys=keys,
+            table_of=np.array([i for i, t in enumerate(schema.tables) for _ in t.columns], dtype=np.int64),
+            group_of_table=np.array([group[t.name] for t in schema.tables], dtype=np.int64),
+            groups=len(set(group.values())),
+            name_len=np.array([len(n) for n in names], dtype=np.int64),
+            word_columns={w: np.array(v, dtype=np.int64) for w, v in word_cols.items()},
+            by_lower=by_lower,
         )
 
     return _MODELS.get(schema, build)  # type: ignore[no-any-return]
@@ -367,14 +438,17 @@ def column_text(t: Table, c: Column) -> str:
     return " ".join([*words(t.name), *words(c.name), c.description or ""]).strip()
 
 
-def _embedding_scores(schema: Schema, question: str, evidence: str, name: str) -> list[float]:
-    """The cosine of the question with every column (in schema order), by the embedder ``name``."""
+def _embedding_scores(schema: Schema, question: str, evidence: str, name: str) -> Any:
+    """The cosine of the question with every column (in schema order, a float64 array), by the embedder
+    ``name``."""
+    import numpy as np
+
     from sqltune.models.embed import load_embedder
 
     emb = load_embedder(name)
     vecs = _VECTORS.get(schema, lambda: emb.encode([column_text(t, c) for t in schema.tables for c in t.columns]), name)
     q = emb.encode([f"{question} {evidence}".strip()])[0]
-    return [float(x) for x in (vecs @ q).tolist()]
+    return np.asarray((vecs @ q).numpy(), dtype=np.float64)
 
 
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
@@ -400,44 +474,60 @@ def rank(
     """Scores of every table and column for a question: ``{"tables": {name: score}, "columns": {(t, c): score},
     "value_hits": {(t, c): [hit, ...]}, "parts": {...}}`` (``parts``: what each score is made of, per column,
     for the learned ranker); ``embedder``: a sentence encoder's name (adds meaning to words)."""
+    import numpy as np
+
     q = _question_terms(question, evidence)
     qset = set(q)
-    cols = [(t, c) for t in schema.tables for c in t.columns]
-    col_model, table_model, names, group = _models(schema)
-    bm25 = _scores(col_model, len(cols), q)
-    sims = _embedding_scores(schema, question, evidence, embedder) if embedder and cols else [0.0] * len(cols)
-    col_scores = [s + EMBED_WEIGHT * max(0.0, sim) for s, sim in zip(bm25, sims, strict=True)]
-    exacts: list[float] = []
-    values: list[float] = []
-    table_scores = _scores(table_model, len(schema.tables), q)
-    tscore = {t.name: s for t, s in zip(schema.tables, table_scores, strict=True)}
+    r = _models(schema)
+    n = len(r.keys)
+    bm25 = r.columns.scores(q)
+    sims = _embedding_scores(schema, question, evidence, embedder) if embedder and n else np.zeros(n)
+    table_scores = r.tables.scores(q)
+    tscore = {t.name: float(s) for t, s in zip(schema.tables, table_scores, strict=True)}
+    named = np.zeros(n, dtype=np.int64)  # how many of each column's name words the question says
+    for w in qset:
+        cols = r.word_columns.get(w)
+        if cols is not None:
+            named[cols] += 1
+    exact = ((named == r.name_len) & (r.name_len > 0)).astype(np.float64)  # the question says its whole name
+    value = np.zeros(n)
     by_col: dict[tuple[str, str], list[Any]] = {}
     for h in hits or []:
         by_col.setdefault((h.table.lower(), h.column.lower()), []).append(h)
-    scores: dict[tuple[str, str], float] = {}
-    for (t, c), s, name in zip(cols, col_scores, names, strict=True):
-        exact = 1.0 if name and name <= qset else 0.0  # every word of the column's name is in the question
-        vh = by_col.get((t.name.lower(), c.name.lower())) if by_col else None
-        value = max(h.score for h in vh) / 100.0 * 3.0 if vh else 0.0
-        exacts.append(exact)
-        values.append(value / 3.0)
-        scores[(t.name, c.name)] = s + exact + value + 0.25 * tscore[t.name]
-    if len(set(group.values())) > 1:
+    for key, hs in by_col.items():
+        for i in r.by_lower.get(key, ()):
+            value[i] = max(h.score for h in hs) / 100.0 * 3.0
+    final = bm25 + EMBED_WEIGHT * np.maximum(0.0, sims)
+    final = final + exact + value + 0.25 * table_scores[r.table_of]
+    if r.groups > 1:
         # a group of joined tables that matches the question as a whole lifts its columns: of two
         # "singer" tables, the one whose neighbours match the rest of the question
-        best: dict[int, list[float]] = {}
-        for (tn, _), v in scores.items():
-            best.setdefault(group[tn], []).append(v)
-        gmax: dict[int, float] = {}
-        for t_name, ts in tscore.items():
-            gmax[group[t_name]] = max(gmax.get(group[t_name], 0.0), ts)
-        strength = {g: sum(sorted(v, reverse=True)[:3]) + gmax.get(g, 0.0) for g, v in best.items()}
-        top = max(strength.values()) or 1.0
-        for key in list(scores):
-            scores[key] += GROUP_WEIGHT * strength[group[key[0]]] / top
-    parts = {"bm25": bm25, "cosine": sims, "exact": exacts, "value": values, "tables": tscore, "names": names}
-    parts["final"] = [scores[(t.name, c.name)] for t, c in cols]
-    return {"tables": tscore, "columns": scores, "value_hits": by_col, "parts": parts}
+        group = r.group_of_table[r.table_of]
+        order = np.lexsort((-final, group))  # by group, best column first
+        g_sorted = group[order]
+        first = np.searchsorted(g_sorted, g_sorted)  # where each column's group starts
+        top3 = order[np.arange(n) - first < 3]
+        best3 = np.bincount(group[top3], weights=final[top3], minlength=r.groups)
+        gmax = np.zeros(r.groups)
+        np.maximum.at(gmax, r.group_of_table, table_scores)
+        strength = best3 + gmax
+        top = strength.max() or 1.0
+        final = final + GROUP_WEIGHT * strength[group] / top
+    parts = {
+        "bm25": bm25,
+        "cosine": sims,
+        "exact": exact,
+        "value": value / 3.0,
+        "tables": tscore,
+        "names": r.names,
+        "final": final,
+    }
+    return {
+        "tables": tscore,
+        "columns": dict(zip(r.keys, final.tolist(), strict=True)),
+        "value_hits": by_col,
+        "parts": parts,
+    }
 
 
 def learned(schema: Schema, question: str, ranked: dict[str, Any], embedder: str = "") -> dict[str, Any]:
@@ -492,8 +582,7 @@ def select(
 ) -> tuple[Schema, dict[str, str], set[tuple[str, str]]]:
     """The schema with the best ``n_columns`` columns, their tables, the tables whose names the question
     matches, the join paths between them and every kept table's keys."""
-    order = sorted(ranked["columns"].items(), key=lambda kv: -kv[1])
-    chosen = {k for k, s in order[:n_columns]}
+    chosen = {k for k, _ in heapq.nlargest(n_columns, ranked["columns"].items(), key=lambda kv: kv[1])}
     tscore = ranked["tables"]
     best_table = max(tscore.values(), default=0.0)
     named = sorted((t for t, s in tscore.items() if s > 0 and s >= 0.5 * best_table), key=lambda t: -tscore[t])
@@ -502,7 +591,8 @@ def select(
     for (t, _), s in ranked["columns"].items():
         if s > table_best[t]:
             table_best[t] = s
-    tables_by_score = sorted({t for t, _ in chosen} | set(named), key=lambda t: -table_best[t])
+    position = {t.name: i for i, t in enumerate(schema.tables)}  # ties in schema order, not a set's (hash) order
+    tables_by_score = sorted({t for t, _ in chosen} | set(named), key=lambda t: (-table_best[t], position[t]))
     keep, added = _join_paths(schema, tables_by_score)
     why = {t: ("matched" if t in named else "column") for t in tables_by_score}
     why.update({t: w for t, w in added.items()})
@@ -594,7 +684,7 @@ def link(
         kept, why, chosen = select(schema, ranked, settings.top_k)
     elif settings.mode == "auto":
         ranked = learned(schema, question, ranked, settings.embedder)
-        likely = sorted(ranked["columns"].values(), reverse=True)[: settings.top_k]
+        likely = heapq.nlargest(settings.top_k, ranked["columns"].values())
         kept, why, chosen = select(schema, ranked, max(1, sum(1 for p in likely if p >= settings.threshold)))
     else:
         if fits is None:
@@ -632,9 +722,9 @@ def link(
         key=lambda r: (not r["kept"], -r["score"]),
     )
     col_rows = []
-    top = sorted(ranked["columns"].items(), key=lambda kv: -kv[1])
-    listed = [kv for kv in top if kv[0] in kept_cols]
-    listed += [kv for kv in top[: len(kept_cols) + 20] if kv[0] not in kept_cols]
+    listed = [kv for kv in ranked["columns"].items() if kv[0] in kept_cols]
+    top = heapq.nlargest(len(kept_cols) + 20, ranked["columns"].items(), key=lambda kv: kv[1])
+    listed += [kv for kv in top if kv[0] not in kept_cols]
     for (t, c), s in sorted(listed, key=lambda kv: -kv[1]):  # every kept column, and the best of the others
         k = (t, c) in kept_cols
         reason = "ranked" if (t, c) in chosen else ("key" if k else "dropped")
