@@ -1,13 +1,19 @@
-"""Schema linking's effect on execution accuracy: the default model trained twice on Spider train for the same
-minutes, once on whole-schema prompts and once on linked prompts (the setting of benchmarks/schema_linking.py),
-each scored on prompts built its own way: Spider dev, BIRD dev's superhero questions (with evidence), and, for
-the linked model, Spider dev asked of one database holding every Spider database (where the whole schema
-cannot be shown: every such prompt would be refused).
+"""Schema linking's effect on execution accuracy: the default model trained on Spider train for the same
+minutes in each arm, scored on prompts built its own way: Spider dev, BIRD dev's superhero questions (with
+evidence), and, for the linked arms, Spider dev asked of one database holding every Spider database (where the
+whole schema cannot be shown: every such prompt would be refused).
 
-    python benchmarks/schema_linking_ex.py [--train-minutes 12] [--dev 400] [--out runs/bench_linking_ex]
+Arms: ``whole`` (whole-schema prompts), ``linked`` (linked prompts, the setting of benchmarks/schema_linking.py,
+each question asked of its own database) and ``mixed`` (the same linked prompts, but a seeded half of the
+training questions asked of the merged database, its gold rewritten to the merged names: the model meets, in
+training, prompts that show tables of several databases, as a warehouse's prompts do; Spider train's questions
+only, never dev's).
+
+    python benchmarks/schema_linking_ex.py [--train-minutes 12] [--dev 400] [--arms whole,linked,mixed]
+                                           [--out runs/bench_linking_ex]
 
 Run it alone on the machine; every step writes into --out and resumes when rerun. ``--dev N`` scores a seeded
-sample of N Spider dev questions (0: all 972) on each arm, the same questions on both.
+sample of N Spider dev questions (0: all 972) on each arm, the same questions on every arm.
 """
 
 from __future__ import annotations
@@ -40,6 +46,50 @@ def score(dataset: Path, pred: Path, out: Path) -> dict:
     return s
 
 
+def write_merged_pairs(examples: list, merged: Path, parts: dict, out: Path) -> int:
+    """Pairs of ``examples`` asked of the merged database, each gold rewritten to its <db_id>__<table> names."""
+    n = 0
+    with out.open("w") as fh:
+        for e in examples:
+            if e.db_id not in parts:
+                continue
+            sql = prefixed(e.sql, e.db_id, {t.name.lower() for t in parts[e.db_id].tables})
+            if sql:
+                row = {"id": e.id, "question": e.question, "sql": sql, "db_path": str(merged.resolve())}
+                fh.write(json.dumps(row) + "\n")
+                n += 1
+    return n
+
+
+def mixed_train(args: argparse.Namespace, out: Path, merged: Path, parts: dict, common: dict, train_file: Path) -> None:
+    """The linked arm's training records with a seeded half of the questions asked of the merged database."""
+    train_all, _, _ = load_spider(args.spider, "train")
+    train_all = [e for e in train_all if Path(e.db_path).is_file()]
+    rng = random.Random(args.seed + 1)
+    half = {e.id for e in rng.sample(train_all, len(train_all) // 2)}
+    own = out / "mixed_own.jsonl"
+    if not own.exists():
+        build(
+            BuildConfig(benchmark="spider", data_dir=args.spider, split="train", out=str(own), **common),
+            [e for e in train_all if e.id not in half],
+        )
+    big = out / "mixed_merged.jsonl"
+    if not big.exists():
+        pairs = out / "mixed_merged_pairs.jsonl"
+        write_merged_pairs([e for e in train_all if e.id in half], merged, parts, pairs)
+        build(BuildConfig(benchmark="pairs", data_dir=str(pairs), split="", out=str(big), **common))
+    lines = own.read_text().splitlines() + big.read_text().splitlines()
+    rng.shuffle(lines)
+    tmp = train_file.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(train_file)
+    print(
+        f"mixed: {len(own.read_text().splitlines())} own-database records, "
+        f"{len(big.read_text().splitlines())} merged-database records",
+        flush=True,
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spider", default=str(ROOT.parent / "shared" / "data" / "spider"))
@@ -48,8 +98,12 @@ def main() -> int:
     ap.add_argument("--dev", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-new-tokens", type=int, default=160)
+    ap.add_argument("--arms", default="whole,linked,mixed", help="comma-separated: whole, linked, mixed")
     ap.add_argument("--out", default="runs/bench_linking_ex")
     args = ap.parse_args()
+    chosen = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if not chosen or set(chosen) - {"whole", "linked", "mixed"}:
+        ap.error(f"--arms {args.arms}: give some of whole, linked, mixed")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pull_model(DEFAULT_MODEL)
@@ -59,8 +113,9 @@ def main() -> int:
     rng = random.Random(args.seed)
     dev = sorted(rng.sample(dev_all, args.dev), key=lambda e: e.id) if 0 < args.dev < len(dev_all) else dev_all
     hero = [e for e in load_bird(args.bird, "dev")[0] if e.db_id == "superhero"]
-    arms = {"whole": {}, "linked": LINKED}
+    arms = {a: ({} if a == "whole" else LINKED) for a in chosen}
     figures: dict[str, dict[str, str]] = {}
+    merged, parts = merge_spider(Path(args.spider), out / "spider_all.sqlite")
     for arm, link in arms.items():
         common = {"schema": "compact", "tokenizer": DEFAULT_MODEL, **link}
         train_file, dev_file, hero_file = (
@@ -68,6 +123,8 @@ def main() -> int:
             out / f"{arm}_dev.jsonl",
             out / f"{arm}_bird.jsonl",
         )
+        if arm == "mixed" and not train_file.exists():
+            mixed_train(args, out, merged, parts, common, train_file)
         if not train_file.exists():
             build(BuildConfig(benchmark="spider", data_dir=args.spider, split="train", out=str(train_file), **common))
         if not dev_file.exists():
@@ -104,45 +161,39 @@ def main() -> int:
             s = score(data, pred, out / f"{arm}_{name}_eval")
             figures.setdefault(name, {})[arm] = f"{100 * s['ex']:.2f}% ({s['correct']}/{s['n']})"
             print(f"{arm} {name}: EX {figures[name][arm]}", flush=True)
-        if arm == "linked":
-            merged, parts = merge_spider(Path(args.spider), out / "spider_all.sqlite")
+        if arm != "whole":
             big_pairs = out / "large_pairs.jsonl"
-            with big_pairs.open("w") as fh:
-                for e in dev:
-                    sql = prefixed(e.sql, e.db_id, {t.name.lower() for t in parts[e.db_id].tables})
-                    if sql:
-                        fh.write(
-                            json.dumps(
-                                {"id": e.id, "question": e.question, "sql": sql, "db_path": str(merged.resolve())}
-                            )
-                            + "\n"
-                        )
-            big_file = out / "linked_large.jsonl"
+            write_merged_pairs(dev, merged, parts, big_pairs)
+            big_file = out / "linked_large.jsonl"  # the same prompts for both linked arms
             if not big_file.exists() or not big_file.stat().st_size:
                 build(BuildConfig(benchmark="pairs", data_dir=str(big_pairs), split="", out=str(big_file), **common))
             if not big_file.stat().st_size:
                 raise SystemExit(f"{big_file}: no question of the merged database was built; see its report")
-            pred = out / "linked_large.pred.jsonl"
+            pred = out / f"{arm}_large.pred.jsonl"
             predict(
                 PredictConfig(dataset=str(big_file), out=str(pred), model=manifest["output"], max_new_tokens=160),
                 progress=False,
             )
-            s = score(big_file, pred, out / "linked_large_eval")
-            figures.setdefault("large_schema", {})["linked"] = f"{100 * s['ex']:.2f}% ({s['correct']}/{s['n']})"
+            s = score(big_file, pred, out / f"{arm}_large_eval")
+            figures.setdefault("large_schema", {})[arm] = f"{100 * s['ex']:.2f}% ({s['correct']}/{s['n']})"
             preds = [json.loads(line) for line in pred.read_text().splitlines() if line.strip()]
             resolved = sum(1 for r in preds if r.get("resolved"))
-            print(f"linked large_schema: EX {figures['large_schema']['linked']}", flush=True)
+            print(f"{arm} large_schema: EX {figures['large_schema'][arm]}", flush=True)
             print(
                 f"  {resolved} of {len(preds)} answers named a table without its prefix and were read as the one "
                 "table it names (predict's resolve_tables)",
                 flush=True,
             )
     print()
-    print("| questions | whole-schema prompts | linked prompts |")
-    print("| --- | ---: | ---: |")
+    heads = {"whole": "whole-schema prompts", "linked": "linked prompts", "mixed": "linked, half merged in training"}
+    print("| questions | " + " | ".join(heads[a] for a in arms) + " |")
+    print("| --- |" + " ---: |" * len(arms))
     for name, f in figures.items():
-        whole = f.get("whole", "not run: every whole-schema prompt is over the context (benchmarks/schema_linking.py)")
-        print(f"| {name} | {whole} | {f.get('linked', '')} |")
+        cells = []
+        for a in arms:
+            none = "not run: every whole-schema prompt is over the context" if a == "whole" else ""
+            cells.append(f.get(a, none))
+        print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"total minutes: {(time.perf_counter() - t0) / 60:.1f}")
     return 0
 
