@@ -4,14 +4,17 @@ the training data did not template.
     python benchmarks/grpo.py --start runs/quickstart/train/model --train runs/quickstart/data/train.jsonl \
         --eval runs/demo_handwritten.jsonl [--eval runs/spider_dev.jsonl] [--minutes 30] [--out runs/bench_grpo]
         [--reward arctic] [--lr 1e-6] [--generations 4] [--completion 96] [--no-select] [--prompts 96]
-        [--ablate NAME:key=value,key=value ...]
+        [--ablate NAME:key=value,key=value ...] [--synth runs/quickstart/data/shop.sqlite --synth-n 300]
 
 Run it alone on the machine. Each --eval dataset (records from 'sqltune data build', built with the start
 model's prompt contract) is scored for the start model, the GRPO arm and the SFT control; the table gives EX
 and the change from the start. ``--prompts N`` trains both arms on N records of --train (shuffled with seed 0,
 written to OUT/train.N.jsonl): a CPU-sized prompt set. Each ``--ablate`` adds a GRPO arm with the GRPO arm's
 settings but the train-config keys it names (``lr5e-6:learning_rate=5e-6``, ``dense:reward=dense``), scored
-beside the others against the same control. The GRPO arm's reward curves are in OUT/grpo/rewards.png and its selection in
+beside the others against the same control. ``--synth DB`` trains both arms on pairs that ``sqltune data synth``
+draws from DB alone (``--synth-n`` of them, seed 0; the quickstart's compact prompts, the demo's and
+``quickstart --db``'s contract) instead of --train: questions of many shapes and phrasings that no template wrote;
+a synthesized question equal to an --eval question after normalisation is dropped and counted. The GRPO arm's reward curves are in OUT/grpo/rewards.png and its selection in
 OUT/grpo/selection.json. Every step writes into --out and resumes when rerun.
 """
 
@@ -20,12 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import time
 from pathlib import Path
 
+from sqltune.data.synth import SynthConfig, synthesize
 from sqltune.evaluate.run import EvalConfig, run_eval
+from sqltune.io import read_jsonl, write_jsonl
 from sqltune.predict.run import PredictConfig, predict
+from sqltune.quickstart import build_compact
 from sqltune.train.config import load_config
 from sqltune.train.run import train
 
@@ -37,10 +44,33 @@ def score(model: str, dataset: Path, out: Path) -> dict:
     return s
 
 
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def synth_file(db: Path, n: int, evals: list[str], out: Path) -> Path:
+    """Pairs drawn from ``db`` by data synth, built with the quickstart's compact prompts, less any question
+    that an eval set asks too (after normalisation)."""
+    built = out / f"synth{n}.jsonl"
+    if built.exists():
+        return built
+    pairs = out / f"synth{n}.pairs.jsonl"
+    synthesize(SynthConfig(db=[str(db.resolve())], out=str(pairs), n=n, seed=0))
+    asked = {_words(r["question"]) for e in evals for r in read_jsonl(e)}
+    rows = read_jsonl(pairs)
+    kept = [r for r in rows if _words(r["question"]) not in asked]
+    print(f"synth: {len(rows)} pairs from {db.name}; {len(rows) - len(kept)} dropped as an eval question", flush=True)
+    write_jsonl(pairs, kept)
+    build_compact("pairs", pairs, "", built, 1024)
+    return built
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--start", required=True, help="the SFT model folder both arms start from")
-    ap.add_argument("--train", required=True, help="training records (the SFT run's)")
+    ap.add_argument("--train", help="training records (the SFT run's); or --synth")
+    ap.add_argument("--synth", help="a database: train on pairs 'sqltune data synth' draws from it")
+    ap.add_argument("--synth-n", type=int, default=300, help="--synth: pairs to draw")
     ap.add_argument("--eval", action="append", required=True, help="a dataset to score (repeat)")
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--reward", default="arctic")
@@ -56,7 +86,9 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    train_file = Path(args.train)
+    if bool(args.train) == bool(args.synth):
+        raise SystemExit("give --train FILE or --synth DB (one of them)")
+    train_file = synth_file(Path(args.synth), args.synth_n, args.eval, out) if args.synth else Path(args.train)
     if args.prompts:
         records = [line for line in train_file.read_text().splitlines() if line.strip()]
         random.Random(0).shuffle(records)
