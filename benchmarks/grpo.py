@@ -3,7 +3,7 @@ the training data did not template.
 
     python benchmarks/grpo.py --start runs/quickstart/train/model --train runs/quickstart/data/train.jsonl \
         --eval runs/demo_handwritten.jsonl [--eval runs/spider_dev.jsonl] [--minutes 30] [--out runs/bench_grpo]
-        [--reward arctic] [--lr 1e-6] [--generations 4] [--completion 96] [--no-select] [--prompts 96]
+        [--reward arctic] [--lr 1e-5] [--generations 4] [--completion 96] [--no-select] [--prompts 96]
         [--ablate NAME:key=value,key=value ...] [--synth runs/quickstart/data/shop.sqlite --synth-n 300]
 
 Run it alone on the machine. Each --eval dataset (records from 'sqltune data build', built with the start
@@ -74,7 +74,7 @@ def main() -> int:
     ap.add_argument("--eval", action="append", required=True, help="a dataset to score (repeat)")
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--reward", default="arctic")
-    ap.add_argument("--lr", type=float, default=1e-6)
+    ap.add_argument("--lr", type=float, default=1e-5)
     ap.add_argument("--sft-lr", type=float, default=3e-5)
     ap.add_argument("--generations", type=int, default=4)
     ap.add_argument("--completion", type=int, default=96)

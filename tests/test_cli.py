@@ -160,3 +160,24 @@ def test_eval_cli_short_prediction_file_is_a_clear_error(spider_dir, tmp_path):
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "short by 1033" in r.stderr
+
+
+def test_a_pairs_file_needs_no_split_and_a_benchmark_is_told_its_splits(school_db, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        json.dumps(
+            {
+                "question": "How many students are there?",
+                "sql": "SELECT count(*) FROM student",
+                "db_path": str(school_db),
+            }
+        )
+        + "\n"
+    )
+    out = tmp_path / "o.jsonl"
+    r = runner.invoke(app, ["data", "build", "--benchmark", "pairs", "--data-dir", str(pairs), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert len(out.read_text().splitlines()) == 1
+    r = _run("data", "build", "--benchmark", "bird", "--data-dir", str(tmp_path), "--out", str(tmp_path / "b.jsonl"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "split: required for bird (--split dev, train, mini_dev_sqlite)" in r.stderr

@@ -52,10 +52,11 @@ class BuildConfig(SchemaFilterConfig):
     """Where the examples come from: spider, bird or pairs."""
     data_dir: str
     """The benchmark folder (or, for pairs, the folder or the pairs file itself)."""
-    split: str
-    """Benchmark split (spider: dev, train; bird: dev, train, mini_dev_sqlite; pairs: file name)."""
     out: str
     """Output JSONL; the report is written beside it as <stem>.report.json."""
+    split: str = ""
+    """Benchmark split (spider: dev, train; bird: dev, train, mini_dev_sqlite; pairs: a file name in --data-dir,
+    none when --data-dir is the pairs file)."""
     format: str = "chat"
     """Record format: chat (the cookbook's messages) or alpaca (instruction/input/output)."""
     schema: str = "ddl"
@@ -99,6 +100,11 @@ class BuildConfig(SchemaFilterConfig):
         problems = []
         if self.benchmark not in BENCHMARKS:
             problems.append(f"benchmark={self.benchmark!r}: choose one of {', '.join(BENCHMARKS)}")
+        if self.benchmark in ("spider", "bird") and not self.split:
+            problems.append(
+                f"split: required for {self.benchmark} (--split dev, train"
+                + (", mini_dev_sqlite)" if self.benchmark == "bird" else ")")
+            )
         if self.format not in prompts.RECORD_FORMATS:
             problems.append(f"format={self.format!r}: choose one of {', '.join(prompts.RECORD_FORMATS)}")
         if self.schema not in prompts.SCHEMA_STYLES:
