@@ -4,7 +4,7 @@ the training data did not template.
     python benchmarks/grpo.py --start runs/quickstart/train/model --train runs/quickstart/data/train.jsonl \
         --eval runs/demo_handwritten.jsonl [--eval runs/spider_dev.jsonl] [--minutes 30] [--out runs/bench_grpo]
         [--reward arctic] [--lr 1e-5] [--generations 4] [--completion 96] [--no-select] [--prompts 96]
-        [--ablate NAME:key=value,key=value ...] [--synth runs/quickstart/data/shop.sqlite --synth-n 300]
+        [--ablate NAME:key=value,key=value ...] [--control-minutes M ...] [--synth runs/quickstart/data/shop.sqlite --synth-n 300]
 
 Run it alone on the machine. Each --eval dataset (records from 'sqltune data build', built with the start
 model's prompt contract) is scored for the start model, the GRPO arm and the SFT control; the table gives EX
@@ -15,7 +15,9 @@ beside the others against the same control. ``--synth DB`` trains both arms on p
 draws from DB alone (``--synth-n`` of them, seed 0; the quickstart's compact prompts, the demo's and
 ``quickstart --db``'s contract) instead of --train: questions of many shapes and phrasings that no template wrote;
 a synthesized question equal to an --eval question after normalisation is dropped and counted. The GRPO arm's reward curves are in OUT/grpo/rewards.png and its selection in
-OUT/grpo/selection.json. Every step writes into --out and resumes when rerun.
+OUT/grpo/selection.json. Selection's sampling runs before the GRPO arm's --minutes; ``--control-minutes M`` adds
+an SFT control of M minutes (repeat), so that a control can spend the GRPO arm's whole wall time. Every step
+writes into --out and resumes when rerun; a finished arm is read back, not trained again.
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ def main() -> int:
     ap.add_argument("--sft-lr", type=float, default=3e-5)
     ap.add_argument("--generations", type=int, default=4)
     ap.add_argument("--completion", type=int, default=96)
+    ap.add_argument(
+        "--control-minutes",
+        type=float,
+        action="append",
+        help="an SFT control of this many minutes (repeat; default: --minutes); give the GRPO arm's minutes plus "
+        "its selection's to spend the same wall time",
+    )
     ap.add_argument("--no-select", action="store_true")
     ap.add_argument("--prompts", type=int, default=0, help="train on N records of --train (0: all)")
     ap.add_argument("--ablate", action="append", default=[], help="NAME:key=value,... an extra GRPO arm (repeat)")
@@ -120,10 +129,22 @@ def main() -> int:
         if not name or not keys or "=" not in keys:
             raise SystemExit(f"--ablate {spec!r}: write NAME:key=value[,key=value]")
         arms[name] = [*common, f"output_dir={out / name}", *grpo, *keys.split(",")]
-    arms["sft_control"] = [*common, f"output_dir={out / 'sft'}", "batch_size=8", f"learning_rate={args.sft_lr}"]
+    controls = []
+    for minutes in args.control_minutes or [args.minutes]:
+        name, folder = ("sft_control", "sft") if minutes == args.minutes else (f"sft_{minutes:g}min",) * 2
+        arms[name] = [
+            *common,
+            f"output_dir={out / folder}",
+            "batch_size=8",
+            f"learning_rate={args.sft_lr}",
+            f"max_minutes={minutes}",
+        ]
+        controls.append(name)
     models = {"start": args.start}
     for arm, overrides in arms.items():
-        m = train(load_config(None, overrides))
+        done = Path(load_config(None, overrides).output_dir) / "manifest.json"
+        # a finished arm is read back, not trained again (resuming it would spend its budget a second time)
+        m = json.loads(done.read_text()) if done.exists() else train(load_config(None, overrides))
         models[arm] = m["output"]
         extra = f"; selection {m['selection']}" if "selection" in m else ""
         print(f"{arm}: {m['global_steps']} steps in {m['train_minutes']:.1f} min{extra}", flush=True)
@@ -133,7 +154,7 @@ def main() -> int:
         rows.append((ds.name, ex))
         print(json.dumps({ds.name: {k: v["ex"] for k, v in ex.items()}}), flush=True)
     print()
-    names = [a for a in arms if a != "sft_control"] + ["sft_control"]
+    names = [a for a in arms if a not in controls] + controls
     print("| questions | start | " + " | ".join("GRPO" if a == "grpo" else a for a in names) + " |")
     print("| --- | ---: |" + " ---: |" * len(names))
     for name, ex in rows:
