@@ -40,7 +40,7 @@ from sqltune.train.run import train
 
 
 def score(model: str, dataset: Path, out: Path) -> dict:
-    pred = out.with_suffix(".pred.jsonl")
+    pred = out.parent / f"{out.name}.pred.jsonl"  # not with_suffix: an arm's name may hold a dot (sft_18.3min)
     predict(PredictConfig(dataset=str(dataset), out=str(pred), model=model, max_new_tokens=160), progress=False)
     s, _ = run_eval(EvalConfig(dataset=str(dataset), pred=str(pred), out=str(out), timeout=30.0, workers=2))
     return s
@@ -142,9 +142,10 @@ def main() -> int:
         controls.append(name)
     models = {"start": args.start}
     for arm, overrides in arms.items():
-        done = Path(load_config(None, overrides).output_dir) / "manifest.json"
+        cfg = load_config(None, overrides)
+        done = Path(cfg.output_dir) / "manifest.json"
         # a finished arm is read back, not trained again (resuming it would spend its budget a second time)
-        m = json.loads(done.read_text()) if done.exists() else train(load_config(None, overrides))
+        m = json.loads(done.read_text()) if done.exists() else train(cfg)
         models[arm] = m["output"]
         extra = f"; selection {m['selection']}" if "selection" in m else ""
         print(f"{arm}: {m['global_steps']} steps in {m['train_minutes']:.1f} min{extra}", flush=True)
