@@ -20,6 +20,7 @@ from sqltune.linking.metrics import gold_parts, recall
 from sqltune.linking.values import ValueIndex
 from sqltune.models.load import TokenCounter
 from sqltune.serve.ask import AskConfig, Database, start
+from sqltune.sqlutil import rename_tables
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +150,7 @@ def test_training_and_serving_prompts_are_equal_token_for_token(shop, cache, tmp
         "categories": 0,
         "embedder": "",
         "threshold": 0.14,
+        "short_names": True,
     }
     style = prompts.choose_style(
         contract["schema_style"], None, model_link=LinkSettings.from_dict(contract["schema_filter"])
@@ -438,3 +440,102 @@ def test_tables_of_equal_score_are_kept_in_the_same_order_whatever_the_hash_seed
         ("tan", "column"),
         ("hub", "joins tan"),
     ]
+
+
+def _warehouse(path):
+    """Two namespaces in one SQLite file, each with a ``singer`` table (a warehouse's, or databases merged)."""
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE music__singer (id INTEGER PRIMARY KEY, name TEXT, age INTEGER);
+        CREATE TABLE music__song (id INTEGER PRIMARY KEY, title TEXT,
+                                  singer_id INTEGER REFERENCES music__singer(id));
+        CREATE TABLE films__singer (id INTEGER PRIMARY KEY, stage_name TEXT, net_worth REAL);
+        CREATE TABLE films__movie (id INTEGER PRIMARY KEY, title TEXT, budget REAL);
+        INSERT INTO music__singer VALUES (1, 'Ann Lee', 31), (2, 'Bo Diaz', 45);
+        INSERT INTO music__song VALUES (1, 'Blue Road', 1), (2, 'Night Train', 1), (3, 'Low Sun', 2);
+        INSERT INTO films__singer VALUES (1, 'Zed', 3.5);
+        INSERT INTO films__movie VALUES (1, 'Big Wave', 20.0);
+        """
+    )
+    conn.commit()
+    conn.close()
+    return path
+
+
+WAREHOUSE_QUESTIONS = [
+    (
+        "What are the titles of the songs of Ann Lee?",
+        "SELECT music__song.title FROM music__song JOIN music__singer ON music__song.singer_id = music__singer.id "
+        "WHERE music__singer.name = 'Ann Lee'",
+    ),
+    ("What is the budget of the movie Big Wave?", "SELECT budget FROM films__movie WHERE title = 'Big Wave'"),
+]
+
+
+def test_a_warehouse_prompt_shows_namespaced_tables_by_their_own_names(cache, tmp_path):
+    """With linking on, a kept <namespace>__<table> is shown by its own name when no other kept table is shown
+    so; the record keeps the mapping and its target is the gold in the shown names; serving rebuilds the
+    prompt and reads the answer back to the real names, which returns the gold's rows."""
+    db = _warehouse(tmp_path / "wh.sqlite")
+    out, rep = _build_pairs(tmp_path, db, WAREHOUSE_QUESTIONS, schema_filter="top-k", schema_top_k=4, schema_values=True)
+    assert rep["written"] == 2
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    conn = sqlite3.connect(db)
+    real_tables = {t.name for t in introspect(str(db)).tables}
+    for rec, (_, gold) in zip(recs, WAREHOUSE_QUESTIONS, strict=True):
+        names = rec["table_names"]
+        assert names and set(names.values()) <= real_tables and not set(names) & real_tables
+        user, target = rec["messages"][1]["content"], rec["messages"][2]["content"]
+        for shown, real in names.items():
+            assert f"\n{shown}(" in "\n" + user.split("-- DB Schema: ", 1)[1] and f"{real}(" not in user
+            assert real not in target
+        assert rec["sql"] == gold  # the eval's gold keeps the real names
+        assert sqlite3.connect(db).execute(rename_tables(target, names)).fetchall() == conn.execute(gold).fetchall()
+    song = recs[0]["messages"][2]["content"]
+    assert "FROM song JOIN" in song and "song.singer_id" in song  # qualified columns follow their table
+
+    contract = prompts.contract_from_records(out)
+    assert contract["schema_filter"]["short_names"] is True
+    style = prompts.choose_style(
+        contract["schema_style"], None, model_link=LinkSettings.from_dict(contract["schema_filter"])
+    )
+    database = Database(str(db))
+    for rec in recs:
+        served = start(rec["question"], database, "", AskConfig(), style)
+        assert served.base == prompts.messages_from_record(rec) and served.short == rec["table_names"]
+        answer = database.resolved(rec["messages"][2]["content"], served.base, served.short)
+        assert conn.execute(answer).fetchall() == conn.execute(rec["sql"]).fetchall()
+
+    # off, or a contract written before the setting: full names, as such a model was trained
+    assert LinkSettings.from_dict({"mode": "top-k"}).short_names is False
+    off, _ = _build_pairs(tmp_path, db, WAREHOUSE_QUESTIONS, schema_filter="top-k", schema_short_names=False)
+    rec = json.loads(off.read_text().splitlines()[0])
+    assert "table_names" not in rec and "music__song(" in rec["messages"][1]["content"]
+    assert rec["messages"][2]["content"] == WAREHOUSE_QUESTIONS[0][1]
+
+
+def test_short_names_are_read_back_by_predict(cache, tmp_path):
+    """predict reads an answer in the prompt's short names back to the real ones before anything runs it."""
+    from sqltune.predict.run import PredictConfig, _record
+
+    db = _warehouse(tmp_path / "wh.sqlite")
+    out, _ = _build_pairs(tmp_path, db, WAREHOUSE_QUESTIONS, schema_filter="top-k", schema_top_k=4, schema_values=True)
+    rec = json.loads(out.read_text().splitlines()[0])
+
+    class Completion:
+        text = "```sql\n" + rec["messages"][2]["content"] + "\n```"
+        prompt_tokens, completion_tokens, status, error = 10, 10, "ok", None
+
+    got = _record(rec, [Completion()], 0.1, PredictConfig(dataset=str(out), out=str(tmp_path / "p.jsonl")), {})
+    assert "music__song" in got["pred_sql"] and "music__singer" in got["pred_sql"]
+    conn = sqlite3.connect(db)
+    assert (
+        conn.execute(got["pred_sql"]).fetchall()
+        == conn.execute(rec["sql"]).fetchall()
+        == [
+            ("Blue Road",),
+            ("Night Train",),
+        ]
+    )
+    assert got["raw"] == Completion.text

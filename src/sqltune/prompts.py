@@ -29,6 +29,7 @@ from typing import Any
 from sqltune.db.schema import Schema, Table
 from sqltune.errors import ConfigError
 from sqltune.linking.link import Linked, LinkSettings, link, with_categories
+from sqltune.linking.names import short_names
 
 SYSTEM_PROMPT = (
     "You are a text to SQL query translator. Using the SQLite DB Schema and the External Knowledge, "
@@ -255,7 +256,11 @@ def question_schema(
         return bool(counter.count(msgs) <= settings.budget)
 
     linked = link(schema, question, evidence, settings, hits, fits if counter is not None else None)
-    return render_schema(linked.schema, style), linked
+    if not settings.short_names:
+        return render_schema(linked.schema, style), linked
+    best_first = list(dict.fromkeys(c["table"] for c in linked.columns if c["kept"]))  # by their best column
+    shown, linked.names = short_names(linked.schema, best_first)
+    return render_schema(shown, style), linked
 
 
 def user_prompt(schema_text: str, question: str, evidence: str = "") -> str:

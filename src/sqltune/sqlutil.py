@@ -153,3 +153,29 @@ def resolve_tables(sql: str, tables: list[str], shown: str = "", dialect: str = 
         if not t.alias:
             t.set("alias", exp.TableAlias(this=exp.to_identifier(written)))
     return tree.sql(dialect=dialect), mapping
+
+
+def rename_tables(sql: str, names: dict[str, str], dialect: str = "sqlite") -> str:
+    """``sql`` with each table named in ``names`` (``{old: new}``, case-insensitive) renamed, and the
+    columns qualified by it (``orders.id``) with it; a CTE or an alias of the query's own is never touched.
+    The input unchanged when it does not parse or names none of them."""
+    if not names:
+        return sql
+    tree = parse(sql, dialect)
+    if tree is None:
+        return sql
+    low = {k.lower(): v for k, v in names.items()}
+    own = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    own |= {a.name.lower() for a in tree.find_all(exp.TableAlias) if a.name}
+    changed = False
+    for t in tree.find_all(exp.Table):
+        new = low.get(t.name.lower())
+        if new is not None and not t.args.get("db") and t.name.lower() not in own:
+            t.set("this", exp.to_identifier(new, quoted=not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", new)))
+            changed = True
+    for c in tree.find_all(exp.Column):
+        new = low.get(c.table.lower()) if c.table else None
+        if new is not None and c.table.lower() not in own:
+            c.set("table", exp.to_identifier(new, quoted=not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", new)))
+            changed = True
+    return tree.sql(dialect=dialect) if changed else sql

@@ -28,7 +28,7 @@ from sqltune import prompts
 from sqltune.data.example import Example, Skip
 from sqltune.db.execute import ROW_CAP, check_sqlite_file
 from sqltune.db.schema import Schema, introspect
-from sqltune.db.target import display, engine_of
+from sqltune.db.target import SQLGLOT_DIALECT, display, engine_of
 from sqltune.errors import ConfigError, ExecutionError, SqltuneError
 from sqltune.io import sha256_file, write_json, write_jsonl
 from sqltune.judge import Judge
@@ -39,7 +39,7 @@ from sqltune.linking.metrics import recall_summary
 from sqltune.linking.values import ValueIndex
 from sqltune.models.load import TokenCounter, load_tokenizer
 from sqltune.splits import SPLITS, holdout
-from sqltune.sqlutil import parse
+from sqltune.sqlutil import parse, rename_tables
 
 BENCHMARKS = ("spider", "bird", "pairs")
 
@@ -267,9 +267,12 @@ def build_records(
         )
         if linked is not None:
             recalls[id(ex)] = link_recall(linked, ex.sql, st.schema, _dialect(st))
+            if linked.names:
+                shown[id(ex)] = linked.names
         return txt
 
     recalls: dict[int, dict[str, Any]] = {}
+    shown: dict[int, dict[str, str]] = {}  # the tables a prompt shows by a short name: {shown: real}
     # Render with the full schema, or what schema linking keeps for each question.
     if settings.active:
         rendered = [(ex, st, linked_text(ex, st)) for ex, st in kept]
@@ -333,7 +336,12 @@ def build_records(
         if settings.active:
             rec["schema_filter"] = settings.to_dict()
             rec["schema_recall"] = recalls.get(id(ex))
-        rec.update(prompts.make_record(cfg.format, txt, ex.question, ex.evidence, ex.sql, _dialect(st)))
+        target = ex.sql
+        if id(ex) in shown:  # the model answers with the names its prompt shows
+            rec["table_names"] = shown[id(ex)]
+            real = {r: s for s, r in shown[id(ex)].items()}
+            target = rename_tables(ex.sql, real, SQLGLOT_DIALECT.get(_dialect(st), _dialect(st)))
+        rec.update(prompts.make_record(cfg.format, txt, ex.question, ex.evidence, target, _dialect(st)))
         records.append(rec)
     stats = {
         "schema_linking": recall_summary(settings, [r["schema_recall"] for r in records if r.get("schema_recall")]),

@@ -79,6 +79,10 @@ class LinkSettings:
     packaged all-MiniLM-L6-v2; or a folder or hub id)."""
     threshold: float = 0.14
     """auto: keep the columns the learned ranker finds at least this likely to be needed."""
+    short_names: bool = True
+    """Show a kept ``<namespace>__<table>`` by its own name when no other kept table is shown so
+    (:mod:`sqltune.linking.names`); answers are read back to the real names. A contract written before
+    this setting existed reads as off."""
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -111,6 +115,7 @@ class LinkSettings:
         if not d:
             return cls()
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        known.setdefault("short_names", False)  # prompts built before short names showed full names
         s = cls(**known)
         s.validate()
         return s
@@ -129,6 +134,8 @@ class Linked:
     """The value index's hits shown in the prompt: table, column, value, score, span."""
     full_columns: int = 0
     kept_columns: int = 0
+    names: dict[str, str] = field(default_factory=dict)
+    """The tables the prompt shows by a short name: ``{shown: real}`` (:mod:`sqltune.linking.names`)."""
 
     def kept(self) -> set[tuple[str, str]]:
         return {(t.name.lower(), c.name.lower()) for t in self.schema.tables for c in t.columns}
@@ -143,6 +150,7 @@ class Linked:
             "values": self.values,
             "full_columns": self.full_columns,
             "kept_columns": self.kept_columns,
+            "names": self.names,
         }
 
 
@@ -763,6 +771,9 @@ class SchemaFilterConfig:
     schema_embedder: str | None = None
     """Rank columns by meaning too, with a sentence encoder: minilm (pip install "sqltune[embed]", offline), a
     folder or a hub id (default: words only; serving: the model's prompt contract)."""
+    schema_short_names: bool | None = None
+    """Show a kept <namespace>__<table> by its own name when no other kept table is shown so, and read
+    answers back to the real names (default on; serving: the model's prompt contract)."""
 
     def link_settings(self, base: LinkSettings | None = None, budget: int | None = None) -> LinkSettings:
         """``base`` (a model's contract; default: off) with the options that are set; ``budget``: the
@@ -779,6 +790,7 @@ class SchemaFilterConfig:
             categories=self.schema_categories if self.schema_categories is not None else b.categories,
             embedder=self.schema_embedder if self.schema_embedder is not None else b.embedder,
             threshold=self.schema_threshold if self.schema_threshold is not None else b.threshold,
+            short_names=self.schema_short_names if self.schema_short_names is not None else b.short_names,
         )
         s.validate()
         return s
@@ -794,5 +806,6 @@ class SchemaFilterConfig:
                 self.schema_categories,
                 self.schema_embedder,
                 self.schema_threshold,
+                self.schema_short_names,
             )
         )

@@ -6,6 +6,8 @@ Output records (one JSON object per line, appended and flushed as each batch fin
 ``num_samples > 1``, ``candidates`` (the extracted SQL of every candidate, greedy first) and
 ``votes`` (how many candidates share the chosen result); ``resolved`` (``{written: table}``) when a
 table name the database lacks was read as the one table it names after a prefix (``resolve_tables``).
+A record whose prompt shows tables by short names (``table_names``, :mod:`sqltune.linking.names`) has its
+answers read back to the real names first; ``raw`` keeps the model's text.
 
 Resuming: rerunning with the same ``--out`` skips the ids already written. A crash can leave a
 torn last line; it is detected (no newline, or not JSON) and cut off before appending, so a
@@ -40,7 +42,7 @@ from sqltune.models.backend_config import BackendConfig, open_backend
 from sqltune.models.generation import Backend, GenParams
 from sqltune.prompts import messages_from_record
 from sqltune.records import read_records, side_path
-from sqltune.sqlutil import resolve_tables
+from sqltune.sqlutil import rename_tables, resolve_tables
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,11 +255,13 @@ def _record(
 ) -> dict[str, Any]:
     first = comps[0]
     sqls = [extract_sql(c.text, cot=cfg.cot) for c in comps]
+    dialect = SQLGLOT_DIALECT.get(r.get("dialect") or "sqlite", "sqlite")
+    if r.get("table_names"):  # the prompt showed these tables by short names: read back to the real ones
+        sqls = [rename_tables(s, r["table_names"], dialect) if s else s for s in sqls]
     resolved: dict[str, str] = {}
     if cfg.resolve_tables and r.get("db_path") and any(sqls):
         names = _table_names(str(r["db_path"]), tables)
         shown = "\n".join(m["content"] for m in messages_from_record(r) if m["role"] == "user")
-        dialect = SQLGLOT_DIALECT.get(r.get("dialect") or "sqlite", "sqlite")
         for k, sql in enumerate(sqls):
             if sql:
                 sqls[k], done = resolve_tables(sql, names, shown, dialect)

@@ -33,7 +33,7 @@ from sqltune.extract import extract_sql, reasoning_before_sql
 from sqltune.judge import Judge, majority_vote
 from sqltune.linking.link import SchemaFilterConfig
 from sqltune.models.backends import Backend, GenParams
-from sqltune.sqlutil import resolve_tables
+from sqltune.sqlutil import rename_tables, resolve_tables
 
 REPAIR_PROMPT = (
     "The previous SQL query failed.\n-- Previous SQL: {sql}\n-- Error: {error}\n"
@@ -163,14 +163,23 @@ class Database:
         if not self.schema.tables:
             raise DataError(f"{path}: the database has no tables")
 
-    def resolved(self, sql: str, messages: list[dict[str, str]]) -> str:
-        """``sql`` with table names this database lacks read as the one table they name after a prefix
-        (:func:`sqltune.sqlutil.resolve_tables`; ``messages``: the prompt, whose schema breaks ties)."""
+    def resolved(
+        self, sql: str, messages: list[dict[str, str]], short: dict[str, str] | None = None, resolve: bool = True
+    ) -> str:
+        """``sql`` with the tables the prompt showed by short names (``short``: ``{shown: real}``) read back
+        to their real names, then the names this database lacks read as the one table they name after a
+        prefix (:func:`sqltune.sqlutil.resolve_tables`; ``messages``: the prompt, whose schema breaks ties);
+        ``resolve``: whether to do the second."""
         if not sql:
+            return sql
+        dialect = SQLGLOT_DIALECT.get(self.dialect, self.dialect)
+        if short:
+            sql = rename_tables(sql, short, dialect)
+        if not resolve:
             return sql
         shown = "\n".join(m["content"] for m in messages if m["role"] == "user")
         names = [t.name for t in self.schema.tables]
-        return resolve_tables(sql, names, shown, SQLGLOT_DIALECT.get(self.dialect, self.dialect))[0]
+        return resolve_tables(sql, names, shown, dialect)[0]
 
     def schema_text(self, style: str) -> str:
         if style not in self._schemas:
@@ -216,6 +225,8 @@ class Pending:
     round: int = 0
     started: float = 0.0
     done: bool = False
+    short: dict[str, str] = field(default_factory=dict)
+    """The tables the prompt shows by short names: ``{shown: real}``."""
 
 
 def start(question: str, db: Database, evidence: str, cfg: AskConfig, style: str) -> Pending:
@@ -239,8 +250,11 @@ def start(question: str, db: Database, evidence: str, cfg: AskConfig, style: str
             "columns": [linked.kept_columns, linked.full_columns],
             "values": linked.values,
         }
+        if linked.names:
+            answer.prompt["schema"]["table_names"] = linked.names
     answer.timings = {"generate_s": 0.0, "execute_s": 0.0, "total_s": 0.0}
-    return Pending(question, db, evidence, base, list(base), answer, started=time.perf_counter())
+    short = linked.names if linked is not None else {}
+    return Pending(question, db, evidence, base, list(base), answer, started=time.perf_counter(), short=short)
 
 
 def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> None:
@@ -257,8 +271,11 @@ def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> 
     outs = backend.generate([p.messages for p in batch], params)
     gen_s = time.perf_counter() - g0
     sqls = [[extract_sql(c.text, cot=cfg.cot) for c in comps] for comps in outs]
-    if cfg.resolve_tables:
-        sqls = [[p.db.resolved(s, p.base) for s in cand] for p, cand in zip(batch, sqls, strict=True)]
+    if cfg.resolve_tables or any(p.short for p in batch):
+        sqls = [
+            [p.db.resolved(s, p.base, p.short, cfg.resolve_tables) for s in cand]
+            for p, cand in zip(batch, sqls, strict=True)
+        ]
     raws = [[c.text for c in comps] for comps in outs]
     e0 = time.perf_counter()
     groups = [(p.db.path, s) for p, s in zip(batch, sqls, strict=True)]
