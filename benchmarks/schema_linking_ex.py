@@ -12,6 +12,11 @@ only, never dev's).
     python benchmarks/schema_linking_ex.py [--train-minutes 12] [--dev 400] [--arms whole,linked,mixed]
                                            [--out runs/bench_linking_ex]
 
+The linked prompts of the merged database show a kept ``<db_id>__<table>`` by its own name when no other
+kept table is shown so (the linker's ``short_names``, on by default: :mod:`sqltune.linking.names`), and
+predict reads each answer back to the real names; each Spider database's own prompts have no namespaced
+tables and are unchanged by it.
+
 Run it alone on the machine; every step writes into --out and resumes when rerun. ``--dev N`` scores a seeded
 sample of N Spider dev questions (0: all 972) on each arm, the same questions on every arm.
 """

@@ -78,6 +78,26 @@ def test_verdicts_are_cached_by_database_and_sql(judge, school_db):
     assert ngram_f1("SELECT a FROM t", "SELECT a FROM t") == 1.0 and ngram_f1("x", "SELECT a FROM t") == 0.0
 
 
+def test_an_answer_in_a_prompts_short_table_names_is_judged_under_the_real_ones(judge, tmp_path):
+    """A linked prompt that showed ``music__singer`` as ``singer`` (the record's ``table_names``, carried as
+    JSON text by the dataset column) has its answers read back before the judge runs them."""
+    import sqlite3
+
+    db = tmp_path / "wh.sqlite"
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        "CREATE TABLE music__singer (id INTEGER PRIMARY KEY, name TEXT);"
+        "INSERT INTO music__singer VALUES (1, 'Ann'), (2, 'Bo');"
+    )
+    conn.commit()
+    conn.close()
+    r = SqlRewards(judge, "arctic", timeout=1.0)
+    comp = [[{"role": "assistant", "content": "```sql\nSELECT name FROM singer WHERE id = 2\n```"}]]
+    gold, names = ["SELECT name FROM music__singer WHERE id = 2"], json.dumps({"singer": "music__singer"})
+    assert r.total(comp, gold, [str(db)], [names]) == [1.0]
+    assert r.total(comp, gold, [str(db)], ["{}"]) == [0.0]  # without the mapping: no such table
+
+
 def test_a_record_whose_database_is_missing_earns_nothing_and_stops_nothing(school_db, tmp_path):
     """With the persistent gold cache on (as in training), a record naming a database file that is not there
     gets 0, and the other records of the batch their rewards."""

@@ -47,7 +47,14 @@ def grpo_rows(records: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
                 f"{path}:{i}: no {' or '.join(missing)} (GRPO's reward runs the gold query on the database)"
             )
             continue
-        rows.append({"prompt": prompts.messages_from_record(r), "sql": r["sql"], "db_path": r["db_path"]})
+        rows.append(
+            {
+                "prompt": prompts.messages_from_record(r),
+                "sql": r["sql"],
+                "db_path": r["db_path"],
+                "table_names": json.dumps(r.get("table_names") or {}),  # text: one column type for every row
+            }
+        )
     if problems:
         raise ConfigError("; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
     return rows
@@ -74,7 +81,8 @@ def select_prompts(
         chunk = rows[start : start + 32]
         outs = backend.generate([r["prompt"] for r in chunk], params)
         for r, comps in zip(chunk, outs, strict=True):
-            vals = rewards.total([c.text for c in comps], [r["sql"]] * len(comps), [r["db_path"]] * len(comps))
+            n = len(comps)
+            vals = rewards.total([c.text for c in comps], [r["sql"]] * n, [r["db_path"]] * n, [r["table_names"]] * n)
             if max(vals) == min(vals):
                 if max(vals) >= sum(rewards.weights()):
                     all_right += 1

@@ -25,6 +25,7 @@ Presets (``reward:`` in the train config, or a mapping of component -> weight):
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from sqltune.errors import ConfigError
 from sqltune.extract import extract_sql
 from sqltune.judge import Judge, ScoreJob
 from sqltune.judge.cache import GoldCache
+from sqltune.sqlutil import rename_tables
 
 COMPONENTS = ("execution", "execution_f1", "format", "ngram")
 PRESETS: dict[str, dict[str, float]] = {
@@ -169,11 +171,19 @@ class SqlRewards:
         except OSError:  # no such file: the judge says so, and every answer on it gets 0
             return None
 
-    def score(self, name: str, completions: list[Any], sql: list[str], db_path: list[str]) -> list[float]:
-        """One component's values for a batch of completions and their records' gold and database."""
+    def score(
+        self, name: str, completions: list[Any], sql: list[str], db_path: list[str], table_names: Any = None
+    ) -> list[float]:
+        """One component's values for a batch of completions and their records' gold and database;
+        ``table_names``: per completion, the tables its prompt showed by short names (``{shown: real}``, or
+        that as JSON text, as the dataset column carries it), read back to the real names first."""
         texts = [completion_text(c) for c in completions]
         # an answer of several statements gets nothing, even when its first one is right
         preds = ["" if several_statements(t) else (extract_sql(t, cot=self.cot) or "") for t in texts]
+        for i, names in enumerate(table_names or []):
+            names = json.loads(names) if isinstance(names, str) else names
+            if names and preds[i]:
+                preds[i] = rename_tables(preds[i], names)
         verdicts = self.verdicts(preds, list(sql), list(db_path))
         values = []
         for text, pred, gold, (runs, right, f1) in zip(texts, preds, sql, verdicts, strict=True):
@@ -194,9 +204,14 @@ class SqlRewards:
 
         def make(name: str) -> Callable[..., list[float]]:
             def fn(
-                prompts: Any = None, completions: Any = None, sql: Any = None, db_path: Any = None, **_: Any
+                prompts: Any = None,
+                completions: Any = None,
+                sql: Any = None,
+                db_path: Any = None,
+                table_names: Any = None,
+                **_: Any,
             ) -> list[float]:
-                return self.score(name, completions or [], sql or [], db_path or [])
+                return self.score(name, completions or [], sql or [], db_path or [], table_names)
 
             fn.__name__ = name
             return fn
@@ -206,7 +221,9 @@ class SqlRewards:
     def weights(self) -> list[float]:
         return list(self.weights_by_name.values())
 
-    def total(self, completions: list[Any], sql: list[str], db_path: list[str]) -> list[float]:
+    def total(
+        self, completions: list[Any], sql: list[str], db_path: list[str], table_names: Any = None
+    ) -> list[float]:
         """The weighted sum of the components, per completion."""
-        parts = [self.score(n, completions, sql, db_path) for n in self.weights_by_name]
+        parts = [self.score(n, completions, sql, db_path, table_names) for n in self.weights_by_name]
         return [sum(w * p[i] for w, p in zip(self.weights(), parts, strict=True)) for i in range(len(completions))]
