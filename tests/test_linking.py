@@ -478,7 +478,9 @@ def test_a_warehouse_prompt_shows_namespaced_tables_by_their_own_names(cache, tm
     so; the record keeps the mapping and its target is the gold in the shown names; serving rebuilds the
     prompt and reads the answer back to the real names, which returns the gold's rows."""
     db = _warehouse(tmp_path / "wh.sqlite")
-    out, rep = _build_pairs(tmp_path, db, WAREHOUSE_QUESTIONS, schema_filter="top-k", schema_top_k=4, schema_values=True)
+    out, rep = _build_pairs(
+        tmp_path, db, WAREHOUSE_QUESTIONS, schema_filter="top-k", schema_top_k=4, schema_values=True
+    )
     assert rep["written"] == 2
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     conn = sqlite3.connect(db)

@@ -221,9 +221,7 @@ class SqlRewards:
     def weights(self) -> list[float]:
         return list(self.weights_by_name.values())
 
-    def total(
-        self, completions: list[Any], sql: list[str], db_path: list[str], table_names: Any = None
-    ) -> list[float]:
+    def total(self, completions: list[Any], sql: list[str], db_path: list[str], table_names: Any = None) -> list[float]:
         """The weighted sum of the components, per completion."""
         parts = [self.score(n, completions, sql, db_path, table_names) for n in self.weights_by_name]
         return [sum(w * p[i] for w, p in zip(self.weights(), parts, strict=True)) for i in range(len(completions))]
