@@ -18,7 +18,7 @@ from sqltune.models.backends import Completion
 from sqltune.predict.run import PredictConfig, predict
 from sqltune.prompts import chat_record
 from sqltune.serve.ask import AskConfig, Database, ask
-from sqltune.sqlutil import resolve_tables
+from sqltune.sqlutil import rename_tables, resolve_tables
 from test_db_engines import _admin_run
 
 MERGED = [
@@ -80,6 +80,19 @@ def test_resolve_tables(sql, shown, want, mapping):
 def test_resolve_tables_quotes_a_mixed_case_table_for_postgres():
     got, done = resolve_tables("SELECT name FROM customer AS c", ["Dim_Customer", "fact_sales"], dialect="postgres")
     assert done == {"customer": "Dim_Customer"} and got == 'SELECT name FROM "Dim_Customer" AS c'
+
+
+def test_short_names_read_back_quote_a_mixed_case_table_for_postgres_only():
+    """A prompt's short name read back to its real table: PostgreSQL would fold an unquoted
+    ``re__Props`` to ``re__props``, SQLite would not."""
+    sql = "SELECT props.id FROM props JOIN kinds AS k ON props.kind = k.id"
+    names = {"props": "re__Props", "kinds": "re__kinds"}
+    assert rename_tables(sql, names, "postgres") == (
+        'SELECT "re__Props".id FROM "re__Props" JOIN re__kinds AS k ON "re__Props".kind = k.id'
+    )
+    assert (
+        rename_tables(sql, names) == "SELECT re__Props.id FROM re__Props JOIN re__kinds AS k ON re__Props.kind = k.id"
+    )
 
 
 def _warehouse(path: Path) -> Path:

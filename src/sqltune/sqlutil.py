@@ -164,18 +164,20 @@ def rename_tables(sql: str, names: dict[str, str], dialect: str = "sqlite") -> s
     tree = parse(sql, dialect)
     if tree is None:
         return sql
-    low = {k.lower(): v for k, v in names.items()}
+    # PostgreSQL folds an unquoted name to lower case: a mixed-case name is quoted there, only an odd one elsewhere
+    plain = r"[a-z_][a-z0-9_]*" if dialect == "postgres" else r"[A-Za-z_][A-Za-z0-9_]*"
+    low = {k.lower(): exp.to_identifier(v, quoted=not re.fullmatch(plain, v)) for k, v in names.items()}
     own = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
     own |= {a.name.lower() for a in tree.find_all(exp.TableAlias) if a.name}
     changed = False
     for t in tree.find_all(exp.Table):
         new = low.get(t.name.lower())
         if new is not None and not t.args.get("db") and t.name.lower() not in own:
-            t.set("this", exp.to_identifier(new, quoted=not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", new)))
+            t.set("this", new.copy())
             changed = True
     for c in tree.find_all(exp.Column):
         new = low.get(c.table.lower()) if c.table else None
         if new is not None and c.table.lower() not in own:
-            c.set("table", exp.to_identifier(new, quoted=not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", new)))
+            c.set("table", new.copy())
             changed = True
     return tree.sql(dialect=dialect) if changed else sql
