@@ -105,6 +105,14 @@ def main() -> int:
     ap.add_argument("--max-new-tokens", type=int, default=160)
     ap.add_argument("--arms", default="whole,linked,mixed", help="comma-separated: whole, linked, mixed")
     ap.add_argument("--out", default="runs/bench_linking_ex")
+    ap.add_argument(
+        "--focus",
+        type=float,
+        default=None,
+        help="the linker's focus on the merged database (default: the linker's own); another value scores "
+        "the merged questions again, with their own files, the trained model read back",
+    )
+    ap.add_argument("--large-only", action="store_true", help="score only the merged database's questions")
     args = ap.parse_args()
     chosen = [a.strip() for a in args.arms.split(",") if a.strip()]
     if not chosen or set(chosen) - {"whole", "linked", "mixed"}:
@@ -118,7 +126,9 @@ def main() -> int:
     rng = random.Random(args.seed)
     dev = sorted(rng.sample(dev_all, args.dev), key=lambda e: e.id) if 0 < args.dev < len(dev_all) else dev_all
     hero = [e for e in load_bird(args.bird, "dev")[0] if e.db_id == "superhero"]
-    arms = {a: ({} if a == "whole" else LINKED) for a in chosen}
+    linked = LINKED if args.focus is None else {**LINKED, "schema_focus": args.focus}
+    tag = "" if args.focus is None else f"_focus{args.focus:g}"
+    arms = {a: ({} if a == "whole" else linked) for a in chosen}
     figures: dict[str, dict[str, str]] = {}
     merged, parts = merge_spider(Path(args.spider), out / "spider_all.sqlite")
     for arm, link in arms.items():
@@ -157,7 +167,7 @@ def main() -> int:
             ]
             manifest = train(load_config(None, overrides))
         print(f"{arm}: trained {manifest['global_steps']} steps in {manifest['train_minutes']:.1f} min", flush=True)
-        for name, data in (("spider_dev", dev_file), ("bird_superhero", hero_file)):
+        for name, data in () if args.large_only else (("spider_dev", dev_file), ("bird_superhero", hero_file)):
             pred = out / f"{arm}_{name}.pred.jsonl"
             cfg = PredictConfig(
                 dataset=str(data), out=str(pred), model=manifest["output"], max_new_tokens=args.max_new_tokens
@@ -169,17 +179,17 @@ def main() -> int:
         if arm != "whole":
             big_pairs = out / "large_pairs.jsonl"
             write_merged_pairs(dev, merged, parts, big_pairs)
-            big_file = out / "linked_large.jsonl"  # the same prompts for both linked arms
+            big_file = out / f"linked_large{tag}.jsonl"  # the same prompts for both linked arms
             if not big_file.exists() or not big_file.stat().st_size:
                 build(BuildConfig(benchmark="pairs", data_dir=str(big_pairs), split="", out=str(big_file), **common))
             if not big_file.stat().st_size:
                 raise SystemExit(f"{big_file}: no question of the merged database was built; see its report")
-            pred = out / f"{arm}_large.pred.jsonl"
+            pred = out / f"{arm}_large{tag}.pred.jsonl"
             predict(
                 PredictConfig(dataset=str(big_file), out=str(pred), model=manifest["output"], max_new_tokens=160),
                 progress=False,
             )
-            s = score(big_file, pred, out / f"{arm}_large_eval")
+            s = score(big_file, pred, out / f"{arm}_large{tag}_eval")
             figures.setdefault("large_schema", {})[arm] = f"{100 * s['ex']:.2f}% ({s['correct']}/{s['n']})"
             preds = [json.loads(line) for line in pred.read_text().splitlines() if line.strip()]
             resolved = sum(1 for r in preds if r.get("resolved"))

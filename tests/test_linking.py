@@ -151,6 +151,7 @@ def test_training_and_serving_prompts_are_equal_token_for_token(shop, cache, tmp
         "embedder": "",
         "threshold": 0.14,
         "short_names": True,
+        "focus": 0.9,
     }
     style = prompts.choose_style(
         contract["schema_style"], None, model_link=LinkSettings.from_dict(contract["schema_filter"])

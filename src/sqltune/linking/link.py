@@ -83,6 +83,11 @@ class LinkSettings:
     """Show a kept ``<namespace>__<table>`` by its own name when no other kept table is shown so
     (:mod:`sqltune.linking.names`); answers are read back to the real names. A contract written before
     this setting existed reads as off."""
+    focus: float = 0.9
+    """A schema of several namespaces (``<namespace>__<table>``): rank only the tables of the namespaces
+    that match the question at least this share as well as the best one does (1.0: the best alone; 0: every
+    namespace). Tables without a namespace are always ranked. A contract written before this setting
+    existed reads as 0."""
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -93,6 +98,8 @@ class LinkSettings:
             raise ConfigError(f"schema_categories={self.categories}: give 0 (off) to 100 values per column")
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"schema_threshold={self.threshold}: give a probability between 0 and 1")
+        if not 0.0 <= self.focus <= 1.0:
+            raise ConfigError(f"schema_focus={self.focus}: give a share from 0 (every namespace) to 1 (the best alone)")
         if self.embedder:
             from sqltune.models.embed import embedder_path
 
@@ -116,6 +123,7 @@ class LinkSettings:
             return cls()
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         known.setdefault("short_names", False)  # prompts built before short names showed full names
+        known.setdefault("focus", 0.0)  # and every namespace
         s = cls(**known)
         s.validate()
         return s
@@ -136,6 +144,9 @@ class Linked:
     kept_columns: int = 0
     names: dict[str, str] = field(default_factory=dict)
     """The tables the prompt shows by a short name: ``{shown: real}`` (:mod:`sqltune.linking.names`)."""
+    namespaces: list[dict[str, Any]] = field(default_factory=list)
+    """A schema of several namespaces, with ``focus`` on: the ranked ones and the best of the dropped,
+    best first: namespace, score, kept."""
 
     def kept(self) -> set[tuple[str, str]]:
         return {(t.name.lower(), c.name.lower()) for t in self.schema.tables for c in t.columns}
@@ -151,6 +162,7 @@ class Linked:
             "full_columns": self.full_columns,
             "kept_columns": self.kept_columns,
             "names": self.names,
+            "namespaces": self.namespaces,
         }
 
 
@@ -221,6 +233,14 @@ class _Ranking:
     """A name word -> the columns whose names hold it."""
     by_lower: dict[tuple[str, str], list[int]]
     """(table, column) in lower case -> the columns (value index hits are in lower case)."""
+    namespaces: list[str]
+    """The schema's namespaces (``<namespace>__<table>``), sorted; empty when it has fewer than two."""
+    namespace_of_table: dict[str, int]
+    """A namespaced table -> its namespace (an index into ``namespaces``)."""
+    namespace_words: dict[str, Any]
+    """A word of a namespace's table and column names -> the namespaces that hold it."""
+    namespace_bm25: _Bm25 | None
+    """A BM25 model of each namespace's table and column names (one document a namespace)."""
 
 
 def _components(schema: Schema) -> dict[str, int]:
@@ -238,6 +258,80 @@ def _components(schema: Schema) -> dict[str, int]:
             parent[find(fk.table)] = find(fk.ref_table)
     roots: dict[str, int] = {}
     return {t.name: roots.setdefault(find(t.name), len(roots)) for t in schema.tables}
+
+
+def _namespace_state(schema: Schema) -> dict[str, Any]:
+    """What scoring a schema's namespaces needs (:class:`_Ranking`'s namespace fields)."""
+    import numpy as np
+
+    from sqltune.linking.names import namespace, short_name
+
+    of_table = {t.name: ns for t in schema.tables if (ns := namespace(t.name))}
+    spaces = sorted(set(of_table.values()))
+    if len(spaces) < 2:
+        return {"namespaces": [], "namespace_of_table": {}, "namespace_words": {}, "namespace_bm25": None}
+    pos = {ns: i for i, ns in enumerate(spaces)}
+    docs: list[list[str]] = [[] for _ in spaces]
+    for t in schema.tables:
+        if t.name in of_table:
+            doc = docs[pos[of_table[t.name]]]
+            doc += _doc_terms(words(short_name(t.name) or t.name))
+            for c in t.columns:
+                doc += _doc_terms(words(c.name))
+    holders: dict[str, set[int]] = {}
+    for i, doc in enumerate(docs):
+        for w in doc:
+            holders.setdefault(w, set()).add(i)
+    return {
+        "namespaces": spaces,
+        "namespace_of_table": {t: pos[ns] for t, ns in of_table.items()},
+        "namespace_words": {w: np.array(sorted(v), dtype=np.int64) for w, v in holders.items()},
+        "namespace_bm25": _Bm25(docs),
+    }
+
+
+def namespace_scores(
+    schema: Schema, question: str, evidence: str = "", hits: list[Any] | None = None
+) -> dict[str, float]:
+    """How well each namespace of ``schema`` matches a question (empty for a schema of fewer than two): the
+    question's words its table and column names hold, plus the best value-index hit in its tables (0..1),
+    plus a tenth of its BM25 score (a namespace is one document of its names), so that the rarer words
+    weigh on ties."""
+    import numpy as np
+
+    r = _models(schema)
+    if not r.namespaces:
+        return {}
+    q = _question_terms(question, evidence)
+    cover = np.zeros(len(r.namespaces))
+    for w in {w for w in q if not w.startswith("~")}:
+        held = [a for a in (r.namespace_words.get(w), r.namespace_words.get(f"~{w[:5]}")) if a is not None]
+        if held:
+            cover[np.unique(np.concatenate(held))] += 1
+    value = np.zeros(len(r.namespaces))
+    for h in hits or []:
+        i = r.namespace_of_table.get(h.table)
+        if i is not None:
+            value[i] = max(value[i], h.score / 100.0)
+    bm25 = r.namespace_bm25.scores(q) if r.namespace_bm25 is not None else 0.0
+    total = cover + value + 0.1 * bm25
+    return dict(zip(r.namespaces, total.tolist(), strict=True))
+
+
+def focused(schema: Schema, scores: dict[str, float], share: float) -> tuple[Schema, set[str]]:
+    """``schema`` without the tables of the namespaces that score under ``share`` of the best one (and the
+    foreign keys to them); the dropped namespaces."""
+    best = max(scores.values(), default=0.0)
+    if share <= 0.0 or best <= 0.0:
+        return schema, set()
+    gone = {ns for ns, s in scores.items() if s < share * best}
+    if not gone:
+        return schema, set()
+    r = _models(schema)
+    drop = {t for t, i in r.namespace_of_table.items() if r.namespaces[i] in gone}
+    tables = tuple(t for t in schema.tables if t.name not in drop)
+    fks = tuple(f for f in schema.foreign_keys if f.table not in drop and f.ref_table not in drop)
+    return replace(schema, tables=tables, foreign_keys=fks), gone
 
 
 def _models(schema: Schema) -> _Ranking:
@@ -273,6 +367,7 @@ def _models(schema: Schema) -> _Ranking:
             name_len=np.array([len(n) for n in names], dtype=np.int64),
             word_columns={w: np.array(v, dtype=np.int64) for w, v in word_cols.items()},
             by_lower=by_lower,
+            **_namespace_state(schema),
         )
 
     return _MODELS.get(schema, build)  # type: ignore[no-any-return]
@@ -685,27 +780,39 @@ def link(
     this schema fits the budget (``budget`` mode)."""
     n_all = sum(len(t.columns) for t in schema.tables)
     hits = hits or []
-    ranked = rank(schema, question, evidence, hits, settings.embedder)
+    whole = ranked = rank(schema, question, evidence, hits, settings.embedder)
+    if settings.mode == "auto":
+        ranked = learned(schema, question, ranked, settings.embedder)
+    pool, gone, spaces = schema, set[str](), dict[str, float]()
+    if settings.mode != "off" and settings.focus > 0.0:
+        spaces = namespace_scores(schema, question, evidence, hits)
+        pool, gone = focused(schema, spaces, settings.focus)
+        if gone:
+            left = {t.name for t in pool.tables}
+            ranked = {
+                **ranked,
+                "tables": {t: v for t, v in ranked["tables"].items() if t in left},
+                "columns": {k: v for k, v in ranked["columns"].items() if k[0] in left},
+            }
     if settings.mode == "off":
         kept, why, chosen = schema, {t.name: "all" for t in schema.tables}, set(ranked["columns"])
     elif settings.mode == "top-k":
-        kept, why, chosen = select(schema, ranked, settings.top_k)
+        kept, why, chosen = select(pool, ranked, settings.top_k)
     elif settings.mode == "auto":
-        ranked = learned(schema, question, ranked, settings.embedder)
         likely = heapq.nlargest(settings.top_k, ranked["columns"].values())
-        kept, why, chosen = select(schema, ranked, max(1, sum(1 for p in likely if p >= settings.threshold)))
+        kept, why, chosen = select(pool, ranked, max(1, sum(1 for p in likely if p >= settings.threshold)))
     else:
         if fits is None:
             raise ConfigError("schema_filter=budget needs a tokenizer to count prompt tokens")
-        full_values = with_values(schema, hits, settings.max_values) if settings.values else schema
+        full_values = with_values(pool, hits, settings.max_values) if settings.values else pool
         if fits(full_values):
-            kept, why, chosen = schema, {t.name: "all" for t in schema.tables}, set(ranked["columns"])
+            kept, why, chosen = pool, {t.name: "all" for t in pool.tables}, set(ranked["columns"])
         else:
-            lo, hi = 1, n_all
-            best = select(schema, ranked, 1)
+            lo, hi = 1, sum(len(t.columns) for t in pool.tables)
+            best = select(pool, ranked, 1)
             while lo <= hi:  # the most columns that fit
                 mid = (lo + hi) // 2
-                cand = select(schema, ranked, mid)
+                cand = select(pool, ranked, mid)
                 shown = with_values(cand[0], hits, settings.max_values) if settings.values else cand[0]
                 if fits(shown):
                     best, lo = cand, mid + 1
@@ -717,11 +824,14 @@ def link(
     shown_hits = [h for h in hits if (h.table, h.column) in kept_cols] if settings.values else []
     if shown_hits:
         kept = with_values(kept, shown_hits, settings.max_values)
+    if gone:
+        r = _models(schema)
+        why.update({t: "other namespace" for t, i in r.namespace_of_table.items() if r.namespaces[i] in gone})
     table_rows = sorted(
         (
             {
                 "table": t.name,
-                "score": round(ranked["tables"][t.name], 3),
+                "score": round(whole["tables"][t.name], 3),
                 "kept": t.name in kept_tables,
                 "why": why.get(t.name, "dropped"),
             }
@@ -746,7 +856,16 @@ def link(
         values=[asdict(h) for h in shown_hits],
         full_columns=n_all,
         kept_columns=len(kept_cols),
+        namespaces=_namespace_rows(spaces, gone),
     )
+
+
+def _namespace_rows(scores: dict[str, float], gone: set[str]) -> list[dict[str, Any]]:
+    """The ranked namespaces and the five best dropped ones, best first."""
+    rows = sorted(scores.items(), key=lambda kv: -kv[1])
+    kept = [r for r in rows if r[0] not in gone]
+    shown = kept + [r for r in rows if r[0] in gone][:5]
+    return [{"namespace": ns, "score": round(v, 3), "kept": ns not in gone} for ns, v in shown]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -774,6 +893,10 @@ class SchemaFilterConfig:
     schema_short_names: bool | None = None
     """Show a kept <namespace>__<table> by its own name when no other kept table is shown so, and read
     answers back to the real names (default on; serving: the model's prompt contract)."""
+    schema_focus: float | None = None
+    """A schema of several <namespace>__ prefixes: rank only the tables of the namespaces that match the
+    question at least this share as well as the best one (1: the best alone; 0: every namespace; default
+    0.9; serving: the model's prompt contract)."""
 
     def link_settings(self, base: LinkSettings | None = None, budget: int | None = None) -> LinkSettings:
         """``base`` (a model's contract; default: off) with the options that are set; ``budget``: the
@@ -791,6 +914,7 @@ class SchemaFilterConfig:
             embedder=self.schema_embedder if self.schema_embedder is not None else b.embedder,
             threshold=self.schema_threshold if self.schema_threshold is not None else b.threshold,
             short_names=self.schema_short_names if self.schema_short_names is not None else b.short_names,
+            focus=self.schema_focus if self.schema_focus is not None else b.focus,
         )
         s.validate()
         return s
@@ -807,5 +931,6 @@ class SchemaFilterConfig:
                 self.schema_embedder,
                 self.schema_threshold,
                 self.schema_short_names,
+                self.schema_focus,
             )
         )

@@ -21,6 +21,12 @@ from sqltune.db.schema import Schema
 SEPARATOR = "__"
 
 
+def namespace(table: str) -> str | None:
+    """``sales`` for ``sales__orders``; None for a name without a namespace."""
+    ns, sep, rest = table.partition(SEPARATOR)
+    return ns if sep and ns and rest else None
+
+
 def short_name(table: str) -> str | None:
     """``orders`` for ``sales__orders``; None for a name without a namespace."""
     ns, sep, rest = table.partition(SEPARATOR)
