@@ -100,6 +100,13 @@ def main() -> int:
     ap.add_argument("--spider", default=str(ROOT.parent / "shared" / "data" / "spider"))
     ap.add_argument("--bird", default=str(ROOT.parent / "shared" / "data" / "bird"))
     ap.add_argument("--train-minutes", type=float, default=12.0)
+    ap.add_argument(
+        "--train-steps",
+        type=int,
+        default=600,
+        help="stop training at this many steps (or at --train-minutes, whichever comes first): on a slow day, the "
+        "steps of an earlier run",
+    )
     ap.add_argument("--dev", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-new-tokens", type=int, default=160)
@@ -154,7 +161,7 @@ def main() -> int:
                 f"train_file={train_file}",
                 f"output_dir={run}",
                 "method=full",
-                "max_steps=600",
+                f"max_steps={args.train_steps}",
                 f"max_minutes={args.train_minutes}",
                 "batch_size=8",
                 "learning_rate=2e-4",

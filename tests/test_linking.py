@@ -542,3 +542,53 @@ def test_short_names_are_read_back_by_predict(cache, tmp_path):
         ]
     )
     assert got["raw"] == Completion.text
+
+
+def test_focus_ranks_only_the_namespaces_a_question_matches(cache, tmp_path, tiny_model):
+    """On a schema of several namespaces, the tables of a namespace that matches the question far less well
+    than the best one are dropped before ranking (the distractors a merged warehouse shows otherwise); with
+    focus 0 every namespace is ranked, as a contract written before the setting was."""
+    db = _warehouse(tmp_path / "wh.sqlite")
+    schema = introspect(str(db))
+    index = ValueIndex.open(str(db), schema)
+    question = "What are the titles of the songs of Ann Lee?"
+    hits = index.lookup(question)
+    on = link(schema, question, "", LinkSettings(mode="top-k", top_k=4, values=True), hits)
+    assert on.kept_tables() == {"music__song", "music__singer"}
+    assert [(n["namespace"], n["kept"]) for n in on.namespaces] == [("music", True), ("films", False)]
+    assert {t["table"] for t in on.tables if t["why"] == "other namespace"} == {"films__singer", "films__movie"}
+    off = link(schema, question, "", LinkSettings(mode="top-k", top_k=4, values=True, focus=0.0), hits)
+    assert "films__movie" in off.kept_tables() and off.namespaces == []  # "titles" also names a movie's
+
+    # a question that matches both about as well ranks both
+    both = "Which singer has the largest net worth, and what is the age of each singer?"
+    two = link(schema, both, "", LinkSettings(mode="top-k", top_k=4), index.lookup(both))
+    assert all(n["kept"] for n in two.namespaces) and len(two.namespaces) == 2
+
+    # the one mechanism in every stage: the contract keeps it, an old contract reads 0, bad values are refused
+    assert LinkSettings.from_dict({"mode": "auto"}).focus == 0.0
+    assert LinkSettings.from_dict(LinkSettings(mode="auto", focus=1.0).to_dict()).focus == 1.0
+    from sqltune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="schema_focus=1.5"):
+        LinkSettings(mode="auto", focus=1.5).validate()
+
+    # tables without a namespace are always ranked
+    from sqltune.linking.link import focused
+
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE calendar (day TEXT PRIMARY KEY, holiday TEXT)")
+    conn.commit()
+    conn.close()
+    plain = introspect(str(db))
+    kept, gone = focused(plain, {"music": 3.0, "films": 0.5}, 0.9)
+    assert gone == {"films"} and {t.name for t in kept.tables} == {"music__singer", "music__song", "calendar"}
+
+    # `sqltune schema` says which namespaces it ranked
+    r = subprocess.run(
+        [sys.executable, "-m", "sqltune", "schema", question, "--db", str(db), "--tokenizer", str(tiny_model)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "namespaces ranked: music (" in r.stdout and "the best of the others: films (" in r.stdout

@@ -670,6 +670,11 @@ def _schema(question: str, db: str, evidence: str, as_json: bool, style: str, to
     out.print(t)
     for v in report.get("values", []):
         out.print(f"value: {v['table']}.{v['column']} = {v['value']!r} (from {v['span']!r}, {v['score']:.0f})")
+    spaces = report.get("namespaces", [])
+    if spaces:
+        kept = ", ".join(f"{n['namespace']} ({n['score']:.2f})" for n in spaces if n["kept"])
+        best_dropped = ", ".join(f"{n['namespace']} ({n['score']:.2f})" for n in spaces if not n["kept"])
+        out.print(f"namespaces ranked: {kept}" + (f"; the best of the others: {best_dropped}" if best_dropped else ""))
     for shown, real in report.get("names", {}).items():
         out.print(f"shown as {shown}: {real}")
     out.print(f"prompt tokens: {n_kept} of {n_full} with the whole schema ({tokenizer})")
