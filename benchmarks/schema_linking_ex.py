@@ -9,13 +9,16 @@ training questions asked of the merged database, its gold rewritten to the merge
 training, prompts that show tables of several databases, as a warehouse's prompts do; Spider train's questions
 only, never dev's).
 
-    python benchmarks/schema_linking_ex.py [--train-minutes 12] [--dev 400] [--arms whole,linked,mixed]
+    python benchmarks/schema_linking_ex.py [--train-minutes 12] [--train-steps 600] [--dev 400]
+                                           [--arms whole,linked,mixed] [--focus F] [--large-only]
                                            [--out runs/bench_linking_ex]
 
 The linked prompts of the merged database show a kept ``<db_id>__<table>`` by its own name when no other
 kept table is shown so (the linker's ``short_names``, on by default: :mod:`sqltune.linking.names`), and
-predict reads each answer back to the real names; each Spider database's own prompts have no namespaced
-tables and are unchanged by it.
+predict reads each answer back to the real names; and the linker ranks only the databases (namespaces) that
+match the question nearly as well as the best one (``focus``, 0.9 by default; ``--focus`` scores the merged
+questions again at another share, the trained model read back). Each Spider database's own prompts have no
+namespaced tables and are unchanged by either.
 
 Run it alone on the machine; every step writes into --out and resumes when rerun. ``--dev N`` scores a seeded
 sample of N Spider dev questions (0: all 972) on each arm, the same questions on every arm.
