@@ -21,16 +21,22 @@ from sqltune.db.schema import Schema
 SEPARATOR = "__"
 
 
+def _split(table: str) -> tuple[str, str] | None:
+    """(namespace, name) of ``<namespace>__<name>``; None for a name without a namespace."""
+    ns, sep, rest = table.partition(SEPARATOR)
+    return (ns, rest) if sep and ns and rest else None
+
+
 def namespace(table: str) -> str | None:
     """``sales`` for ``sales__orders``; None for a name without a namespace."""
-    ns, sep, rest = table.partition(SEPARATOR)
-    return ns if sep and ns and rest else None
+    parts = _split(table)
+    return parts[0] if parts else None
 
 
 def short_name(table: str) -> str | None:
     """``orders`` for ``sales__orders``; None for a name without a namespace."""
-    ns, sep, rest = table.partition(SEPARATOR)
-    return rest if sep and ns and rest else None
+    parts = _split(table)
+    return parts[1] if parts else None
 
 
 def short_names(schema: Schema, order: list[str]) -> tuple[Schema, dict[str, str]]:
