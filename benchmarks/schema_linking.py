@@ -44,12 +44,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def measure(name: str, items: list[tuple[Any, Schema, Any]], settings: LinkSettings, style: str, counter: Any) -> dict:
     """items: (example, schema, value index) per question."""
     recs, lat, schema_full, schema_kept, prompt_full, prompt_kept = [], [], [], [], [], []
+    texts: dict[str, str] = {}
     tok = counter.tok
     full_cache: dict[int, tuple[int, str]] = {}
     for ex, schema, index in items:
         t0 = time.perf_counter()
         txt, linked = prompts.question_schema(schema, ex.question, ex.evidence, style, settings, index)
         lat.append(time.perf_counter() - t0)
+        texts[ex.id] = txt
         recs.append(recall(linked, ex.sql, schema))
         if id(schema) not in full_cache:
             full = prompts.render_schema(schema, style)
@@ -83,7 +85,14 @@ def measure(name: str, items: list[tuple[Any, Schema, Any]], settings: LinkSetti
         "link_ms_max": round(1000 * lat[-1], 2),
         "_prompt_kept": prompt_kept,
         "_prompt_full": prompt_full,
+        "_texts": texts,
     }
+
+
+def same_share(texts: dict[str, str], own: dict[str, str]) -> float:
+    """The share of questions whose prompt schema is, character for character, the one their own database's
+    prompt shows (the model then answers it as it answers on that database)."""
+    return round(sum(1 for i, t in texts.items() if own.get(i) == t) / max(1, len(texts)), 4)
 
 
 def _public(m: dict[str, Any]) -> dict[str, Any]:
@@ -105,9 +114,10 @@ def merge_spider(spider: Path, out: Path) -> tuple[Path, dict[str, Schema]]:
             cols = [f'"{c.name}" {c.type}'.rstrip() for c in t.columns]
             if t.primary_keys:
                 cols.append("PRIMARY KEY (" + ", ".join(f'"{p}"' for p in t.primary_keys) + ")")
-            for fk in s.foreign_keys:
-                if fk.table == t.name:
-                    cols.append(f'FOREIGN KEY ("{fk.column}") REFERENCES "{db_id}__{fk.ref_table}"("{fk.ref_column}")')
+            # SQLite lists a table's foreign keys last declared first: declared in reverse, the merged table
+            # lists them in its own database's order (prompts show them in that order)
+            for fk in reversed([f for f in s.foreign_keys if f.table == t.name]):
+                cols.append(f'FOREIGN KEY ("{fk.column}") REFERENCES "{db_id}__{fk.ref_table}"("{fk.ref_column}")')
             dst.execute(f'CREATE TABLE "{new}" (\n  ' + ",\n  ".join(cols) + "\n)")
             names = ", ".join(f'"{c.name}"' for c in t.columns)
             try:
@@ -188,7 +198,8 @@ def main() -> int:
 
     spider_dev, _, _ = load_spider(args.spider, "dev")
     items, _ = items_for(spider_dev)
-    results["spider_dev"] = _public(measure("Spider dev", items, settings, args.style, counter))
+    own_dev = measure("Spider dev", items, settings, args.style, counter)
+    results["spider_dev"] = _public(own_dev)
     print(json.dumps(results["spider_dev"]), flush=True)
 
     bird_dev, _, _ = load_bird(args.bird, "dev")
@@ -243,6 +254,7 @@ def main() -> int:
         )
         # a prompt the model cannot take (prompt + 256 answer tokens over its context) is refused
         kept_lengths, full_lengths = large.pop("_prompt_kept"), large.pop("_prompt_full")
+        large["same_prompt_as_own_database"] = same_share(large.pop("_texts"), own_dev["_texts"])
         large["refused_with_linking"] = sum(1 for n in kept_lengths if n + 256 > model_ctx)
         large["refused_without_linking"] = sum(1 for n in full_lengths if n + 256 > model_ctx)
         results["large_schema"] = large
@@ -252,19 +264,22 @@ def main() -> int:
 
             train, _, _ = load_spider(args.spider, "train")
             random.Random(0).shuffle(train)
-            tuning = []
+            tuning, originals = [], []
             for ex in train:
                 s = parts.get(ex.db_id)
                 sql = prefixed(ex.sql, ex.db_id, {t.name.lower() for t in s.tables}) if s else None
-                if sql:
+                if sql and Path(ex.db_path).is_file():
                     tuning.append((replace(ex, sql=sql, db_path=str(merged), db_id="spider_all"), big, index))
+                    originals.append(ex)
                 if len(tuning) == args.focus_questions:
                     break
+            own_train = measure("Spider train", items_for(originals)[0], settings, args.style, counter)["_texts"]
             results["focus_curve"] = []
             for share in (float(x) for x in args.focus_curve.split(",")):
                 m = measure("merged, Spider train", tuning, replace(settings, focus=share), args.style, counter)
                 row = {"focus": share, "questions": m["questions"], "column_recall": m["column_recall"]}
                 row.update(table_recall=m["table_recall"], all_kept=m["all_kept"])
+                row["same_prompt_as_own_database"] = same_share(m["_texts"], own_train)
                 results["focus_curve"].append(row)
                 print("focus " + json.dumps(row), flush=True)
     (work / "schema_linking.json").write_text(json.dumps(results, indent=2))

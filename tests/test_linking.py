@@ -587,3 +587,44 @@ def test_focus_ranks_only_the_namespaces_a_question_matches(cache, tmp_path, tin
     )
     assert r.returncode == 0, r.stderr
     assert "namespaces ranked: music (" in r.stdout and "the best of the others: films (" in r.stdout
+
+
+def test_one_namespace_of_a_warehouse_gets_the_prompt_of_its_own_database(cache, tmp_path):
+    """A question the focus answers with one namespace is linked as if that namespace were a database of its
+    own: the same ranking (its words, scores relative to its own columns), the same values (those of its
+    tables alone), so the prompt is the one its own database gives, character for character, and the model
+    answers it as it answers there; what is kept is reported by the real names."""
+    wh = _warehouse(tmp_path / "wh.sqlite")
+    own = tmp_path / "music.sqlite"
+    conn = sqlite3.connect(own)
+    conn.executescript(
+        """
+        CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, age INTEGER);
+        CREATE TABLE song (id INTEGER PRIMARY KEY, title TEXT, singer_id INTEGER REFERENCES singer(id));
+        INSERT INTO singer VALUES (1, 'Ann Lee', 31), (2, 'Bo Diaz', 45);
+        INSERT INTO song VALUES (1, 'Blue Road', 1), (2, 'Night Train', 1), (3, 'Low Sun', 2);
+        """
+    )
+    conn.commit()
+    conn.close()
+    big, small = introspect(str(wh)), introspect(str(own))
+    big_index, small_index = ValueIndex.open(str(wh), big), ValueIndex.open(str(own), small)
+    questions = ["What are the titles of the songs of Ann Lee?", "How old is the singer of the song 'Low Sun'?"]
+    for settings in (
+        LinkSettings(mode="top-k", top_k=3, values=True),
+        LinkSettings(mode="auto", values=True, embedder="minilm"),
+    ):
+        for q in questions:
+            text, linked = prompts.question_schema(big, q, "", "compact", settings, big_index)
+            alone, _ = prompts.question_schema(small, q, "", "compact", settings, small_index)
+            assert linked is not None and [n["kept"] for n in linked.namespaces] == [True, False]
+            assert text == alone
+            assert linked.kept_tables() <= {"music__singer", "music__song"} and linked.kept_tables()
+            assert all(v["table"].startswith("music__") for v in linked.values)
+            assert {t["table"] for t in linked.tables if t["why"] == "other namespace"} == {
+                "films__singer",
+                "films__movie",
+            }
+    # the values of the other namespace are not asked for: a value only films holds is not shown
+    hits = big_index.lookup("songs of Zed", tables={"music__singer", "music__song"})
+    assert hits == [] and big_index.lookup("songs of Zed")[0].table == "films__singer"

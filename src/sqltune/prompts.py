@@ -28,7 +28,7 @@ from typing import Any
 
 from sqltune.db.schema import Schema, Table
 from sqltune.errors import ConfigError
-from sqltune.linking.link import Linked, LinkSettings, link, with_categories
+from sqltune.linking.link import Linked, LinkSettings, link, value_query, with_categories
 from sqltune.linking.names import short_names
 
 SYSTEM_PROMPT = (
@@ -249,13 +249,13 @@ def question_schema(
         return render_schema(schema, style), None
     if settings.categories and index is not None:
         schema = _categorised(schema, index, settings.categories)
-    hits = index.lookup(f"{question} {evidence}".strip()) if (index is not None and settings.values) else []
+    hits = index.lookup(value_query(question, evidence)) if (index is not None and settings.values) else []
 
     def fits(s: Schema) -> bool:
         msgs = prompt_messages(render_schema(s, style), question, evidence, cot=cot, dialect=dialect)
         return bool(counter.count(msgs) <= settings.budget)
 
-    linked = link(schema, question, evidence, settings, hits, fits if counter is not None else None)
+    linked = link(schema, question, evidence, settings, hits, fits if counter is not None else None, index)
     if not settings.short_names:
         return render_schema(linked.schema, style), linked
     best_first = list(dict.fromkeys(c["table"] for c in linked.columns if c["kept"]))  # by their best column

@@ -248,7 +248,7 @@ def _with_descriptions(schema: Schema, desc: dict[str, dict[str, tuple[str, str]
 
 class PerSchema:
     """Values computed once per :class:`Schema` object (a ranker's models, a schema's column vectors), the
-    oldest dropped past ``size``. Keyed by the object's id, not its contents (hashing a large schema on
+    least recently used dropped past ``size``. Keyed by the object's id, not its contents (hashing a large schema on
     every question would cost more than the value saves); the schema is kept alive beside its value, so an
     id is never reused while cached."""
 
@@ -260,6 +260,7 @@ class PerSchema:
         """The value of ``schema`` (and ``key``), built by ``build()`` the first time."""
         hit = self._values.get((id(schema), key))
         if hit is not None and hit[0] is schema:
+            self._values[(id(schema), key)] = self._values.pop((id(schema), key))  # the least recently used goes
             return hit[1]
         value = build()
         if len(self._values) >= self.size:

@@ -73,7 +73,7 @@ def variant(embedder: str) -> str:
     return "embedder" if embedder else "words"
 
 
-_STATIC = PerSchema(16)
+_STATIC = PerSchema(256)
 """Each recent schema's per-column facts that no question changes."""
 
 

@@ -166,7 +166,7 @@ class Linked:
         }
 
 
-_MODELS = PerSchema(64)
+_MODELS = PerSchema(256)
 """The ranking state of recent schemas (:class:`_Ranking`)."""
 
 
@@ -318,20 +318,71 @@ def namespace_scores(
     return dict(zip(r.namespaces, total.tolist(), strict=True))
 
 
+_FOCUSED = PerSchema(256)
+"""The focused schemas of recent schemas, per set of dropped namespaces (one object each, so that the
+ranking state of each is built once)."""
+
+
 def focused(schema: Schema, scores: dict[str, float], share: float) -> tuple[Schema, set[str]]:
     """``schema`` without the tables of the namespaces that score under ``share`` of the best one (and the
-    foreign keys to them); the dropped namespaces."""
+    foreign keys to them); the dropped namespaces. The same dropped namespaces give the same object."""
     best = max(scores.values(), default=0.0)
     if share <= 0.0 or best <= 0.0:
         return schema, set()
     gone = {ns for ns, s in scores.items() if s < share * best}
     if not gone:
         return schema, set()
-    r = _models(schema)
-    drop = {t for t, i in r.namespace_of_table.items() if r.namespaces[i] in gone}
-    tables = tuple(t for t in schema.tables if t.name not in drop)
-    fks = tuple(f for f in schema.foreign_keys if f.table not in drop and f.ref_table not in drop)
-    return replace(schema, tables=tables, foreign_keys=fks), gone
+
+    def build() -> Schema:
+        r = _models(schema)
+        drop = {t for t, i in r.namespace_of_table.items() if r.namespaces[i] in gone}
+        tables = tuple(t for t in schema.tables if t.name not in drop)
+        fks = tuple(f for f in schema.foreign_keys if f.table not in drop and f.ref_table not in drop)
+        return replace(schema, tables=tables, foreign_keys=fks)
+
+    return _FOCUSED.get(schema, build, "\x00".join(sorted(gone))), gone
+
+
+_STANDALONE = PerSchema(256)
+
+
+def standalone(schema: Schema) -> tuple[Schema, dict[str, str]]:
+    """``schema`` (the tables of the namespaces the linker focused on) as a database of its own: each
+    namespaced table ``<namespace>__<name>`` named ``<name>`` where no other of its tables would be, and
+    ``{name: real name}`` of the renamed ones. Ranked as such, one namespace gets the prompt its own database
+    would get: the same words, the same scores relative to its own columns, the same values."""
+    from sqltune.linking.names import short_name
+
+    def build() -> tuple[Schema, dict[str, str]]:
+        counts: dict[str, int] = {}
+        for t in schema.tables:
+            n = (short_name(t.name) or t.name).lower()
+            counts[n] = counts.get(n, 0) + 1
+        new: dict[str, str] = {}
+        for t in schema.tables:
+            short = short_name(t.name)
+            if short is not None and counts[short.lower()] == 1:
+                new[t.name] = short
+        return _renamed(schema, new), {v: k for k, v in new.items()}
+
+    return _STANDALONE.get(schema, build)  # type: ignore[no-any-return]
+
+
+def _renamed(schema: Schema, names: dict[str, str]) -> Schema:
+    """``schema`` with its tables (and foreign keys) renamed by ``names`` (``{old: new}``)."""
+    if not names:
+        return schema
+    tables = tuple(replace(t, name=names[t.name], ddl="") if t.name in names else t for t in schema.tables)
+    fks = tuple(
+        replace(f, table=names.get(f.table, f.table), ref_table=names.get(f.ref_table, f.ref_table))
+        for f in schema.foreign_keys
+    )
+    return replace(schema, tables=tables, foreign_keys=fks)
+
+
+def value_query(question: str, evidence: str = "") -> str:
+    """What the value index is asked for a question (:meth:`sqltune.linking.values.ValueIndex.lookup`)."""
+    return f"{question} {evidence}".strip()
 
 
 def _models(schema: Schema) -> _Ranking:
@@ -532,13 +583,54 @@ GROUP_WEIGHT = 1.5
 EMBED_WEIGHT = 6.0
 """How much the question's cosine with a column (the embedder's; below zero counts as zero) adds to its score."""
 
-_VECTORS = PerSchema(16)
+_VECTORS = PerSchema(64)
 """Column vectors of recent schemas, per embedder."""
 
 
-def column_text(t: Table, c: Column) -> str:
-    """What the embedder reads of a column: its table's and its own name in words, and its description."""
-    return " ".join([*words(t.name), *words(c.name), c.description or ""]).strip()
+_TEXT_VECTORS: dict[tuple[str, str], Any] = {}
+"""Column vectors by embedder and text, so that a namespace linked as a database of its own
+(:func:`standalone`) reads the vectors encoded for the whole schema; the oldest dropped past
+``TEXT_VECTORS_MAX``."""
+TEXT_VECTORS_MAX = 50_000
+
+_PREFILLED = PerSchema(16)
+"""The schemas whose namespaced columns' texts were encoded, per embedder."""
+
+
+def column_text(t: Table, c: Column, table_name: str | None = None) -> str:
+    """What the embedder reads of a column: its table's (or ``table_name``) and its own name in words, and
+    its description."""
+    return " ".join([*words(table_name or t.name), *words(c.name), c.description or ""]).strip()
+
+
+def _encode(name: str, texts: list[str]) -> Any:
+    """The embedder ``name``'s vectors of ``texts`` (a matrix, one row a text), each text encoded once."""
+    import torch
+
+    from sqltune.models.embed import load_embedder
+
+    got = {x: v for x in texts if (v := _TEXT_VECTORS.get((name, x))) is not None}
+    missing = [x for x in dict.fromkeys(texts) if x not in got]
+    if missing:
+        for x, v in zip(missing, load_embedder(name).encode(missing), strict=True):
+            got[x] = _TEXT_VECTORS[(name, x)] = v
+        while len(_TEXT_VECTORS) > TEXT_VECTORS_MAX:
+            _TEXT_VECTORS.pop(next(iter(_TEXT_VECTORS)))
+    return torch.stack([got[x] for x in texts])
+
+
+def _prefill(schema: Schema, name: str) -> None:
+    """Encode, in one batch, the texts every namespaced column of ``schema`` has once its namespace is
+    linked on its own (its table by its own name), the first time a question focuses on some."""
+    from sqltune.linking.names import short_name
+
+    def build() -> bool:
+        texts = [column_text(t, c, short_name(t.name)) for t in schema.tables for c in t.columns]
+        if texts:
+            _encode(name, texts)
+        return True
+
+    _PREFILLED.get(schema, build, name)
 
 
 def _embedding_scores(schema: Schema, question: str, evidence: str, name: str) -> Any:
@@ -549,7 +641,9 @@ def _embedding_scores(schema: Schema, question: str, evidence: str, name: str) -
     from sqltune.models.embed import load_embedder
 
     emb = load_embedder(name)
-    vecs = _VECTORS.get(schema, lambda: emb.encode([column_text(t, c) for t in schema.tables for c in t.columns]), name)
+    vecs = _VECTORS.get(
+        schema, lambda: _encode(name, [column_text(t, c) for t in schema.tables for c in t.columns]), name
+    )
     q = emb.encode([f"{question} {evidence}".strip()])[0]
     return np.asarray((vecs @ q).numpy(), dtype=np.float64)
 
@@ -773,27 +867,24 @@ def link(
     settings: LinkSettings,
     hits: list[Any] | None = None,
     fits: Any = None,
+    index: Any = None,
 ) -> Linked:
     """The schema a prompt shows for this question (see the module docstring).
 
     ``hits``: the value index's hits for the question; ``fits(schema) -> bool``: whether a prompt with
-    this schema fits the budget (``budget`` mode)."""
-    n_all = sum(len(t.columns) for t in schema.tables)
+    this schema fits the budget (``budget`` mode); ``index``: the value index the hits came from (a schema
+    of several namespaces asks it again for the values of the namespaces it focuses on)."""
     hits = hits or []
-    whole = ranked = rank(schema, question, evidence, hits, settings.embedder)
-    if settings.mode == "auto":
-        ranked = learned(schema, question, ranked, settings.embedder)
-    pool, gone, spaces = schema, set[str](), dict[str, float]()
     if settings.mode != "off" and settings.focus > 0.0:
         spaces = namespace_scores(schema, question, evidence, hits)
         pool, gone = focused(schema, spaces, settings.focus)
         if gone:
-            left = {t.name for t in pool.tables}
-            ranked = {
-                **ranked,
-                "tables": {t: v for t, v in ranked["tables"].items() if t in left},
-                "columns": {k: v for k, v in ranked["columns"].items() if k[0] in left},
-            }
+            return _link_focused(schema, pool, question, evidence, settings, hits, fits, index, spaces, gone)
+    n_all = sum(len(t.columns) for t in schema.tables)
+    whole = ranked = rank(schema, question, evidence, hits, settings.embedder)
+    if settings.mode == "auto":
+        ranked = learned(schema, question, ranked, settings.embedder)
+    pool = schema
     if settings.mode == "off":
         kept, why, chosen = schema, {t.name: "all" for t in schema.tables}, set(ranked["columns"])
     elif settings.mode == "top-k":
@@ -824,9 +915,6 @@ def link(
     shown_hits = [h for h in hits if (h.table, h.column) in kept_cols] if settings.values else []
     if shown_hits:
         kept = with_values(kept, shown_hits, settings.max_values)
-    if gone:
-        r = _models(schema)
-        why.update({t: "other namespace" for t, i in r.namespace_of_table.items() if r.namespaces[i] in gone})
     table_rows = sorted(
         (
             {
@@ -856,6 +944,49 @@ def link(
         values=[asdict(h) for h in shown_hits],
         full_columns=n_all,
         kept_columns=len(kept_cols),
+    )
+
+
+def _link_focused(
+    schema: Schema,
+    pool: Schema,
+    question: str,
+    evidence: str,
+    settings: LinkSettings,
+    hits: list[Any],
+    fits: Any,
+    index: Any,
+    spaces: dict[str, float],
+    gone: set[str],
+) -> Linked:
+    """:func:`link` of a schema of several namespaces, focused on ``pool``'s (``gone``: the others): ``pool``
+    is linked as a database of its own (:func:`standalone`), with the values of its tables alone, and what
+    it keeps is named back by the real names."""
+    local, real = standalone(pool)
+    if settings.embedder:
+        _prefill(schema, settings.embedder)
+    to_local = {v: k for k, v in real.items()}
+    left = {t.name for t in pool.tables}
+    if index is not None and settings.values:
+        hits = index.lookup(value_query(question, evidence), tables=left)
+    hits = [replace(h, table=to_local.get(h.table, h.table)) for h in hits if h.table in left]
+    inner = link(local, question, evidence, replace(settings, focus=0.0), hits, fits)
+    r = _models(schema)
+    q = _question_terms(question, evidence)
+    score = dict(zip((t.name for t in schema.tables), r.tables.scores(q).tolist(), strict=True))
+    others = [
+        {"table": t, "score": round(score[t], 3), "kept": False, "why": "other namespace"}
+        for t, i in r.namespace_of_table.items()
+        if r.namespaces[i] in gone
+    ]
+    return Linked(
+        schema=_renamed(inner.schema, real),
+        tables=[{**row, "table": real.get(row["table"], row["table"])} for row in inner.tables]
+        + sorted(others, key=lambda row: -row["score"]),
+        columns=[{**row, "table": real.get(row["table"], row["table"])} for row in inner.columns],
+        values=[{**v, "table": real.get(v["table"], v["table"])} for v in inner.values],
+        full_columns=sum(len(t.columns) for t in schema.tables),
+        kept_columns=inner.kept_columns,
         namespaces=_namespace_rows(spaces, gone),
     )
 

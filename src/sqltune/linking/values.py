@@ -256,9 +256,12 @@ class ValueIndex:
         os.replace(tmp, path)
         return cls(path, info)
 
-    def lookup(self, question: str, limit: int = 10, min_score: float = 82.0) -> list[ValueHit]:
+    def lookup(
+        self, question: str, limit: int = 10, min_score: float = 82.0, tables: set[str] | None = None
+    ) -> list[ValueHit]:
         """The values the question names, best first: at most ``limit``, each at least ``min_score`` similar
-        (0-100) to a span of the question's words.
+        (0-100) to a span of the question's words; ``tables``: only the values of these tables (the
+        namespaces schema linking focused on), as an index of those tables alone would find them.
 
         A value found only by similarity (not spelled as the span, in any case) is left out when the span is
         made of the schema's own words (*orchestras* is the table, not a part of 'Kirov Orchestra'), when it
@@ -266,7 +269,12 @@ class ValueIndex:
         ``MAX_SIMILAR`` values of one column (a word many values share names none of them)."""
         from rapidfuzz import fuzz
 
-        names = self._name_words()
+        if tables is not None and not tables:
+            return []
+        names = self._name_words() if tables is None else self._table_words(tables)
+        only, args = "", tuple[str, ...]()
+        if tables is not None:
+            only, args = f" AND tbl IN ({', '.join('?' * len(tables))})", tuple(sorted(tables))
         best: dict[tuple[str, str, str], ValueHit] = {}
         exact_spans: list[str] = []
         for span in _span_candidates(question):
@@ -277,7 +285,9 @@ class ValueIndex:
             try:
                 # the value itself, in any case (a B-tree lookup); then, for a longer span, values that
                 # contain it or (a typo) share its trigrams, by FTS5's rank
-                rows = self._conn.execute("SELECT value, tbl, col FROM exact WHERE low = ?", (low,)).fetchall()
+                rows = self._conn.execute(
+                    "SELECT value, tbl, col FROM exact WHERE low = ?" + only, (low, *args)
+                ).fetchall()
                 if rows:
                     exact_spans.append(low)
                 elif (
@@ -288,7 +298,8 @@ class ValueIndex:
                 ):
                     query = " OR ".join('"' + g.replace('"', '""') + '"' for g in sorted(grams))
                     rows = self._conn.execute(
-                        "SELECT value, tbl, col FROM v WHERE v MATCH ? ORDER BY rank LIMIT 20", (query,)
+                        "SELECT value, tbl, col FROM v WHERE v MATCH ?" + only + " ORDER BY rank LIMIT 20",
+                        (query, *args),
                     ).fetchall()
             except sqlite3.OperationalError:
                 continue
@@ -327,6 +338,16 @@ class ValueIndex:
             )
             self._local.names = cached
         return cached
+
+    def _table_words(self, tables: set[str]) -> frozenset[str]:
+        """The words of these tables' and their columns' names, a namespaced table's by its own name
+        (:func:`sqltune.linking.names.short_name`), as the index of that namespace alone would have them."""
+        from sqltune.linking.names import short_name
+
+        rows = self._conn.execute(
+            f"SELECT tbl, col FROM cols WHERE tbl IN ({', '.join('?' * len(tables))})", tuple(sorted(tables))
+        )
+        return frozenset(w for tbl, col in rows for w in words(f"{short_name(tbl) or tbl} {col}"))
 
     def categories(self, max_n: int) -> dict[tuple[str, str], tuple[str, ...]]:
         """Every value of each text column holding at most ``max_n`` distinct ones, all of them words
