@@ -579,6 +579,25 @@ def test_focus_ranks_only_the_namespaces_a_question_matches(cache, tmp_path, tin
     kept, gone = focused(plain, {"music": 3.0, "films": 0.5}, 0.9)
     assert gone == {"films"} and {t.name for t in kept.tables} == {"music__singer", "music__song", "calendar"}
 
+    # a namespace nearly as good is kept when a foreign key joins it to the best one (a question may join
+    # them), not when none does (of two unrelated ones, the question is about one)
+    joined = tmp_path / "joined.sqlite"
+    conn = sqlite3.connect(joined)
+    conn.executescript(
+        """
+        CREATE TABLE sales__orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES crm__customers(id));
+        CREATE TABLE crm__customers (id INTEGER PRIMARY KEY, name TEXT);
+        CREATE TABLE hr__staff (id INTEGER PRIMARY KEY, name TEXT);
+        """
+    )
+    conn.commit()
+    conn.close()
+    three = introspect(str(joined))
+    scores = {"sales": 3.0, "crm": 2.8, "hr": 2.9}
+    assert focused(three, scores, 0.9)[1] == {"hr"}
+    assert focused(three, scores, 1.0)[1] == {"crm", "hr"}
+    assert focused(three, {"sales": 3.0, "crm": 1.0, "hr": 3.0}, 0.9)[1] == {"crm", "sales"}  # a tie: by name
+
     # `sqltune schema` says which namespaces it ranked
     r = subprocess.run(
         [sys.executable, "-m", "sqltune", "schema", question, "--db", str(db), "--tokenizer", str(tiny_model)],

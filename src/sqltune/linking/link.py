@@ -84,10 +84,11 @@ class LinkSettings:
     (:mod:`sqltune.linking.names`); answers are read back to the real names. A contract written before
     this setting existed reads as off."""
     focus: float = 0.9
-    """A schema of several namespaces (``<namespace>__<table>``): rank only the tables of the namespaces
-    that match the question at least this share as well as the best one does (1.0: the best alone; 0: every
-    namespace). Tables without a namespace are always ranked. A contract written before this setting
-    existed reads as 0."""
+    """A schema of several namespaces (``<namespace>__<table>``): rank only the tables of the namespace that
+    matches the question best and of those that match it at least this share as well and that foreign keys
+    join to it (1.0: the best alone; 0: every namespace), linked as a database of their own
+    (:func:`standalone`). Tables without a namespace are always ranked. A contract written before this
+    setting existed reads as 0."""
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -240,6 +241,8 @@ class _Ranking:
     namespace_words: dict[str, Any]
     """A word of a namespace's table and column names -> the namespaces that hold it."""
     namespace_bm25: _Bm25 | None
+    namespace_links: dict[str, set[str]]
+    """A namespace -> the others a foreign key joins it to."""
     """A BM25 model of each namespace's table and column names (one document a namespace)."""
 
 
@@ -269,7 +272,13 @@ def _namespace_state(schema: Schema) -> dict[str, Any]:
     of_table = {t.name: ns for t in schema.tables if (ns := namespace(t.name))}
     spaces = sorted(set(of_table.values()))
     if len(spaces) < 2:
-        return {"namespaces": [], "namespace_of_table": {}, "namespace_words": {}, "namespace_bm25": None}
+        return {
+            "namespaces": [],
+            "namespace_of_table": {},
+            "namespace_words": {},
+            "namespace_bm25": None,
+            "namespace_links": {},
+        }
     pos = {ns: i for i, ns in enumerate(spaces)}
     docs: list[list[str]] = [[] for _ in spaces]
     for t in schema.tables:
@@ -278,6 +287,12 @@ def _namespace_state(schema: Schema) -> dict[str, Any]:
             doc += _doc_terms(words(short_name(t.name) or t.name))
             for c in t.columns:
                 doc += _doc_terms(words(c.name))
+    links: dict[str, set[str]] = {}
+    for fk in schema.foreign_keys:
+        a, b = of_table.get(fk.table), of_table.get(fk.ref_table)
+        if a and b and a != b:
+            links.setdefault(a, set()).add(b)
+            links.setdefault(b, set()).add(a)
     holders: dict[str, set[int]] = {}
     for i, doc in enumerate(docs):
         for w in doc:
@@ -287,6 +302,7 @@ def _namespace_state(schema: Schema) -> dict[str, Any]:
         "namespace_of_table": {t: pos[ns] for t, ns in of_table.items()},
         "namespace_words": {w: np.array(sorted(v), dtype=np.int64) for w, v in holders.items()},
         "namespace_bm25": _Bm25(docs),
+        "namespace_links": links,
     }
 
 
@@ -324,12 +340,24 @@ ranking state of each is built once)."""
 
 
 def focused(schema: Schema, scores: dict[str, float], share: float) -> tuple[Schema, set[str]]:
-    """``schema`` without the tables of the namespaces that score under ``share`` of the best one (and the
-    foreign keys to them); the dropped namespaces. The same dropped namespaces give the same object."""
-    best = max(scores.values(), default=0.0)
-    if share <= 0.0 or best <= 0.0:
+    """``schema`` without the tables of the namespaces other than the best one (of equal scores, the first
+    by name) and those scoring at least ``share`` of it that foreign keys join to the kept ones (and without
+    the foreign keys to the dropped); the dropped namespaces. A question cannot join two namespaces that no
+    key joins: of two that match it nearly as well, it asks about one. The same dropped namespaces give the
+    same object."""
+    top = max(scores.values(), default=0.0)
+    if share <= 0.0 or top <= 0.0:
         return schema, set()
-    gone = {ns for ns, s in scores.items() if s < share * best}
+    links = _models(schema).namespace_links
+    near = {ns for ns, s in scores.items() if s >= share * top}
+    keep = {min(ns for ns in near if scores[ns] == top)}
+    frontier = list(keep)
+    while frontier:  # the near ones joined to a kept one, transitively
+        for other in links.get(frontier.pop(), ()):
+            if other in near and other not in keep:
+                keep.add(other)
+                frontier.append(other)
+    gone = set(scores) - keep
     if not gone:
         return schema, set()
 
@@ -1025,9 +1053,9 @@ class SchemaFilterConfig:
     """Show a kept <namespace>__<table> by its own name when no other kept table is shown so, and read
     answers back to the real names (default on; serving: the model's prompt contract)."""
     schema_focus: float | None = None
-    """A schema of several <namespace>__ prefixes: rank only the tables of the namespaces that match the
-    question at least this share as well as the best one (1: the best alone; 0: every namespace; default
-    0.9; serving: the model's prompt contract)."""
+    """A schema of several <namespace>__ prefixes: rank only the tables of the namespace that matches the
+    question best, and of those matching at least this share as well that foreign keys join to it (1: the
+    best alone; 0: every namespace; default 0.9; serving: the model's prompt contract)."""
 
     def link_settings(self, base: LinkSettings | None = None, budget: int | None = None) -> LinkSettings:
         """``base`` (a model's contract; default: off) with the options that are set; ``budget``: the
