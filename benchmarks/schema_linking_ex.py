@@ -54,6 +54,28 @@ def score(dataset: Path, pred: Path, out: Path) -> dict:
     return s
 
 
+def same_prompts(own_file: Path, big_file: Path, own_eval: Path, big_eval: Path) -> str:
+    """How many merged-schema prompts show their question's own database's prompt, character for
+    character, and EX on those and on the others, each question asked of its own database and of the merged
+    one: where the prompt is the same the model answers as it answers there."""
+
+    def rows(path: Path) -> dict[str, dict]:
+        return {r["id"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
+
+    own, big, own_ok, big_ok = rows(own_file), rows(big_file), rows(own_eval), rows(big_eval)
+    groups: dict[bool, list[str]] = {True: [], False: []}
+    for i, rec in big.items():
+        if i in own and i in own_ok and i in big_ok:
+            groups[own[i]["messages"][1]["content"] == rec["messages"][1]["content"]].append(i)
+    lines = []
+    for same, ids in groups.items():
+        a = sum(1 for i in ids if own_ok[i]["correct"])
+        b = sum(1 for i in ids if big_ok[i]["correct"])
+        what = "the same prompt as on their own database" if same else "another prompt"
+        lines.append(f"  {len(ids)} questions with {what}: right on their own database {a}, on the merged one {b}")
+    return "\n".join(lines)
+
+
 def write_merged_pairs(examples: list, merged: Path, parts: dict, out: Path) -> int:
     """Pairs of ``examples`` asked of the merged database, each gold rewritten to its <db_id>__<table> names."""
     n = 0
@@ -209,6 +231,9 @@ def main() -> int:
                 "table it names (predict's resolve_tables)",
                 flush=True,
             )
+            own_eval = out / f"{arm}_spider_dev_eval" / "results.jsonl"
+            if own_eval.exists():
+                print(same_prompts(dev_file, big_file, own_eval, out / f"{arm}_large{tag}_eval" / "results.jsonl"))
     print()
     heads = {"whole": "whole-schema prompts", "linked": "linked prompts", "mixed": "linked, half merged in training"}
     print("| questions | " + " | ".join(heads[a] for a in arms) + " |")

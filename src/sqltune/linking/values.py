@@ -56,6 +56,11 @@ STOPWORDS = QUESTION_WORDS | frozenset(
 )
 """Words that name no value (a value that is only such words is still indexed; a question span is not)."""
 
+SIMILAR = 20
+"""Values a span's trigram search ranks (by FTS5's BM25) before edit similarity re-ranks them."""
+SIMILAR_READ = 200
+"""Values a span's trigram search reads, so that a lookup for some tables has its ``SIMILAR`` best too."""
+
 MAX_SIMILAR = 2
 """Values of one column a span may fit by similarity alone before it is taken to name none of them."""
 
@@ -261,7 +266,9 @@ class ValueIndex:
     ) -> list[ValueHit]:
         """The values the question names, best first: at most ``limit``, each at least ``min_score`` similar
         (0-100) to a span of the question's words; ``tables``: only the values of these tables (the
-        namespaces schema linking focused on), as an index of those tables alone would find them.
+        namespaces schema linking focused on), as an index of those tables alone would find them (the similar
+        ones among the index's ``SIMILAR_READ`` best for each span). The rows read for one question are kept
+        for the next lookup of the same question, so asking again for some tables reads nothing.
 
         A value found only by similarity (not spelled as the span, in any case) is left out when the span is
         made of the schema's own words (*orchestras* is the table, not a part of 'Kirov Orchestra'), when it
@@ -271,10 +278,18 @@ class ValueIndex:
 
         if tables is not None and not tables:
             return []
-        names = self._name_words() if tables is None else self._table_words(tables)
-        only, args = "", tuple[str, ...]()
-        if tables is not None:
-            only, args = f" AND tbl IN ({', '.join('?' * len(tables))})", tuple(sorted(tables))
+        names = self._name_words() if tables is None else self._table_words(frozenset(tables))
+        memo = getattr(self._local, "memo", None)
+        if memo is None or memo[0] != question:
+            memo = self._local.memo = (question, {})
+        read: dict[tuple[str, str], list[tuple[str, str, str]]] = memo[1]
+
+        def rows_of(kind: str, key: str, sql: str) -> list[tuple[str, str, str]]:
+            if (kind, key) not in read:
+                read[(kind, key)] = self._conn.execute(sql, (key,)).fetchall()
+            got = read[(kind, key)]
+            return got if tables is None else [r for r in got if r[1] in tables]
+
         best: dict[tuple[str, str, str], ValueHit] = {}
         exact_spans: list[str] = []
         for span in _span_candidates(question):
@@ -285,9 +300,7 @@ class ValueIndex:
             try:
                 # the value itself, in any case (a B-tree lookup); then, for a longer span, values that
                 # contain it or (a typo) share its trigrams, by FTS5's rank
-                rows = self._conn.execute(
-                    "SELECT value, tbl, col FROM exact WHERE low = ?" + only, (low, *args)
-                ).fetchall()
+                rows = rows_of("exact", low, "SELECT value, tbl, col FROM exact WHERE low = ?")
                 if rows:
                     exact_spans.append(low)
                 elif (
@@ -297,10 +310,8 @@ class ValueIndex:
                     and not any(low in e for e in exact_spans)
                 ):
                     query = " OR ".join('"' + g.replace('"', '""') + '"' for g in sorted(grams))
-                    rows = self._conn.execute(
-                        "SELECT value, tbl, col FROM v WHERE v MATCH ?" + only + " ORDER BY rank LIMIT 20",
-                        (query, *args),
-                    ).fetchall()
+                    sql = f"SELECT value, tbl, col FROM v WHERE v MATCH ? ORDER BY rank LIMIT {SIMILAR_READ}"
+                    rows = rows_of("similar", query, sql)[:SIMILAR]
             except sqlite3.OperationalError:
                 continue
             similar: dict[tuple[str, str], list[ValueHit]] = {}
@@ -339,15 +350,22 @@ class ValueIndex:
             self._local.names = cached
         return cached
 
-    def _table_words(self, tables: set[str]) -> frozenset[str]:
+    def _table_words(self, tables: frozenset[str]) -> frozenset[str]:
         """The words of these tables' and their columns' names, a namespaced table's by its own name
         (:func:`sqltune.linking.names.short_name`), as the index of that namespace alone would have them."""
         from sqltune.linking.names import short_name
 
-        rows = self._conn.execute(
-            f"SELECT tbl, col FROM cols WHERE tbl IN ({', '.join('?' * len(tables))})", tuple(sorted(tables))
-        )
-        return frozenset(w for tbl, col in rows for w in words(f"{short_name(tbl) or tbl} {col}"))
+        cache = getattr(self._local, "table_words", None)
+        if cache is None:
+            cache = self._local.table_words = {}
+        if tables not in cache:
+            if len(cache) >= 256:
+                cache.pop(next(iter(cache)))
+            rows = self._conn.execute(
+                f"SELECT tbl, col FROM cols WHERE tbl IN ({', '.join('?' * len(tables))})", tuple(sorted(tables))
+            )
+            cache[tables] = frozenset(w for tbl, col in rows for w in words(f"{short_name(tbl) or tbl} {col}"))
+        return cache[tables]  # type: ignore[no-any-return]
 
     def categories(self, max_n: int) -> dict[tuple[str, str], tuple[str, ...]]:
         """Every value of each text column holding at most ``max_n`` distinct ones, all of them words
