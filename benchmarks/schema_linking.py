@@ -11,6 +11,8 @@ columns of all their columns, sqlglot-resolved); "all kept" is the share of ques
 and column kept. Token shares are the filtered schema's tokens (and the whole prompt's) over the full
 schema's, with the default model's tokenizer. The merged database's tables are named <db_id>__<table>, with
 their types, primary and foreign keys and rows; the gold queries are rewritten to those names.
+``same_prompt_as_own_database``: the share of the merged schema's prompts that equal, character for
+character, the one the question's own database gives (the model answers those as it answers there).
 """
 
 from __future__ import annotations

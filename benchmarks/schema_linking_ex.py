@@ -15,10 +15,12 @@ only, never dev's).
 
 The linked prompts of the merged database show a kept ``<db_id>__<table>`` by its own name when no other
 kept table is shown so (the linker's ``short_names``, on by default: :mod:`sqltune.linking.names`), and
-predict reads each answer back to the real names; and the linker ranks only the databases (namespaces) that
-match the question nearly as well as the best one (``focus``, 0.9 by default; ``--focus`` scores the merged
-questions again at another share, the trained model read back). Each Spider database's own prompts have no
-namespaced tables and are unchanged by either.
+predict reads each answer back to the real names; and the linker ranks only the database (namespace) that
+matches the question best, with those nearly as good that a foreign key joins to it (``focus``, 0.9 by
+default; ``--focus`` scores the merged questions again at another share, the trained model read back), as a
+database of its own: a question whose own database is the best-matching one gets that database's prompt.
+The run prints how many merged prompts equal their own database's, and EX on those and on the others. Each
+Spider database's own prompts have no namespaced tables and are unchanged by either.
 
 Run it alone on the machine; every step writes into --out and resumes when rerun. ``--dev N`` scores a seeded
 sample of N Spider dev questions (0: all 972) on each arm, the same questions on every arm.
