@@ -647,3 +647,32 @@ def test_one_namespace_of_a_warehouse_gets_the_prompt_of_its_own_database(cache,
     # the values of the other namespace are not asked for: a value only films holds is not shown
     hits = big_index.lookup("songs of Zed", tables={"music__singer", "music__song"})
     assert hits == [] and big_index.lookup("songs of Zed")[0].table == "films__singer"
+
+
+def test_serving_prepares_the_linker_before_the_first_question(cache, tmp_path, monkeypatch):
+    """``Database.prepare`` (``sqltune serve`` calls it at start) builds the value index and the linker's state
+    before the first question: on a schema of several namespaces, every column's vector by its own table
+    name, as the focus links them; the first question then encodes only itself."""
+    from sqltune.linking import link as linker
+    from sqltune.models import embed
+    from sqltune.serve.ask import Database
+
+    for cached in (linker._PREFILLED, linker._VECTORS):
+        cached._values.clear()
+    linker._TEXT_VECTORS.clear()
+    database = Database(str(_warehouse(tmp_path / "wh.sqlite")))
+    style = prompts.PromptStyle("compact", "contract", LinkSettings(mode="auto", values=True, embedder="minilm"))
+    encoded: list[int] = []
+    real = embed.Embedder.encode
+
+    def counting(self, texts, batch=64):
+        encoded.append(len(texts))
+        return real(self, texts, batch)
+
+    monkeypatch.setattr(embed.Embedder, "encode", counting)
+    database.prepare(style)
+    assert database._index is not None and encoded == [11]  # twelve columns; both singer tables' "singer id"
+    encoded.clear()
+    text, linked = database.question_schema("What are the titles of the songs of Ann Lee?", "", style)
+    assert encoded == [1] and linked.kept_tables() == {"music__song", "music__singer"}
+    assert "song(" in text

@@ -81,9 +81,8 @@ def _clean(candidate: str) -> str:
     sql = candidate[m.start() :]
     sql = _split_first_statement(sql)
     sql = _drop_trailing_prose(sql)
-    sql = sql.strip().rstrip(";").strip()
-    sql = re.sub(r"\s*```.*\Z", "", sql, flags=re.S)
-    return sql
+    sql = re.sub(r"\s*```.*\Z", "", sql, flags=re.S)  # a fence after an unclosed quote, and what follows it
+    return sql.strip().rstrip(";").strip()
 
 
 def _fenced(text: str) -> list[str]:

@@ -214,7 +214,7 @@ def render_schema(schema: Schema, style: str = "ddl") -> str:
 _CATEGORISED: dict[tuple[int, int, int], tuple[Schema, Any, Schema]] = {}
 
 
-def _categorised(schema: Schema, index: Any, n: int) -> Schema:
+def categorised(schema: Schema, index: Any, n: int) -> Schema:
     """``schema`` with every value of its few-valued columns (``index.categories(n)``), made once per schema,
     index and n: the linker's ranking models are cached per schema object, so every question gets the same one."""
     key = (id(schema), id(index), n)
@@ -248,7 +248,7 @@ def question_schema(
     if settings is None or not settings.active:
         return render_schema(schema, style), None
     if settings.categories and index is not None:
-        schema = _categorised(schema, index, settings.categories)
+        schema = categorised(schema, index, settings.categories)
     hits = index.lookup(value_query(question, evidence)) if (index is not None and settings.values) else []
 
     def fits(s: Schema) -> bool:

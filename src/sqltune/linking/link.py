@@ -661,6 +661,27 @@ def _prefill(schema: Schema, name: str) -> None:
     _PREFILLED.get(schema, build, name)
 
 
+def prepare(schema: Schema, settings: LinkSettings) -> None:
+    """Build, before the first question, what linking ``schema`` with ``settings`` builds once: the ranking
+    models and, with an embedder, the column vectors (by their own table names on a schema of several
+    namespaces, as the focus links them), so the first question takes as long as the others."""
+    if not settings.active or settings.mode == "off":
+        return
+    r = _models(schema)
+    if settings.embedder:
+        if r.namespaces and settings.focus > 0.0:
+            _prefill(schema, settings.embedder)
+        elif schema.tables:
+            _column_vectors(schema, settings.embedder)
+
+
+def _column_vectors(schema: Schema, name: str) -> Any:
+    """The embedder ``name``'s vector of every column of ``schema`` (schema order), built once per schema."""
+    return _VECTORS.get(
+        schema, lambda: _encode(name, [column_text(t, c) for t in schema.tables for c in t.columns]), name
+    )
+
+
 def _embedding_scores(schema: Schema, question: str, evidence: str, name: str) -> Any:
     """The cosine of the question with every column (in schema order, a float64 array), by the embedder
     ``name``."""
@@ -669,9 +690,7 @@ def _embedding_scores(schema: Schema, question: str, evidence: str, name: str) -
     from sqltune.models.embed import load_embedder
 
     emb = load_embedder(name)
-    vecs = _VECTORS.get(
-        schema, lambda: _encode(name, [column_text(t, c) for t in schema.tables for c in t.columns]), name
-    )
+    vecs = _column_vectors(schema, name)
     q = emb.encode([f"{question} {evidence}".strip()])[0]
     return np.asarray((vecs @ q).numpy(), dtype=np.float64)
 

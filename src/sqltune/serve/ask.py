@@ -194,6 +194,21 @@ class Database:
             self._index = ValueIndex.open(self.path, self.schema, allow_privileged_role=self.allow_privileged_role)
         return self._index
 
+    def prepare(self, style: str) -> None:
+        """Build before the first question what its prompts build once: the value index and the linker's
+        ranking state (``style``'s schema linking; nothing without it)."""
+        from sqltune.linking.link import prepare
+
+        link = getattr(style, "link", None)
+        if link is None or not link.active:
+            return
+        schema = self.schema
+        if link.needs_index:
+            index = self.value_index()
+            if link.categories:
+                schema = prompts.categorised(schema, index, link.categories)
+        prepare(schema, link)
+
     def question_schema(self, question: str, evidence: str, style: str, cot: bool = False) -> tuple[str, Any]:
         """The schema text of one question's prompt (schema linking when ``style`` carries it)."""
         link = getattr(style, "link", None)
