@@ -922,6 +922,7 @@ def link(
     this schema fits the budget (``budget`` mode); ``index``: the value index the hits came from (a schema
     of several namespaces asks it again for the values of the namespaces it focuses on)."""
     hits = hits or []
+    spaces: dict[str, float] = {}
     if settings.mode != "off" and settings.focus > 0.0:
         spaces = namespace_scores(schema, question, evidence, hits)
         pool, gone = focused(schema, spaces, settings.focus)
@@ -991,6 +992,7 @@ def link(
         values=[asdict(h) for h in shown_hits],
         full_columns=n_all,
         kept_columns=len(kept_cols),
+        namespaces=_namespace_rows(spaces, set()),
     )
 
 
