@@ -28,7 +28,7 @@ from typing import Any
 
 from sqltune.db.schema import Schema, Table
 from sqltune.errors import ConfigError
-from sqltune.linking.link import Linked, LinkSettings, link, value_query, with_categories
+from sqltune.linking.link import Linked, LinkSettings, link, prepare, value_query, with_categories
 from sqltune.linking.names import short_names
 
 SYSTEM_PROMPT = (
@@ -214,7 +214,7 @@ def render_schema(schema: Schema, style: str = "ddl") -> str:
 _CATEGORISED: dict[tuple[int, int, int], tuple[Schema, Any, Schema]] = {}
 
 
-def categorised(schema: Schema, index: Any, n: int) -> Schema:
+def _categorised(schema: Schema, index: Any, n: int) -> Schema:
     """``schema`` with every value of its few-valued columns (``index.categories(n)``), made once per schema,
     index and n: the linker's ranking models are cached per schema object, so every question gets the same one."""
     key = (id(schema), id(index), n)
@@ -226,6 +226,18 @@ def categorised(schema: Schema, index: Any, n: int) -> Schema:
         _CATEGORISED.pop(next(iter(_CATEGORISED)))
     _CATEGORISED[key] = (schema, index, out)
     return out
+
+
+def _linked_schema(schema: Schema, settings: LinkSettings, index: Any) -> Schema:
+    """The schema the linker ranks: with every value of its few-valued columns when ``settings`` shows them."""
+    return _categorised(schema, index, settings.categories) if settings.categories and index is not None else schema
+
+
+def prepare_linking(schema: Schema, settings: LinkSettings | None, index: Any = None) -> None:
+    """Build before the first question what :func:`question_schema` builds once for ``schema`` with
+    ``settings`` (the linker's ranking state and column vectors: :func:`sqltune.linking.link.prepare`)."""
+    if settings is not None and settings.active:
+        prepare(_linked_schema(schema, settings, index), settings)
 
 
 def question_schema(
@@ -247,8 +259,7 @@ def question_schema(
     ``counter``: a :class:`sqltune.models.load.TokenCounter`, needed by the ``budget`` mode."""
     if settings is None or not settings.active:
         return render_schema(schema, style), None
-    if settings.categories and index is not None:
-        schema = categorised(schema, index, settings.categories)
+    schema = _linked_schema(schema, settings, index)
     hits = index.lookup(value_query(question, evidence)) if (index is not None and settings.values) else []
 
     def fits(s: Schema) -> bool:

@@ -32,6 +32,7 @@ from typing import Any
 
 from sqltune.db.schema import Column, PerSchema, Schema, Table
 from sqltune.errors import ConfigError
+from sqltune.linking.names import namespace, renamed, short_name
 
 MODES = ("off", "top-k", "budget", "auto")
 
@@ -241,9 +242,9 @@ class _Ranking:
     namespace_words: dict[str, Any]
     """A word of a namespace's table and column names -> the namespaces that hold it."""
     namespace_bm25: _Bm25 | None
+    """A BM25 model of each namespace's table and column names (one document a namespace)."""
     namespace_links: dict[str, set[str]]
     """A namespace -> the others a foreign key joins it to."""
-    """A BM25 model of each namespace's table and column names (one document a namespace)."""
 
 
 def _components(schema: Schema) -> dict[str, int]:
@@ -266,8 +267,6 @@ def _components(schema: Schema) -> dict[str, int]:
 def _namespace_state(schema: Schema) -> dict[str, Any]:
     """What scoring a schema's namespaces needs (:class:`_Ranking`'s namespace fields)."""
     import numpy as np
-
-    from sqltune.linking.names import namespace, short_name
 
     of_table = {t.name: ns for t in schema.tables if (ns := namespace(t.name))}
     spaces = sorted(set(of_table.values()))
@@ -379,7 +378,6 @@ def standalone(schema: Schema) -> tuple[Schema, dict[str, str]]:
     namespaced table ``<namespace>__<name>`` named ``<name>`` where no other of its tables would be, and
     ``{name: real name}`` of the renamed ones. Ranked as such, one namespace gets the prompt its own database
     would get: the same words, the same scores relative to its own columns, the same values."""
-    from sqltune.linking.names import short_name
 
     def build() -> tuple[Schema, dict[str, str]]:
         counts: dict[str, int] = {}
@@ -391,21 +389,9 @@ def standalone(schema: Schema) -> tuple[Schema, dict[str, str]]:
             short = short_name(t.name)
             if short is not None and counts[short.lower()] == 1:
                 new[t.name] = short
-        return _renamed(schema, new), {v: k for k, v in new.items()}
+        return renamed(schema, new), {v: k for k, v in new.items()}
 
     return _STANDALONE.get(schema, build)  # type: ignore[no-any-return]
-
-
-def _renamed(schema: Schema, names: dict[str, str]) -> Schema:
-    """``schema`` with its tables (and foreign keys) renamed by ``names`` (``{old: new}``)."""
-    if not names:
-        return schema
-    tables = tuple(replace(t, name=names[t.name], ddl="") if t.name in names else t for t in schema.tables)
-    fks = tuple(
-        replace(f, table=names.get(f.table, f.table), ref_table=names.get(f.ref_table, f.ref_table))
-        for f in schema.foreign_keys
-    )
-    return replace(schema, tables=tables, foreign_keys=fks)
 
 
 def value_query(question: str, evidence: str = "") -> str:
@@ -650,7 +636,6 @@ def _encode(name: str, texts: list[str]) -> Any:
 def _prefill(schema: Schema, name: str) -> None:
     """Encode, in one batch, the texts every namespaced column of ``schema`` has once its namespace is
     linked on its own (its table by its own name), the first time a question focuses on some."""
-    from sqltune.linking.names import short_name
 
     def build() -> bool:
         texts = [column_text(t, c, short_name(t.name)) for t in schema.tables for c in t.columns]
@@ -1029,7 +1014,7 @@ def _link_focused(
         if r.namespaces[i] in gone
     ]
     return Linked(
-        schema=_renamed(inner.schema, real),
+        schema=renamed(inner.schema, real),
         tables=[{**row, "table": real.get(row["table"], row["table"])} for row in inner.tables]
         + sorted(others, key=lambda row: -row["score"]),
         columns=[{**row, "table": real.get(row["table"], row["table"])} for row in inner.columns],

@@ -51,12 +51,17 @@ def short_names(schema: Schema, order: list[str]) -> tuple[Schema, dict[str, str
             continue
         taken.add(short.lower())
         names[short] = t.name
+    return renamed(schema, {real: shown for shown, real in names.items()}), names
+
+
+def renamed(schema: Schema, names: dict[str, str]) -> Schema:
+    """``schema`` with its tables (and the foreign keys between them) renamed by ``names`` (``{old: new}``);
+    a renamed table's DDL text is dropped (it names the old table), so prompts write it afresh."""
     if not names:
-        return schema, {}
-    new = {real: shown for shown, real in names.items()}
-    tables = tuple(replace(t, name=new[t.name], ddl="") if t.name in new else t for t in schema.tables)
+        return schema
+    tables = tuple(replace(t, name=names[t.name], ddl="") if t.name in names else t for t in schema.tables)
     fks = tuple(
-        replace(f, table=new.get(f.table, f.table), ref_table=new.get(f.ref_table, f.ref_table))
+        replace(f, table=names.get(f.table, f.table), ref_table=names.get(f.ref_table, f.ref_table))
         for f in schema.foreign_keys
     )
-    return replace(schema, tables=tables, foreign_keys=fks), names
+    return replace(schema, tables=tables, foreign_keys=fks)

@@ -197,17 +197,9 @@ class Database:
     def prepare(self, style: str) -> None:
         """Build before the first question what its prompts build once: the value index and the linker's
         ranking state (``style``'s schema linking; nothing without it)."""
-        from sqltune.linking.link import prepare
-
         link = getattr(style, "link", None)
-        if link is None or not link.active:
-            return
-        schema = self.schema
-        if link.needs_index:
-            index = self.value_index()
-            if link.categories:
-                schema = prompts.categorised(schema, index, link.categories)
-        prepare(schema, link)
+        if link is not None and link.active:
+            prompts.prepare_linking(self.schema, link, self.value_index() if link.needs_index else None)
 
     def question_schema(self, question: str, evidence: str, style: str, cot: bool = False) -> tuple[str, Any]:
         """The schema text of one question's prompt (schema linking when ``style`` carries it)."""
