@@ -23,12 +23,25 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from sqltune.evaluate.run import EvalConfig, run_eval
 from sqltune.io import read_jsonl, write_jsonl
 from sqltune.judge import Judge
 from sqltune.models.backend_config import make_backend
+from sqltune.models.backends import Backend
 from sqltune.serve.ask import AskConfig, Database, ask_many, served_model
+
+
+def load_run(run: Path, split: str) -> tuple[list[dict[str, Any]], Backend, str, Database]:
+    """A finished quickstart folder's split records, its fine-tuned model as served (backend and prompt
+    style) and the demo database, or an exit that says how to make the folder."""
+    data = run / "data" / f"{split}.jsonl"
+    if not (run / "train" / "model").is_dir() or not data.is_file():
+        sys.exit(f"{run}: no fine-tuned quickstart model there; run python benchmarks/quickstart.py --out {run} first")
+    records = read_jsonl(data)
+    where, style = served_model(str(run / "train"))
+    return records, make_backend("hf", where, batch_size=16), style, Database(records[0]["db_path"])
 
 
 def main() -> int:
@@ -42,12 +55,7 @@ def main() -> int:
     args = ap.parse_args()
     run = Path(args.run)
     test = run / "data" / f"{args.split}.jsonl"
-    if not (run / "train" / "model").is_dir() or not test.is_file():
-        sys.exit(f"{run}: no fine-tuned quickstart model there; run python benchmarks/quickstart.py --out {run} first")
-    records = read_jsonl(test)
-    where, style = served_model(str(run / "train"))
-    backend = make_backend("hf", where, batch_size=16)
-    db = Database(records[0]["db_path"])
+    records, backend, style, db = load_run(run, args.split)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
 

@@ -29,8 +29,10 @@ from pathlib import Path
 from sqltune.evaluate.run import EvalConfig, run_eval
 from sqltune.io import read_jsonl, write_jsonl
 from sqltune.judge import Judge
-from sqltune.models.backend_config import make_backend
-from sqltune.serve.ask import AskConfig, Database, ask_many, served_model
+from sqltune.serve.ask import AskConfig, ask_many
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ask_accuracy import load_run  # noqa: E402
 
 
 def main() -> int:
@@ -41,13 +43,7 @@ def main() -> int:
     ap.add_argument("--temperature", type=float, default=0.7)
     args = ap.parse_args()
     run = Path(args.run)
-    data = run / "data" / f"{args.split}.jsonl"
-    if not (run / "train" / "model").is_dir() or not data.is_file():
-        sys.exit(f"{run}: no fine-tuned quickstart model there; run sqltune quickstart --out {run} first")
-    records = read_jsonl(data)
-    where, style = served_model(str(run / "train"))
-    backend = make_backend("hf", where, batch_size=16)
-    db = Database(records[0]["db_path"])
+    records, backend, style, db = load_run(run, args.split)
     cfg = AskConfig(samples=args.samples, repairs=0, temperature=args.temperature, max_new_tokens=128)
     with Judge(workers=2, timeout=10) as judge:
         answers = ask_many([(r["question"], db, "") for r in records], backend, judge, cfg, style)
