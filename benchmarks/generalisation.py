@@ -20,6 +20,9 @@ by hand (skill). This script measures, in one run, alone on the machine:
   mixing adds;
 * **spider** (with ``--spider DIR``) - the same, mixing as many Spider train examples instead (questions
   written by people over 140 databases): the reference the generated mix is measured against;
+* **grounding** - the quickstart's model, greedy, without and with value grounding while decoding
+  (``predict --ground-values``: a literal compared to a column spells one of its values,
+  :mod:`sqltune.models.grounding`), on both splits: what grounding adds, no training;
 * **recipe** (``--recipe NAME:key=value,...``, repeatable) - the same template train split and steps
   with the training recipe changed (a lower learning rate, LoRA, embedding noise): what the recipe,
   not the data, adds.
@@ -50,12 +53,18 @@ from sqltune.train.config import load_config
 from sqltune.train.run import train
 
 
-def score(model: str, dataset: Path, out: Path, samples: int = 1) -> dict[str, Any]:
+def score(model: str, dataset: Path, out: Path, samples: int = 1, ground: bool = True) -> dict[str, Any]:
     pred = out / "pred.jsonl"
     if not pred.exists():
         predict(
             PredictConfig(
-                dataset=str(dataset), out=str(pred), model=model, max_new_tokens=128, num_samples=samples, seed=0
+                dataset=str(dataset),
+                out=str(pred),
+                model=model,
+                max_new_tokens=128,
+                num_samples=samples,
+                seed=0,
+                ground_values=ground,
             )
         )
     summary, _ = run_eval(EvalConfig(dataset=str(dataset), pred=str(pred), out=str(out / "eval"), timeout=10.0))
@@ -71,7 +80,7 @@ def main() -> None:
     ap.add_argument(
         "--arms",
         default="voting,own,lexicon,generic",
-        help="which arms besides the quickstart's: voting, own, lexicon, generic, spider",
+        help="which arms besides the quickstart's: voting, own, lexicon, generic, spider, grounding",
     )
     ap.add_argument("--spider", default=None, help="the Spider folder, for the spider arm")
     ap.add_argument(
@@ -100,6 +109,17 @@ def main() -> None:
         voted = score(manifest["output"], human, out / "templates_vote", args.samples)
         rows.append(("templates + voting", voted["ex"], None, steps, f"{args.samples} samples, majority by result"))
         print(f"voting on the human split: {100 * voted['ex']:.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if "grounding" in arms:
+        for ground in (False, True):
+            t0 = time.perf_counter()
+            tag = "grounded" if ground else "ungrounded"
+            h = score(manifest["output"], human, out / f"templates_{tag}_human", ground=ground)
+            t = score(manifest["output"], test, out / f"templates_{tag}_test", ground=ground)
+            note = "greedy, value grounding" if ground else "greedy, no value grounding"
+            rows.append((f"templates, {'with' if ground else 'without'} grounding", h["ex"], t["ex"], steps, note))
+            print(
+                f"{tag}: human {100 * h['ex']:.1f}%, template {100 * t['ex']:.1f}% ({time.perf_counter() - t0:.0f} s)"
+            )
     if "own" in arms:
         rows += own_pairs_arm(args, data, out, train_file, human, test, steps)
     if "lexicon" in arms:

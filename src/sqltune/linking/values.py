@@ -32,7 +32,7 @@ from sqltune.db.schema import Schema, introspect
 from sqltune.db.target import SQLGLOT_DIALECT, resolve
 from sqltune.linking.link import QUESTION_WORDS, words
 
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 _LETTER = re.compile(r"[^\W\d_]")
 _WORD = re.compile(r"[\w']+", re.UNICODE)
 STOPWORDS = QUESTION_WORDS | frozenset(
@@ -197,7 +197,10 @@ class ValueIndex:
         out.execute("CREATE TABLE exact (low TEXT, value TEXT, tbl TEXT, col TEXT)")
         out.execute("CREATE TABLE meta (info TEXT)")
         # per column: distinct non-NULL values read (up to max_per_column) and how many of them were indexed
-        out.execute("CREATE TABLE cols (tbl TEXT, col TEXT, n_read INTEGER, n_kept INTEGER, n_rows INTEGER)")
+        # closed: every distinct non-NULL value was read and is text kept as it is (what value grounding needs)
+        out.execute(
+            "CREATE TABLE cols (tbl TEXT, col TEXT, n_read INTEGER, n_kept INTEGER, n_rows INTEGER, closed INTEGER)"
+        )
         n_values = n_columns = 0
         partial = False
         from sqlglot import exp
@@ -229,8 +232,10 @@ class ValueIndex:
                         if isinstance(row[0], str) and 0 < len(row[0].strip()) <= max_chars and _LETTER.search(row[0])
                     }
                     read = {row[0] for row in r.rows if row[0] is not None}
+                    closed = len(read) < max_per_column and read == vals
                     out.execute(
-                        "INSERT INTO cols VALUES (?, ?, ?, ?, ?)", (tb.name, c.name, len(read), len(vals), n_rows)
+                        "INSERT INTO cols VALUES (?, ?, ?, ?, ?, ?)",
+                        (tb.name, c.name, len(read), len(vals), n_rows, int(closed)),
                     )
                     if vals:
                         n_columns += 1
@@ -386,6 +391,31 @@ class ValueIndex:
         found = {k: tuple(v) for k, v in out.items()}
         self._local.categories = (max_n, found)
         return dict(found)
+
+    def closed_values(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Every value of each column whose distinct values were all read and are all text kept as they are
+        (no number, date or over-long text among them, fewer than ``max_per_column``): (table, column) in lower
+        case -> its values, sorted. What value grounding (:mod:`sqltune.models.grounding`) may restrict a literal
+        to without ever masking a value the column holds."""
+        cached = getattr(self._local, "closed", None)
+        if cached is not None:
+            return dict(cached)
+        rows = self._conn.execute(
+            "SELECT e.tbl, e.col, e.value FROM exact e JOIN cols c ON c.tbl = e.tbl AND c.col = e.col "
+            "WHERE c.closed = 1 ORDER BY e.tbl, e.col, e.value"
+        ).fetchall()
+        out: dict[tuple[str, str], list[str]] = {}
+        for tbl, col, value in rows:
+            out.setdefault((tbl.lower(), col.lower()), []).append(value)
+        found = {k: tuple(v) for k, v in out.items()}
+        self._local.closed = found
+        return dict(found)
+
+    def grounding(self) -> Any:
+        """The :class:`sqltune.models.grounding.Grounding` of this database: its closed columns' values."""
+        from sqltune.models.grounding import Grounding
+
+        return Grounding(self.closed_values())
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -165,7 +165,21 @@ class HFBackend:
             "eos_token_ids": self.eos_ids,
         }
 
-    def _generate_batch(self, batch: list[list[int]], params: GenParams, sample: bool, n: int) -> list[list[int]]:
+    grounds_values = True
+    """Literals compared to a column decode to the values it holds when ``generate`` gets a grounding."""
+
+    def _guides(self, grounding: Any, rows: int) -> list[Any]:
+        from sqltune.models.grounding import TokenTable, ValueGuide
+
+        if grounding is None:
+            return [None] * rows
+        return [ValueGuide(grounding, TokenTable.of(self.tokenizer)) for _ in range(rows)]
+
+    def _generate_batch(
+        self, batch: list[list[int]], params: GenParams, sample: bool, n: int, grounding: list[Any] | None = None
+    ) -> tuple[list[list[int]], list[int]]:
+        """The answers' token ids, a row per prompt and sample (prompt-major), and the steps grounding
+        restricted in each."""
         import torch
 
         from sqltune.models.kvcache import cache_kwarg, common_length, expand_cache, prefill, static_cache
@@ -176,6 +190,7 @@ class HFBackend:
             # worth it when the prefix is most of the prompt (one database's schema), not when only
             # the system prompt is shared: then the static cache's faster decoding wins
             p = p if p >= MIN_SHARED_PREFIX and 2 * p >= sum(map(len, batch)) / len(batch) else 0
+        n_samples = n
         if p:
             batch = [x for x in batch for _ in range(n)]  # the n samples of a prompt are rows of their own
             n = 1
@@ -199,6 +214,15 @@ class HFBackend:
             kwargs.update(do_sample=True, temperature=temperature, top_p=params.top_p, top_k=params.top_k or None)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        guides: list[Any] = []
+        if grounding is not None and any(g is not None for g in grounding):
+            from transformers import LogitsProcessorList
+
+            from sqltune.models.grounding import GroundingProcessor
+
+            # the rows are prompt-major, a prompt's n samples side by side (expanded above, or by generate)
+            guides = [g for g0 in grounding for g in self._guides(g0, n_samples)]
+            kwargs["logits_processor"] = LogitsProcessorList([GroundingProcessor(self.tokenizer, guides, width)])
         stop = None
         if params.stop_after_sql:
             from transformers import StoppingCriteriaList
@@ -231,7 +255,7 @@ class HFBackend:
                     cut = j
                     break
             result.append(row[:cut])
-        return result
+        return result, [g.steps if g is not None else 0 for g in guides] or [0] * len(result)
 
     def _backtick_ids(self) -> frozenset[int]:
         """Token ids whose text holds a backtick: only those can close a fence."""
@@ -276,7 +300,9 @@ class HFBackend:
                 yield piece
         worker.join()
 
-    def generate(self, prompts: list[list[dict[str, str]]], params: GenParams) -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[list[dict[str, str]]], params: GenParams, grounding: list[Any] | None = None
+    ) -> list[list[Completion]]:
         import torch
 
         from sqltune.models.load import encode_prompt
@@ -299,17 +325,20 @@ class HFBackend:
             batch = [encoded[i] for i in idx]
             if params.seed is not None:
                 torch.manual_seed(params.seed + start)
-            outs = self._generate_batch(batch, params, sample=False, n=1)
-            for i, toks in zip(idx, outs, strict=False):
+            ground = [grounding[i] for i in idx] if grounding is not None else None
+            outs, steps = self._generate_batch(batch, params, sample=False, n=1, grounding=ground)
+            for i, toks, g in zip(idx, outs, steps, strict=False):
                 text = self.tokenizer.decode(toks, skip_special_tokens=True)
-                results[i].append(Completion(text, len(encoded[i]), len(toks)))
+                results[i].append(Completion(text, len(encoded[i]), len(toks), grounded=g))
             extra = params.num_samples - 1
             if extra > 0:
-                outs = self._generate_batch(batch, params, sample=True, n=extra)
+                outs, steps = self._generate_batch(batch, params, sample=True, n=extra, grounding=ground)
                 for k, i in enumerate(idx):
-                    for toks in outs[k * extra : (k + 1) * extra]:
+                    for toks, g in zip(
+                        outs[k * extra : (k + 1) * extra], steps[k * extra : (k + 1) * extra], strict=False
+                    ):
                         text = self.tokenizer.decode(toks, skip_special_tokens=True)
-                        results[i].append(Completion(text, len(encoded[i]), len(toks)))
+                        results[i].append(Completion(text, len(encoded[i]), len(toks), grounded=g))
         return results
 
 

@@ -44,6 +44,8 @@ class _Request:
     top_k: int
     seed: int
     stop_after_sql: bool
+    guide: Any = None
+    """The answer's :class:`sqltune.models.grounding.ValueGuide` (None: not grounded)."""
     future: Future[list[int]] = field(default_factory=Future)
     """The answer's token ids."""
 
@@ -175,9 +177,14 @@ class ContinuousHF:
 
     # ----------------------------------------------------------------------------- requests
 
-    def generate(self, prompts: list[list[dict[str, str]]], params: GenParams) -> list[list[Completion]]:
+    grounds_values = True
+
+    def generate(
+        self, prompts: list[list[dict[str, str]]], params: GenParams, grounding: list[Any] | None = None
+    ) -> list[list[Completion]]:
         """Like :meth:`HFBackend.generate`: per prompt, the first candidate at ``temperature``, then
-        ``num_samples - 1`` samples at ``sample_temperature`` (seeds ``seed + 1 + k``)."""
+        ``num_samples - 1`` samples at ``sample_temperature`` (seeds ``seed + 1 + k``); ``grounding``: per
+        prompt, its database's values for literals (:mod:`sqltune.models.grounding`)."""
         from sqltune.models.load import encode_prompt
 
         results: list[list[Completion]] = []
@@ -198,12 +205,14 @@ class ContinuousHF:
                     params.top_k,
                     params.seed + k,
                     params.stop_after_sql,
+                    self.backend._guides(grounding[i], 1)[0] if grounding is not None else None,
                 )
                 waits.append((i, len(ids), req))
                 self.q.put(req)
         for i, n, req in waits:
             toks = req.future.result()
-            results[i].append(Completion(self.tokenizer.decode(toks, skip_special_tokens=True), n, len(toks)))
+            text = self.tokenizer.decode(toks, skip_special_tokens=True)
+            results[i].append(Completion(text, n, len(toks), grounded=req.guide.steps if req.guide else 0))
         return results
 
     def stream(self, messages: list[dict[str, str]], params: GenParams) -> Any:
@@ -374,6 +383,12 @@ class ContinuousHF:
     def _pick(self, row: _Row, logits: Any) -> int:
         import torch
 
+        if row.req.guide is not None:
+            from sqltune.models.grounding import mask_scores
+
+            allowed, banned = row.req.guide.allowed(self.tokenizer.decode(row.out, skip_special_tokens=True))
+            if allowed is not None or banned is not None:
+                logits = mask_scores(logits, allowed, banned)
         if row.gen is None:
             return int(torch.argmax(logits))
         scores = row.warp(None, logits.float()[None])

@@ -39,6 +39,8 @@ class Completion:
     completion_tokens: int = 0
     status: str = "ok"  # ok | prompt_too_long | error
     error: str = ""
+    grounded: int = 0
+    """Decoding steps value grounding restricted (:mod:`sqltune.models.grounding`; hf only)."""
 
 
 def generate_per_request(

@@ -77,6 +77,10 @@ class PredictConfig(BackendConfig):
     """Only the first N records."""
     vote_timeout: float = 10.0
     """Seconds per candidate when voting by execution result."""
+    ground_values: bool = True
+    """hf: a text literal compared to a column (``=``, ``!=``, ``IN``) decodes to one of the values the column
+    holds, when the value index knows all of them (:mod:`sqltune.models.grounding`); the record's
+    ``grounded`` counts the steps it restricted. Other backends do not ground."""
     resolve_tables: bool = True
     """A table name the model wrote that the database lacks, but one table carries after a prefix
     (``singer`` for ``concert_singer__singer``, ``customer`` for ``dim_customer``), is rewritten to it
@@ -151,7 +155,10 @@ def build_manifest(cfg: PredictConfig, backend: Backend, records: list[dict[str,
             "schema_style": first.get("schema_style"),
             "system_prompt_sha256": sha256_text(messages_from_record(first, cfg.cot)[0]["content"]) if first else None,
         },
-        "decoding": cfg.gen_params().as_dict(),
+        "decoding": {
+            **cfg.gen_params().as_dict(),
+            "ground_values": cfg.ground_values and bool(getattr(backend, "grounds_values", False)),
+        },
         "extraction": {"cot": cfg.cot},
         "versions": package_versions(("sqltune", "torch", "transformers", "peft", "trl", "openai", "vllm")),
         "config": config_dict(cfg),
@@ -195,13 +202,20 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     started = time.perf_counter()
     statuses: dict[str, int] = {}
     tables: dict[str, list[str]] = {}
+    ground = cfg.ground_values and bool(getattr(backend, "grounds_values", False))
+    groundings: dict[str, Any] = {}
     written = 0
     try:
         with open(out, "a", encoding="utf-8") as fh:
             for start in range(0, len(todo), chunk):
                 batch = todo[start : start + chunk]
                 t0 = time.perf_counter()
-                outs = backend.generate([messages_from_record(r, cfg.cot) for r in batch], params)
+                prompts = [messages_from_record(r, cfg.cot) for r in batch]
+                if ground:
+                    grounding = [_grounding(r, groundings) for r in batch]
+                    outs = backend.generate(prompts, params, grounding=grounding)  # type: ignore[call-arg]
+                else:
+                    outs = backend.generate(prompts, params)
                 per = (time.perf_counter() - t0) / len(batch)
                 recs = [_record(r, comps, per, cfg, tables) for r, comps in zip(batch, outs, strict=False)]
                 if judge is not None:
@@ -240,6 +254,23 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     return summary
 
 
+def _grounding(r: dict[str, Any], cache: dict[str, Any]) -> Any:
+    """The value grounding of a record's database (its value index's closed columns), built once per database;
+    None when the record names none or it cannot be read (the judge will say why)."""
+    db = r.get("db_path")
+    if not db:
+        return None
+    db = str(db)
+    if db not in cache:
+        from sqltune.linking.values import ValueIndex
+
+        try:
+            cache[db] = ValueIndex.open(db).grounding() if is_url(db) or Path(db).is_file() else None
+        except (ExecutionError, DataError, ConfigError, OSError):
+            cache[db] = None
+    return cache[db]
+
+
 def _table_names(db: str, cache: dict[str, list[str]]) -> list[str]:
     """The database's table names, read once per run; none when it cannot be read (the judge says why)."""
     if db not in cache:
@@ -276,6 +307,9 @@ def _record(
         "seconds": round(seconds, 4),
         "status": first.status,
     }
+    grounded = [getattr(c, "grounded", 0) for c in comps]
+    if cfg.ground_values and any(grounded):
+        rec["grounded"] = grounded[0]
     if first.error:
         rec["error"] = first.error
     if resolved:

@@ -76,6 +76,9 @@ class AskConfig(SchemaFilterConfig):
     """A table name the model wrote that the database lacks, but one table carries after a prefix
     (``singer`` for ``concert_singer__singer``, ``customer`` for ``dim_customer``), is rewritten to it
     before the SQL runs (the attempt keeps the model's text in ``raw``)."""
+    ground_values: bool = True
+    """hf: a text literal compared to a column decodes to one of the values it holds, when the value index
+    knows all of them (:mod:`sqltune.models.grounding`); other backends do not ground."""
 
     def validate(self) -> None:
         problems = []
@@ -194,6 +197,12 @@ class Database:
             self._index = ValueIndex.open(self.path, self.schema, allow_privileged_role=self.allow_privileged_role)
         return self._index
 
+    def grounding(self) -> Any:
+        """The values literals decode to (:meth:`sqltune.linking.values.ValueIndex.grounding`), built once."""
+        if getattr(self, "_grounding", None) is None:
+            self._grounding = self.value_index().grounding()
+        return self._grounding
+
     def prepare(self, style: str) -> None:
         """Build before the first question what its prompts build once: the value index and the linker's
         ranking state (``style``'s schema linking; nothing without it)."""
@@ -275,7 +284,11 @@ def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> 
         stop_after_sql=cfg.stop_after_sql and not cfg.cot,
     )
     g0 = time.perf_counter()
-    outs = backend.generate([p.messages for p in batch], params)
+    if cfg.ground_values and getattr(backend, "grounds_values", False):
+        grounding = [p.db.grounding() for p in batch]
+        outs = backend.generate([p.messages for p in batch], params, grounding=grounding)  # type: ignore[call-arg]
+    else:
+        outs = backend.generate([p.messages for p in batch], params)
     gen_s = time.perf_counter() - g0
     sqls = [[extract_sql(c.text, cot=cfg.cot) for c in comps] for comps in outs]
     if cfg.resolve_tables or any(p.short for p in batch):
