@@ -23,6 +23,10 @@ by hand (skill). This script measures, in one run, alone on the machine:
 * **grounding** - the quickstart's model, greedy, without and with value grounding while decoding
   (``predict --ground-values``: a literal compared to a column spells one of its values,
   :mod:`sqltune.models.grounding`), on both splits: what grounding adds, no training;
+* **forms** - the same recipe and steps on the template train split with one more phrasing of each question in
+  another form (``build_demo(forms=1)``: a command, a fragment, a casual or polite message, units written
+  otherwise; :mod:`sqltune.data.phrasing`), scored without and with value grounding: what phrasing diversity
+  adds;
 * **recipe** (``--recipe NAME:key=value,...``, repeatable) - the same template train split and steps
   with the training recipe changed (a lower learning rate, LoRA, embedding noise): what the recipe,
   not the data, adds.
@@ -80,7 +84,7 @@ def main() -> None:
     ap.add_argument(
         "--arms",
         default="voting,own,lexicon,generic",
-        help="which arms besides the quickstart's: voting, own, lexicon, generic, spider, grounding",
+        help="which arms besides the quickstart's: voting, own, lexicon, generic, spider, grounding, forms",
     )
     ap.add_argument("--spider", default=None, help="the Spider folder, for the spider arm")
     ap.add_argument(
@@ -120,6 +124,8 @@ def main() -> None:
             print(
                 f"{tag}: human {100 * h['ex']:.1f}%, template {100 * t['ex']:.1f}% ({time.perf_counter() - t0:.0f} s)"
             )
+    if "forms" in arms:
+        rows += forms_arm(out, steps)
     if "own" in arms:
         rows += own_pairs_arm(args, data, out, train_file, human, test, steps)
     if "lexicon" in arms:
@@ -167,6 +173,25 @@ def mix_arm(
     t = score(m["output"], test, out / f"{name}_test")
     n = len(read_jsonl(mixed)) - len(read_jsonl(copy))
     return [(label, h["ex"], t["ex"], m["global_steps"], f"{n} mixed examples")]
+
+
+def forms_arm(out: Path, steps: int) -> list[tuple[str, float, float | None, int, str]]:
+    """The template train split plus one more phrasing of each question in another form, the same steps."""
+    from sqltune.data.demo import build_demo
+
+    data = out / "forms_data"
+    if not (data / "train.jsonl").exists():
+        build_demo(data, schema="compact", fmt="chat", seed=0, tokenizer=DEFAULT_MODEL, forms=1)
+    n = len(read_jsonl(data / "train.jsonl"))
+    m = trained(data / "train.jsonl", out / "forms_train", steps, "forms")
+    rows = []
+    for ground in (False, True):
+        tag = "grounded" if ground else "ungrounded"
+        h = score(m["output"], data / "human.jsonl", out / f"forms_{tag}_human", ground=ground)
+        t = score(m["output"], data / "test.jsonl", out / f"forms_{tag}_test", ground=ground)
+        note = f"{n} train examples, {'with' if ground else 'no'} value grounding"
+        rows.append((f"templates + forms, {'with' if ground else 'without'} grounding", h["ex"], t["ex"], steps, note))
+    return rows
 
 
 def lexicon_arm(out: Path, steps: int) -> list[tuple[str, float, float | None, int, str]]:

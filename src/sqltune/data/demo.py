@@ -352,23 +352,38 @@ def build_demo(
     fmt: str = "chat",
     seed: int = 0,
     tokenizer: str | None = None,
+    forms: int = 0,
     **link: Any,
 ) -> dict[str, Any]:
     """Create ``out_dir/shop.sqlite``, ``train.jsonl``, ``test.jsonl`` (template paraphrases: recall),
     ``human.jsonl`` (questions written by hand: skill), their reports, and ``card.md``.
+
+    ``forms``: up to this many more phrasings of each train question, in other forms (a command, a fragment, a
+    casual or polite message: :mod:`sqltune.data.phrasing`), with its SQL; none equal to a test or human question.
 
     ``link``: schema-linking options of :class:`sqltune.linking.link.SchemaFilterConfig` (``schema_categories``,
     ``schema_values``, ...), the same for every split."""
     out_dir = Path(out_dir)
     db_path = create_database(out_dir / f"{DB_NAME}.sqlite", seed=seed)
     train, test = generate_examples(db_path, seed=seed)
+    human = human_examples(db_path)
+    if forms:
+        from sqltune.data.phrasing import diversify
+
+        taken = [e.question for e in (*test, *human)]
+        extra = diversify([e.question for e in train], forms, seed, taken)
+        train = train + [
+            Example(**{**e.to_dict(), "id": f"{e.id}-f{j}", "question": q})
+            for e, qs in zip(train, extra, strict=True)
+            for j, q in enumerate(qs)
+        ]
     reports = {}
     counter = None
     if tokenizer:
         from sqltune.models.load import TokenCounter, load_tokenizer
 
         counter = TokenCounter(load_tokenizer(tokenizer), tokenizer)
-    for split, exs in (("train", train), ("test", test), ("human", human_examples(db_path))):
+    for split, exs in (("train", train), ("test", test), ("human", human)):
         cfg = BuildConfig(
             benchmark="pairs",
             data_dir=str(out_dir),
