@@ -105,3 +105,21 @@ def test_every_form_is_made_and_diversify_keeps_new_ones_only(with_forms):
     out = diversify(["Which suppliers are located in France?"] * 2, 3, taken=["suppliers located in France?"])
     assert len(out[0]) == 3 and "suppliers located in France?" not in out[0]
     assert not {normalise(x) for x in out[0]} & {normalise(x) for x in out[1]}  # the second gets other forms
+
+
+def test_data_synth_adds_forms_of_its_questions_on_any_database(tmp_path):
+    from sqltune.data.demo import create_database
+    from sqltune.data.synth import SynthConfig, synthesize
+    from sqltune.io import read_jsonl
+
+    db = create_database(tmp_path / "shop.sqlite")
+    plain = synthesize(SynthConfig(db=[str(db)], out=str(tmp_path / "plain.jsonl"), n=40, seed=3))
+    rep = synthesize(SynthConfig(db=[str(db)], out=str(tmp_path / "forms.jsonl"), n=40, seed=3, forms=2))
+    base, rows = read_jsonl(tmp_path / "plain.jsonl"), read_jsonl(tmp_path / "forms.jsonl")
+    assert plain["written"] == 40 and rep["written"] == len(rows) > 40 + 40
+    assert rows[:40] == base  # the pairs themselves are the same
+    by_id = {r["id"]: r for r in rows}
+    for r in rows[40:]:
+        src = by_id[r["id"].rsplit("-f", 1)[0]]
+        assert r["sql"] == src["sql"] and normalise(r["question"]) != normalise(src["question"])
+    assert len({normalise(r["question"]) for r in rows}) == len(rows)

@@ -147,11 +147,19 @@ def data_demo(
     fmt: Annotated[str, typer.Option("--format", help="chat | alpaca")] = "chat",
     seed: Annotated[int, typer.Option(help="Seed of the generated rows and the split")] = 0,
     tokenizer: Annotated[str | None, typer.Option(help="Model for token statistics (e.g. smollm2-135m)")] = None,
+    forms: Annotated[
+        int,
+        typer.Option(
+            help="More phrasings of each train question in other forms (command, fragment, casual, polite), same SQL"
+        ),
+    ] = 0,
 ) -> None:
     """Generate the embedded demo shop database and its verified question/SQL dataset, then print its card."""
     from sqltune.data.demo import build_demo
 
-    result = build_demo(out_dir, schema=schema, fmt=fmt, seed=seed, tokenizer=tokenizer)
+    if forms < 0:
+        raise SqltuneError(f"--forms {forms}: give 0 or more")
+    result = build_demo(out_dir, schema=schema, fmt=fmt, seed=seed, tokenizer=tokenizer, forms=forms)
     typer.echo(Path(result["card"]).read_text())
 
 

@@ -26,6 +26,7 @@ import yaml
 from sqltune import prompts
 from sqltune.data.build import BuildConfig, build, report_path
 from sqltune.data.example import Example
+from sqltune.data.phrasing import add_forms
 from sqltune.db.schema import introspect
 from sqltune.io import read_jsonl, write_json
 from sqltune.sqlutil import sql_features
@@ -305,9 +306,7 @@ def human_examples(db_path: str | Path) -> list[Example]:
 
 
 def _card(out_dir: Path, reports: dict[str, dict[str, Any]], schema_style: str, db_path: Path) -> str:
-    train = read_jsonl(out_dir / "train.jsonl")
-    test = read_jsonl(out_dir / "test.jsonl")
-    human = read_jsonl(out_dir / "human.jsonl")
+    train, test, human = (read_jsonl(out_dir / f"{s}.jsonl") for s in ("train", "test", "human"))
     feats: Counter[str] = Counter()
     for r in train + test:
         feats.update(sql_features(r["sql"]))
@@ -356,27 +355,14 @@ def build_demo(
     **link: Any,
 ) -> dict[str, Any]:
     """Create ``out_dir/shop.sqlite``, ``train.jsonl``, ``test.jsonl`` (template paraphrases: recall),
-    ``human.jsonl`` (questions written by hand: skill), their reports, and ``card.md``.
-
-    ``forms``: up to this many more phrasings of each train question, in other forms (a command, a fragment, a
-    casual or polite message: :mod:`sqltune.data.phrasing`), with its SQL; none equal to a test or human question.
-
+    ``human.jsonl`` (questions written by hand: skill), their reports, and ``card.md``; ``forms``: see add_forms;
     ``link``: schema-linking options of :class:`sqltune.linking.link.SchemaFilterConfig` (``schema_categories``,
     ``schema_values``, ...), the same for every split."""
     out_dir = Path(out_dir)
     db_path = create_database(out_dir / f"{DB_NAME}.sqlite", seed=seed)
     train, test = generate_examples(db_path, seed=seed)
     human = human_examples(db_path)
-    if forms:
-        from sqltune.data.phrasing import diversify
-
-        taken = [e.question for e in (*test, *human)]
-        extra = diversify([e.question for e in train], forms, seed, taken)
-        train = train + [
-            Example(**{**e.to_dict(), "id": f"{e.id}-f{j}", "question": q})
-            for e, qs in zip(train, extra, strict=True)
-            for j, q in enumerate(qs)
-        ]
+    train = add_forms(train, forms, seed, [e.question for e in (*test, *human)])
     reports = {}
     counter = None
     if tokenizer:

@@ -23,6 +23,10 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 FORMS = ("imperative", "interrogative", "elliptic", "informal", "polite")
 
@@ -188,4 +192,21 @@ def diversify(questions: Iterable[str], k: int, seed: int = 0, taken: Iterable[s
     return out
 
 
-__all__ = ["FORMS", "diversify", "forms", "normalise"]
+def add_forms(rows: list[T], k: int, seed: int = 0, taken: Iterable[str] = ()) -> list[T]:
+    """``rows`` (examples or pair dicts, each with an ``id`` and a ``question``) followed by up to ``k`` more
+    phrasings of each in other forms (:func:`diversify`), each a copy with its SQL, ``id`` ``<id>-f<j>``."""
+    if k <= 0 or not rows:
+        return rows
+
+    def field(r: Any, name: str) -> str:
+        return str(r[name] if isinstance(r, dict) else getattr(r, name))
+
+    def copy(r: Any, j: int, q: str) -> Any:
+        new_id = f"{field(r, 'id')}-f{j}"
+        return {**r, "id": new_id, "question": q} if isinstance(r, dict) else replace(r, id=new_id, question=q)
+
+    extra = diversify([field(r, "question") for r in rows], k, seed, taken)
+    return rows + [copy(r, j, q) for r, qs in zip(rows, extra, strict=True) for j, q in enumerate(qs)]
+
+
+__all__ = ["FORMS", "add_forms", "diversify", "forms", "normalise"]

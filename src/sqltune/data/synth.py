@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sqltune.data.phrasing import add_forms
 from sqltune.data.synth_profile import DatabaseProfile, profile_database
 from sqltune.data.synth_shapes import SHAPES, Candidate
 from sqltune.data.synth_teacher import ON_REJECT, rephrase
@@ -53,6 +54,9 @@ class SynthConfig:
     """Pairs JSONL (the report goes beside it as OUT.report.json)."""
     n: int = 500
     """Pairs to keep per database."""
+    forms: int = 0
+    """Up to this many more phrasings of each pair's question in other forms (a command, a fragment, a casual or
+    polite message, units written otherwise: :mod:`sqltune.data.phrasing`), with the same SQL, beside the n."""
     seed: int = 0
     """Seed of every random draw: the same seed gives the same file."""
     timeout: float = 2.0
@@ -254,6 +258,7 @@ def synthesize(cfg: SynthConfig) -> dict[str, Any]:
             pairs, teacher_part = rephrase(pairs, cfg, judge, cache)
     for r in pairs:
         r.pop("_preview", None)
+    pairs = add_forms(pairs, cfg.forms, cfg.seed)
     if not pairs:
         raise DataError(
             "no pair could be synthesized: every query was rejected ("
