@@ -18,6 +18,7 @@ synth-tuned >= 3x zero-shot and >= the generic route at equal training minutes.
 
     python benchmarks/synth_finetune.py [--spider ../shared/data/spider] [--out runs/bench_synth] [--minutes 10]
         [--dbs concert_singer,pets_1,car_1,flight_2,employee_hire_evaluation,cre_Doc_Template_Mgt]
+        [--paired-grounding]   # also each fine-tuned arm without value grounding, question by question
 """
 
 from __future__ import annotations
@@ -58,11 +59,32 @@ def fine_tune(train_file: Path, run: Path, minutes: float) -> dict:
     return train(cfg)
 
 
-def score(dataset: Path, model: str, out: Path) -> dict:
+def score(dataset: Path, model: str, out: Path, ground: bool = True) -> dict:
     pred = out / "pred.jsonl"
-    predict(PredictConfig(dataset=str(dataset), out=str(pred), model=model, max_new_tokens=160), progress=False)
+    cfg = PredictConfig(dataset=str(dataset), out=str(pred), model=model, max_new_tokens=160, ground_values=ground)
+    predict(cfg, progress=False)
     s, _ = run_eval(EvalConfig(dataset=str(dataset), pred=str(pred), out=str(out / "eval"), timeout=30.0, workers=2))
     return s
+
+
+def paired(dev: Path, out: Path, arms: list[tuple[str, dict, dict]]) -> None:
+    """Each arm's model scored again without value grounding: per question, what grounding turned right or wrong."""
+    print()
+    print("| arm | EX with grounding (the default) | EX without | questions gained | lost | answers grounded |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, model, grounded in arms:
+        tag = name.split("-")[0]
+        free = score(dev, model["output"], out / f"{tag}_ungrounded", ground=False)
+        on_dir = {"synth": "synth_tuned"}.get(tag, tag)
+        on = {r["id"]: r["correct"] for r in read_jsonl(out / on_dir / "eval" / "results.jsonl")}
+        off = {r["id"]: r["correct"] for r in read_jsonl(out / f"{tag}_ungrounded" / "eval" / "results.jsonl")}
+        gained = sum(1 for k in on if on[k] and not off.get(k))
+        lost = sum(1 for k in on if off.get(k) and not on[k])
+        touched = sum(1 for r in read_jsonl(out / on_dir / "pred.jsonl") if r.get("grounded"))
+        print(
+            f"| {name} | {100 * grounded['ex']:.1f}% | {100 * free['ex']:.1f}% | {gained} | {lost} | "
+            f"{touched} of {len(on)} |"
+        )
 
 
 def main() -> None:
@@ -72,6 +94,12 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench_synth")
     ap.add_argument("--pairs", type=int, default=500)
     ap.add_argument("--minutes", type=float, default=10.0, help="training minutes of each fine-tuned arm")
+    ap.add_argument(
+        "--paired-grounding",
+        action="store_true",
+        help="also score each fine-tuned arm without value grounding (the arms score with it, the default): "
+        "what grounding adds on these databases, the same model and prompts",
+    )
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -161,6 +189,8 @@ def main() -> None:
         f"{'MET' if mix['ex'] >= gen['ex'] else 'NOT MET'}; mixed vs zero-shot: "
         f"{mix['ex'] / zs['ex'] if zs['ex'] else float('inf'):.1f}x"
     )
+    if args.paired_grounding:
+        paired(dev, out, [("synth-tuned", m_synth, synth), ("mixed", m_mix, mix), ("generic", m_gen, gen)])
     fast = [db for db, (n, sec) in speed.items() if n >= 500 and sec <= 60]
     slow = [db for db, (n, sec) in speed.items() if sec > 60]
     print(
