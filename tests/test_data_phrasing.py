@@ -38,7 +38,7 @@ def test_each_form_reads_as_its_kind():
     assert elliptic("Show the names of suppliers from Japan.") == "names of suppliers from Japan, please"
     assert elliptic("Which suppliers are located in France?") == "suppliers located in France?"
     casual = informal("What is the unit price of Webcam?", rng)
-    assert casual and casual.lower() == casual.replace("Webcam", "webcam").lower() and "what's" in casual
+    assert casual and casual.startswith(("what's the unit price", "hey, what's", "quick one: what's")), casual
     assert polite("What is the unit price of Webcam?", rng) in {
         "Could you tell me what the unit price of Webcam is?",
         "I'd like to know what the unit price of Webcam is.",

@@ -81,12 +81,15 @@ def test_the_column_is_read_through_aliases_and_the_tables_so_far():
     assert g.column_values(None, "salary", "SELECT * FROM employees WHERE ") is None
 
 
+def _texts(tokenizer, ids) -> set[str]:
+    return {tokenizer.decode([i]) for i in ids}
+
+
 def test_inside_a_literal_only_tokens_toward_a_value_are_allowed(smol_tokenizer):
-    table = TokenTable.of(smol_tokenizer)
-    guide = ValueGuide(SHOP, table)
+    guide = ValueGuide(SHOP, TokenTable.of(smol_tokenizer))
     allowed, banned = guide.allowed("```sql\nSELECT COUNT(*) FROM orders WHERE status = '")
     assert banned is None and allowed
-    texts = {smol_tokenizer.decode([i]) for i in allowed}
+    texts = _texts(smol_tokenizer, allowed)
     assert all(
         any((v + "'").startswith(t) or t.startswith(v + "'") for v in SHOP.values["orders", "status"]) for t in texts
     )
@@ -94,7 +97,7 @@ def test_inside_a_literal_only_tokens_toward_a_value_are_allowed(smol_tokenizer)
     assert not any(t.startswith("w") for t in texts)  # 'waiting' is no status
     # half way through a value, the rest of it (and its closing quote) comes next
     allowed, _ = guide.allowed("```sql\nSELECT COUNT(*) FROM orders WHERE status = 'pend")
-    texts = {smol_tokenizer.decode([i]) for i in allowed}
+    texts = _texts(smol_tokenizer, allowed)
     assert texts and all("ing'".startswith(t) or t.startswith("ing'") for t in texts)
     # IN lists too
     allowed, _ = guide.allowed("```sql\nSELECT * FROM orders WHERE status IN ('pending', '")
@@ -106,11 +109,11 @@ def test_a_value_with_a_quote_is_written_with_the_quote_doubled(smol_tokenizer):
     guide = ValueGuide(SHOP, TokenTable.of(smol_tokenizer))
     head = "```sql\nSELECT unit_price FROM products WHERE name = "
     allowed, _ = guide.allowed(head + "'Children")
-    texts = {smol_tokenizer.decode([i]) for i in allowed}
+    texts = _texts(smol_tokenizer, allowed)
     assert "'" in texts and all("''s Atlas'".startswith(t) or t.startswith("''") for t in texts)
     # one quote written: not a value yet, so not the literal's end: the second quote (or its token) comes next
     allowed, _ = guide.allowed(head + "'Children'")
-    texts = {smol_tokenizer.decode([i]) for i in allowed}
+    texts = _texts(smol_tokenizer, allowed)
     assert texts and all("'s Atlas'".startswith(t) or t.startswith("'s Atlas'") for t in texts)
     allowed, _ = guide.allowed(head + "'Children''s At")
     assert {smol_tokenizer.decode([i]) for i in allowed} <= {"l", "la", "las", "las'", "'"} | {
@@ -130,11 +133,10 @@ def test_a_literal_the_model_already_took_off_the_values_or_a_like_pattern_is_le
 
 
 def test_before_the_quote_tokens_that_open_a_wrong_literal_are_banned(smol_tokenizer):
-    table = TokenTable.of(smol_tokenizer)
-    guide = ValueGuide(SHOP, table)
+    guide = ValueGuide(SHOP, TokenTable.of(smol_tokenizer))
     allowed, banned = guide.allowed("```sql\nSELECT COUNT(*) FROM orders WHERE status =")
     assert allowed is None and banned
-    bad = {smol_tokenizer.decode([i]) for i in banned}
+    bad = _texts(smol_tokenizer, banned)
     assert all("'" in t for t in bad)
     assert " '" not in bad  # the bare quote opens any value
     ids = smol_tokenizer.encode(" 'w", add_special_tokens=False)

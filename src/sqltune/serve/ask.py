@@ -161,6 +161,7 @@ class Database:
         self.dialect = target.engine
         self._schemas: dict[str, str] = {}
         self._index: Any = None
+        self._grounding: Any = None
         self.allow_privileged_role = allow_privileged_role
         self.schema = introspect(self.path, db_id=self.name)
         if not self.schema.tables:
@@ -199,7 +200,7 @@ class Database:
 
     def grounding(self) -> Any:
         """The values literals decode to (:meth:`sqltune.linking.values.ValueIndex.grounding`), built once."""
-        if getattr(self, "_grounding", None) is None:
+        if self._grounding is None:
             self._grounding = self.value_index().grounding()
         return self._grounding
 
