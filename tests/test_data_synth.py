@@ -13,12 +13,12 @@ import pytest
 
 from sqltune.data.build import BuildConfig, build
 from sqltune.data.synth import SynthConfig, report_path, synthesize
-from sqltune.data.synth_profile import profile_database, singular, words
 from sqltune.db.execute import execute
 from sqltune.errors import DataError
 from sqltune.io import read_jsonl
 from sqltune.judge.hardness import spider_hardness
 from sqltune.judge.score import result_key
+from sqltune.linking.profile import profile_database, singular, words
 
 
 def star_db(path: Path) -> Path:

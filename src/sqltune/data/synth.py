@@ -1,7 +1,7 @@
 """``sqltune data synth``: verified question/SQL pairs from a SQLite file and nothing else.
 
 For each database (``--db``, repeatable) synthesis profiles the live schema and values
-(:mod:`.synth_profile`), then draws queries from every shape of :mod:`.synth_shapes` in turn,
+(:mod:`sqltune.linking.profile`), then draws queries from every shape of :mod:`sqltune.linking.shapes` in turn,
 with real tables, columns and values, until ``n`` pairs per database are kept or the shapes
 stop giving new ones. Each query is executed read-only with a hard timeout
 (the judge's workers: :meth:`sqltune.judge.Judge.run`) and **kept only when it runs, returns
@@ -24,20 +24,19 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqltune.data.phrasing import add_forms
-from sqltune.data.synth_profile import DatabaseProfile, profile_database
-from sqltune.data.synth_shapes import SHAPES, Candidate
 from sqltune.data.synth_teacher import ON_REJECT, rephrase
-from sqltune.db.dialect import transpile
 from sqltune.db.target import SQLGLOT_DIALECT
-from sqltune.errors import ConfigError, DataError, ExecutionError
+from sqltune.errors import ConfigError, DataError
 from sqltune.io import write_json, write_jsonl
 from sqltune.judge import Judge
 from sqltune.judge.hardness import spider_hardness
+from sqltune.linking.profile import DatabaseProfile, profile_database
+from sqltune.linking.shapes import DrawStats, draw_verified
 from sqltune.prompts import SCHEMA_STYLES
 
 
@@ -125,87 +124,32 @@ def report_path(out: str | Path) -> Path:
     return p.with_name(p.stem + ".report.json")
 
 
-def _check(cand: Candidate, ok: bool, error_type: str | None, n: int, truncated: bool, rows: list) -> str | None:
-    """Why an executed candidate is rejected (None: kept). ``rows``: the first rows of its result."""
-    if not ok:
-        return "timeout" if error_type == "timeout" else "sql_error"
-    if truncated:
-        return "too_many_rows"
-    if n == 0 and not cand.allow_empty:
-        return "empty"
-    if n and all(v is None for r in rows for v in r):
-        return "all_null"
-    return None
-
-
-BATCH = 32
-"""Candidates executed per round (split over the judge's workers)."""
-
-
 def synth_database(prof: DatabaseProfile, cfg: SynthConfig, rng: random.Random, judge: Any) -> tuple[list[dict], dict]:
     """Pairs for one profiled database and its part of the report; ``judge`` runs the queries
-    (:meth:`sqltune.judge.Judge.run`: read-only, a hard timeout, a row cap)."""
+    (:func:`sqltune.linking.shapes.draw_verified`: read-only, a hard timeout, a row cap)."""
     kept: list[dict[str, Any]] = []
-    rejected: Counter[str] = Counter()
-    seen_sql: set[str] = set()
-    seen_result: set[str] = set()
-    names = list(SHAPES)
-    columns = [c.name for t in prof.tables for c in t.columns]
-    draws = 0
-    limit = cfg.n * cfg.attempts
-    while len(kept) < cfg.n and draws < limit:
-        batch: list[Candidate] = []
-        while len(batch) < BATCH and draws < limit:
-            shape = names[draws % len(names)]
-            draws += 1
-            cand = SHAPES[shape](rng, prof)
-            if cand is not None and prof.engine != "sqlite":  # the shapes write SQLite: the target's dialect
-                try:
-                    cand = replace(cand, sql=transpile(cand.sql, prof.engine, columns, lower=False))
-                except ExecutionError:
-                    rejected["transpile_failed"] += 1
-                    continue
-            if cand is None:
-                rejected["shape_not_applicable"] += 1
-            elif cand.sql in seen_sql:
-                rejected["duplicate_sql"] += 1
-            else:
-                seen_sql.add(cand.sql)
-                batch.append(cand)
-        if not batch:
-            break
-        half = (len(batch) + 1) // 2
-        groups = [g for g in (batch[:half], batch[half:]) if g]
-        results = judge.run([(prof.path, [c.sql for c in g]) for g in groups], keep_rows=50, max_bytes=200_000)
-        for g, res in zip(groups, results, strict=True):
-            if res.db_error:
-                raise DataError(f"{prof.path}: {res.db_error}")
-            for i, cand in enumerate(g):
-                if len(kept) >= cfg.n:
-                    break
-                first = res.results[i][1] if res.results else []
-                why = _check(cand, res.ok[i], res.error_types[i], res.rows[i], res.truncated[i], first)
-                if why is None and res.keys[i] in seen_result:
-                    why = "same_result"
-                if why is not None:
-                    rejected[why] += 1
-                    continue
-                seen_result.add(res.keys[i])
-                kept.append(
-                    {
-                        "id": f"{prof.db_id}-synth-{len(kept)}",
-                        "db_id": prof.db_id,
-                        "db_path": prof.path,
-                        "question": rng.choice(cand.questions),
-                        "sql": cand.sql,
-                        "difficulty": spider_hardness(cand.sql, SQLGLOT_DIALECT[prof.engine]),
-                        "shape": cand.shape,
-                        "tables": cand.tables,
-                        "columns": cand.columns,
-                        "rows": res.rows[i],
-                        "_preview": (res.results[i][0], first[:5]) if res.results else ([], []),
-                    }
-                )
+    stats = DrawStats()
+    if cfg.n > 0:
+        for d in draw_verified(prof, cfg.n * cfg.attempts, rng, judge, stats):
+            cand = d.cand
+            kept.append(
+                {
+                    "id": f"{prof.db_id}-synth-{len(kept)}",
+                    "db_id": prof.db_id,
+                    "db_path": prof.path,
+                    "question": rng.choice(cand.questions),
+                    "sql": cand.sql,
+                    "difficulty": spider_hardness(cand.sql, SQLGLOT_DIALECT[prof.engine]),
+                    "shape": cand.shape,
+                    "tables": cand.tables,
+                    "columns": cand.columns,
+                    "rows": d.rows,
+                    "_preview": d.preview,
+                }
+            )
+            if len(kept) >= cfg.n:
+                break
+    draws, rejected = stats.draws, stats.rejected
     tables_used = Counter(t for r in kept for t in r["tables"])
     cols_all = {(t.name, c.name) for t in prof.tables for c in t.columns}
     cols_used = {(t, c) for r in kept for t in r["tables"][:1] for c in r["columns"]}

@@ -1,4 +1,4 @@
-"""Query shapes for synthesis: each draws tables, columns and real values from a database profile
+"""Query shapes over a profiled database (``sqltune data synth``'s pairs, the query bank): each draws tables, columns and real values from a database profile
 and returns a SQL query with several phrasings of its question.
 
 The shapes cover Spider's hardness levels: projections, filters on text, numbers, dates, NULLs
@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlglot.tokens import Tokenizer
 
-from sqltune.data.synth_profile import ColumnProfile, DatabaseProfile, TableProfile
+from sqltune.db.dialect import transpile
+from sqltune.errors import DataError, ExecutionError
+from sqltune.linking.profile import ColumnProfile, DatabaseProfile, TableProfile
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _KEYWORDS = {k.upper() for k in Tokenizer.KEYWORDS}
@@ -897,4 +900,90 @@ SHAPES: dict[str, Shape] = {
 """Every shape, by name: synthesis draws from them in turn."""
 
 
-__all__ = ["SHAPES", "Candidate", "ident", "lit", "plural"]
+BATCH = 32
+"""Candidates executed per round (split over the judge's workers)."""
+
+
+def check(cand: Candidate, ok: bool, error_type: str | None, n: int, truncated: bool, rows: list) -> str | None:
+    """Why an executed candidate is rejected (None: kept). ``rows``: the first rows of its result."""
+    if not ok:
+        return "timeout" if error_type == "timeout" else "sql_error"
+    if truncated:
+        return "too_many_rows"
+    if n == 0 and not cand.allow_empty:
+        return "empty"
+    if n and all(v is None for r in rows for v in r):
+        return "all_null"
+    return None
+
+
+@dataclass
+class Drawn:
+    """One verified candidate: its SQL ran read-only and returned a result no earlier one returned."""
+
+    cand: Candidate
+    rows: int
+    """Rows of its result."""
+    preview: tuple[list[str], list[Any]]
+    """Its columns and first rows."""
+
+
+@dataclass
+class DrawStats:
+    draws: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+def draw_verified(
+    prof: DatabaseProfile, limit: int, rng: random.Random, judge: Any, stats: DrawStats | None = None
+) -> Iterator[Drawn]:
+    """Candidates from every shape in turn (at most ``limit`` draws), each executed through ``judge``
+    (:meth:`sqltune.judge.Judge.run`: read-only, a hard timeout, a row cap) and yielded when it runs, returns
+    rows (unless its question is about absence), not only NULLs, and a result no candidate yielded before
+    returned. Lazy: the caller stops when it has enough, and what it draws from ``rng`` in between keeps its
+    place in the sequence (a seed gives the same pairs). ``stats`` counts draws and rejections by reason."""
+    stats = stats if stats is not None else DrawStats()
+    seen_sql: set[str] = set()
+    seen_result: set[str] = set()
+    names = list(SHAPES)
+    columns = [c.name for t in prof.tables for c in t.columns]
+    while stats.draws < limit:
+        batch: list[Candidate] = []
+        while len(batch) < BATCH and stats.draws < limit:
+            shape = names[stats.draws % len(names)]
+            stats.draws += 1
+            cand = SHAPES[shape](rng, prof)
+            if cand is not None and prof.engine != "sqlite":  # the shapes write SQLite: the target's dialect
+                try:
+                    cand = replace(cand, sql=transpile(cand.sql, prof.engine, columns, lower=False))
+                except ExecutionError:
+                    stats.rejected["transpile_failed"] += 1
+                    continue
+            if cand is None:
+                stats.rejected["shape_not_applicable"] += 1
+            elif cand.sql in seen_sql:
+                stats.rejected["duplicate_sql"] += 1
+            else:
+                seen_sql.add(cand.sql)
+                batch.append(cand)
+        if not batch:
+            return
+        half = (len(batch) + 1) // 2
+        groups = [g for g in (batch[:half], batch[half:]) if g]
+        results = judge.run([(prof.path, [c.sql for c in g]) for g in groups], keep_rows=50, max_bytes=200_000)
+        for g, res in zip(groups, results, strict=True):
+            if res.db_error:
+                raise DataError(f"{prof.path}: {res.db_error}")
+            for i, cand in enumerate(g):
+                first = res.results[i][1] if res.results else []
+                why = check(cand, res.ok[i], res.error_types[i], res.rows[i], res.truncated[i], first)
+                if why is None and res.keys[i] in seen_result:
+                    why = "same_result"
+                if why is not None:
+                    stats.rejected[why] += 1
+                    continue
+                seen_result.add(res.keys[i])
+                yield Drawn(cand, res.rows[i], (res.results[i][0], first[:5]) if res.results else ([], []))
+
+
+__all__ = ["SHAPES", "Candidate", "DrawStats", "Drawn", "check", "draw_verified", "ident", "lit", "plural"]
