@@ -341,6 +341,44 @@ class HFBackend:
                         results[i].append(Completion(text, len(encoded[i]), len(toks), grounded=g))
         return results
 
+    scores_answers = True
+    """:meth:`score` gives answers' log-likelihoods (what the query bank chooses by)."""
+
+    def score(self, prompts: list[list[dict[str, str]]], answers: list[list[str]]) -> list[list[float]]:
+        """The log-likelihood of each answer after its prompt, summed over the answer's tokens as training
+        labels them (the chat template's end of turn included); ``-inf`` where prompt and answer exceed the
+        model's context."""
+        import torch
+
+        from sqltune.models.load import encode_answer
+
+        out: list[list[float]] = []
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        with torch.inference_mode():
+            for msgs, answer_texts in zip(prompts, answers, strict=True):
+                rows = [encode_answer(self.tokenizer, msgs, a) for a in answer_texts]
+                width = max((len(p) + len(a) for p, a in rows), default=0)
+                if not rows or width > self.max_context:
+                    out.append([float("-inf")] * len(rows))
+                    continue
+                ids = torch.full((len(rows), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for r, (p, a) in enumerate(rows):
+                    ids[r, : len(p) + len(a)] = torch.tensor(p + a)
+                    mask[r, : len(p) + len(a)] = 1
+                logits = self.model(
+                    input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device)
+                ).logits
+                sums = []
+                for r, (p, a) in enumerate(rows):
+                    pos = torch.arange(len(p) - 1, len(p) - 1 + len(a), device=logits.device)
+                    lp = torch.log_softmax(logits[r, pos].float(), dim=-1)
+                    sums.append(
+                        float(lp[torch.arange(len(a), device=lp.device), torch.tensor(a, device=lp.device)].sum())
+                    )
+                out.append(sums)
+        return out
+
 
 # --------------------------------------------------------------------------- openai
 

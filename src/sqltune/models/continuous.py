@@ -215,6 +215,13 @@ class ContinuousHF:
             results[i].append(Completion(text, n, len(toks), grounded=req.guide.steps if req.guide else 0))
         return results
 
+    scores_answers = True
+
+    def score(self, prompts: list[list[dict[str, str]]], answers: list[list[str]]) -> list[list[float]]:
+        """:meth:`HFBackend.score`, between the batcher's steps (the model is held while it runs)."""
+        with self.lock:
+            return self.backend.score(prompts, answers)  # type: ignore[no-any-return]
+
     def stream(self, messages: list[dict[str, str]], params: GenParams) -> Any:
         """One answer piece by piece (the hf backend's streamer), the batch paused meanwhile."""
         with self.lock:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqltune.errors import ConfigError, ModelError
+from sqltune.errors import ConfigError, DataError, ModelError
 from sqltune.models.hf import causal_lm_from, tokenizer_from
 from sqltune.models.registry import resolve_model
 
@@ -208,6 +208,22 @@ def encode_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     if isinstance(ids, dict) or hasattr(ids, "keys"):  # BatchEncoding in recent transformers
         ids = ids["input_ids"]
     return list(ids)
+
+
+def encode_answer(tokenizer: Any, messages: list[dict[str, str]], answer: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids) of a conversation: the prompt exactly as :func:`encode_prompt` gives it, the
+    answer the rest of the chat template's rendering of the whole conversation (to its end-of-turn token),
+    tokenized on its own, so that a BPE merge across the boundary can never change the prompt. Training
+    labels these answer ids; scoring an answer sums their log-likelihoods."""
+    prompt_str = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": answer}], tokenize=False)
+    if not full.startswith(prompt_str):
+        raise DataError(
+            "the chat template renders the prompt differently with and without the answer; "
+            "sqltune cannot mask the prompt reliably for this template"
+        )
+    completion = tokenizer(full[len(prompt_str) :], add_special_tokens=False)["input_ids"]
+    return encode_prompt(tokenizer, messages), list(completion)
 
 
 def prompt_text(tokenizer: Any, messages: list[dict[str, str]]) -> str:

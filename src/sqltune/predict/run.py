@@ -85,6 +85,10 @@ class PredictConfig(BackendConfig):
     """A table name the model wrote that the database lacks, but one table carries after a prefix
     (``singer`` for ``concert_singer__singer``, ``customer`` for ``dim_customer``), is rewritten to it
     (:func:`sqltune.sqlutil.resolve_tables`); the record keeps ``raw`` and lists the rewrites in ``resolved``."""
+    query_bank: bool = True
+    """hf: the verified query of the database's query bank nearest in meaning to the question replaces the
+    model's answer when the model finds it the likelier answer (:mod:`sqltune.linking.bank`); the record's
+    ``bank`` says what was compared and ``model_sql`` keeps the model's own. Not with cot or other backends."""
 
     def validate(self) -> None:
         problems = self.backend_problems()
@@ -158,6 +162,7 @@ def build_manifest(cfg: PredictConfig, backend: Backend, records: list[dict[str,
         "decoding": {
             **cfg.gen_params().as_dict(),
             "ground_values": cfg.ground_values and bool(getattr(backend, "grounds_values", False)),
+            "query_bank": _bank_on(cfg, backend),
         },
         "extraction": {"cot": cfg.cot},
         "versions": package_versions(("sqltune", "torch", "transformers", "peft", "trl", "openai", "vllm")),
@@ -204,6 +209,7 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     tables: dict[str, list[str]] = {}
     ground = cfg.ground_values and bool(getattr(backend, "grounds_values", False))
     groundings: dict[str, Any] = {}
+    bank_on = _bank_on(cfg, backend)
     written = 0
     try:
         with open(out, "a", encoding="utf-8") as fh:
@@ -220,6 +226,8 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
                 recs = [_record(r, comps, per, cfg, tables) for r, comps in zip(batch, outs, strict=False)]
                 if judge is not None:
                     _vote(judge, batch, recs)
+                if bank_on:
+                    _bank(backend, batch, prompts, recs)
                 for rec in recs:
                     statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
                     fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -252,6 +260,37 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     manifest["runs"].append(summary)  # one entry per invocation: a resumed file keeps its history
     write_json(manifest_path(out), manifest)
     return summary
+
+
+def _bank_on(cfg: PredictConfig, backend: Backend) -> bool:
+    return cfg.query_bank and not cfg.cot and bool(getattr(backend, "scores_answers", False))
+
+
+def _bank(backend: Backend, batch: list[dict[str, Any]], prompts: list[Any], recs: list[dict[str, Any]]) -> None:
+    """The query bank's turn (:func:`sqltune.linking.bank.choose`): per record whose database has a bank, the
+    model's answer against the bank's nearest query, the likelier kept."""
+    from sqltune.linking.bank import bank_for, choose
+
+    by_db: dict[str, list[int]] = {}
+    for k, r in enumerate(batch):
+        db = r.get("db_path")
+        if db and r.get("question") and not r.get("table_names") and (is_url(str(db)) or Path(str(db)).is_file()):
+            by_db.setdefault(str(db), []).append(k)
+    for db, ks in by_db.items():
+        bank = bank_for(db)
+        if bank is None:
+            continue
+        hits = bank.nearest([str(batch[k]["question"]) for k in ks], k=1)
+        picks = choose(backend, [prompts[k] for k in ks], [recs[k]["pred_sql"] for k in ks], hits)
+        for k, pick in zip(ks, picks, strict=True):
+            rec = recs[k]
+            if "scores" not in pick:
+                continue
+            rec["bank"] = {x: pick[x] for x in ("from_bank", "scores", "bank_sql", "bank_question", "similarity")}
+            if pick["from_bank"]:
+                rec["model_sql"], rec["pred_sql"] = rec["pred_sql"], pick["sql"]
+                if rec["status"] == "no_sql":
+                    rec["status"] = "ok"
 
 
 def _grounding(r: dict[str, Any], cache: dict[str, Any]) -> Any:

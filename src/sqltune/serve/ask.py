@@ -79,6 +79,10 @@ class AskConfig(SchemaFilterConfig):
     ground_values: bool = True
     """hf: a text literal compared to a column decodes to one of the values it holds, when the value index
     knows all of them (:mod:`sqltune.models.grounding`); other backends do not ground."""
+    query_bank: bool = True
+    """hf: the first candidate is the likelier, by the model's own scores, of its greedy answer and the verified
+    query of the database's query bank nearest in meaning to the question (:mod:`sqltune.linking.bank`); the
+    answer's ``bank`` says what was compared. Not with cot or other backends."""
 
     def validate(self) -> None:
         problems = []
@@ -119,6 +123,9 @@ class Answer:
     vote_share: float = 0.0
     abstain_reason: str | None = None
     reasoning: str = ""
+    bank: dict[str, Any] = field(default_factory=dict)
+    """With the query bank: its nearest query, the phrasing it matched, their similarity, the scores of the
+    model's answer and of that query, and whether the query was taken (``from_bank``)."""
     attempts: list[Attempt] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     prompt: dict[str, Any] = field(default_factory=dict)
@@ -203,6 +210,12 @@ class Database:
         if self._grounding is None:
             self._grounding = self.value_index().grounding()
         return self._grounding
+
+    def query_bank(self) -> Any:
+        """This database's query bank (:func:`sqltune.linking.bank.bank_for`: drawn once, cached per version)."""
+        from sqltune.linking.bank import bank_for
+
+        return bank_for(self.path, allow_privileged_role=self.allow_privileged_role)
 
     def prepare(self, style: str) -> None:
         """Build before the first question what its prompts build once: the value index and the linker's
@@ -298,6 +311,8 @@ def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> 
             for p, cand in zip(batch, sqls, strict=True)
         ]
     raws = [[c.text for c in comps] for comps in outs]
+    if cfg.query_bank and not cfg.cot and getattr(backend, "scores_answers", False):
+        _bank(batch, sqls, backend)
     e0 = time.perf_counter()
     groups = [(p.db.path, s) for p, s in zip(batch, sqls, strict=True)]
     results = judge.run(groups, keep_rows=cfg.max_rows, max_bytes=cfg.max_bytes)
@@ -344,6 +359,26 @@ def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> 
             p.round += 1
         if p.done:
             a.timings["total_s"] = round(time.perf_counter() - p.started, 3)
+
+
+def _bank(batch: list[Pending], sqls: list[list[str]], backend: Backend) -> None:
+    """The query bank's turn in a question's first round: its first candidate becomes the likelier of the model's
+    answer and the bank's nearest query (:func:`sqltune.linking.bank.choose`)."""
+    from sqltune.linking.bank import choose
+
+    ks = [k for k, p in enumerate(batch) if p.round == 0 and not p.short and sqls[k]]
+    banks = {k: batch[k].db.query_bank() for k in ks}
+    ks = [k for k in ks if banks[k] is not None]
+    if not ks:
+        return
+    hits = [banks[k].nearest([batch[k].question], k=1)[0] for k in ks]
+    picks = choose(backend, [batch[k].base for k in ks], [sqls[k][0] for k in ks], hits)
+    for k, pick in zip(ks, picks, strict=True):
+        if "scores" in pick:
+            batch[k].answer.bank = {
+                x: pick[x] for x in ("from_bank", "scores", "bank_sql", "bank_question", "similarity")
+            }
+            sqls[k][0] = pick["sql"]
 
 
 def run_sql(judge: Any, db: Database, sql: str, cfg: AskConfig) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqltune.errors import DataError
 from sqltune.io import read_jsonl
-from sqltune.models.load import encode_prompt
+from sqltune.models.load import encode_answer
 from sqltune.prompts import answer_from_record, messages_from_record
 
 IGNORE = -100
@@ -28,17 +28,7 @@ def encode_example(tokenizer: Any, record: dict[str, Any]) -> tuple[list[int], l
     rendering of the whole conversation, tokenized on its own, so that a BPE merge across the
     prompt/answer boundary can never make the training prompt differ from the inference one.
     """
-    prompt = messages_from_record(record)
-    answer = answer_from_record(record)
-    prompt_text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-    full_text = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=False)
-    if not full_text.startswith(prompt_text):
-        raise DataError(
-            "the chat template renders the prompt differently with and without the answer; "
-            "sqltune cannot mask the prompt reliably for this template"
-        )
-    prompt_ids = encode_prompt(tokenizer, prompt)
-    completion = tokenizer(full_text[len(prompt_text) :], add_special_tokens=False)["input_ids"]
+    prompt_ids, completion = encode_answer(tokenizer, messages_from_record(record), answer_from_record(record))
     return prompt_ids + list(completion), [IGNORE] * len(prompt_ids) + list(completion)
 
 

@@ -1,0 +1,213 @@
+"""The query bank: verified queries drawn from a database's own tables, columns and values, each with the
+questions its shape phrases it by, and found by meaning for a new question. The model then chooses between
+its own answer and the nearest bank query by which of the two it finds more likely for the question.
+
+Why: a model fine-tuned on a few hundred pairs recalls their templates, and on a question written in other
+words it often writes a template's SQL with a filter nobody asked for. The bank holds the plain shapes such a
+question needs (a count with no filter, a ``DISTINCT``, an ``IS NULL``) over this very database, every one
+run through the judge; the model's own likelihood, not the text of the SQL, decides whether one of them is a
+better reading of the question than its answer.
+
+* **What it holds**: :func:`sqltune.linking.shapes.draw_verified` over the database's profile, up to
+  ``size`` queries with distinct results, each with every phrasing its shape gives. The shapes write SQLite
+  SQL; on another engine each query is transpiled first and run there (read-only, through the judge).
+* **Finding**: each phrasing is embedded by the sentence encoder of schema linking
+  (:mod:`sqltune.models.embed`, all-MiniLM-L6-v2 packaged); a query's similarity to a question is the
+  cosine of its closest phrasing.
+* **Choosing** (:func:`choose`): the backend scores the question's prompt followed by each SQL (the
+  answer's log-likelihood, summed over its tokens, as training's loss counts them); the bank's query
+  replaces the model's answer only where it scores higher.
+* **One per database version, cached**: ``$SQLTUNE_HOME/cache/bank/<key>.npz`` beside the value index's
+  cache, under the same version key (a changed file or row count builds it again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqltune.errors import ConfigError
+
+BANK_VERSION = 1
+SIZE = 4000
+"""Queries kept at most per database."""
+ATTEMPTS = 5
+"""Draws per query kept at most (the shapes run out of new results on a small database)."""
+SEED = 0
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SQLTUNE_HOME", Path.home() / ".cache" / "sqltune")) / "cache" / "bank"
+
+
+@dataclass(frozen=True)
+class Entry:
+    sql: str
+    questions: tuple[str, ...]
+    shape: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    entry: Entry
+    similarity: float
+    """Cosine between the question and the entry's closest phrasing."""
+    question: str
+    """That phrasing."""
+
+
+class QueryBank:
+    """A database's verified queries and the vectors of their phrasings."""
+
+    def __init__(self, entries: list[Entry], vectors: Any, owner: Any, embedder: str):
+        self.entries, self.vectors, self.owner, self.embedder = entries, vectors, owner, embedder
+        self.texts = [q for e in entries for q in e.questions]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @classmethod
+    def open(
+        cls,
+        db: str,
+        judge: Any = None,
+        size: int = SIZE,
+        embedder: str = "minilm",
+        cache: Path | None = None,
+        allow_privileged_role: bool = False,
+    ) -> QueryBank:
+        """The bank of ``db``: read from the cache, else drawn (through ``judge``, or a judge of its own) and
+        embedded, then cached."""
+        import numpy as np
+
+        from sqltune.linking.values import version_key
+
+        raw = json.dumps([BANK_VERSION, version_key(db, None, allow_privileged_role), size, SEED, embedder])
+        path = (cache or cache_root()) / f"{hashlib.sha256(raw.encode()).hexdigest()[:32]}.npz"
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    meta = json.loads(str(z["meta"]))
+                    entries = [Entry(e["sql"], tuple(e["questions"]), e["shape"]) for e in meta]
+                    return cls(entries, z["vectors"], z["owner"], embedder)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # unreadable: built again
+        entries = _draw(db, judge, size, allow_privileged_role)
+        from sqltune.models.embed import load_embedder
+
+        texts = [q for e in entries for q in e.questions]
+        vectors = load_embedder(embedder).encode(texts).numpy() if texts else np.zeros((0, 1), dtype=np.float32)
+        owner = np.array([i for i, e in enumerate(entries) for _ in e.questions], dtype=np.int64)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + f".{os.getpid()}.{threading.get_ident()}.tmp.npz")
+        meta = json.dumps([{"sql": e.sql, "questions": list(e.questions), "shape": e.shape} for e in entries])
+        np.savez(tmp, vectors=vectors, owner=owner, meta=np.array(meta))
+        os.replace(tmp, path)
+        return cls(entries, vectors, owner, embedder)
+
+    def nearest(self, questions: list[str], k: int = 1) -> list[list[Hit]]:
+        """The ``k`` entries closest in meaning to each question, closest first."""
+        import numpy as np
+
+        from sqltune.models.embed import load_embedder
+
+        if not questions:
+            return []
+        if not self.entries:
+            return [[] for _ in questions]
+        q = load_embedder(self.embedder).encode(questions).numpy()
+        sims = q @ self.vectors.T
+        out = []
+        for row in sims:
+            hits: list[Hit] = []
+            seen: set[int] = set()
+            for t in np.argsort(-row):
+                j = int(self.owner[t])
+                if j in seen:
+                    continue
+                seen.add(j)
+                hits.append(Hit(self.entries[j], float(row[t]), self.texts[t]))
+                if len(hits) >= k:
+                    break
+            out.append(hits)
+        return out
+
+
+def _draw(db: str, judge: Any, size: int, allow_privileged_role: bool) -> list[Entry]:
+    from sqltune.linking.profile import profile_database
+    from sqltune.linking.shapes import draw_verified
+
+    own = None
+    if judge is None:
+        from sqltune.judge import Judge
+
+        judge = own = Judge(workers=1, timeout=10.0, allow_privileged_role=allow_privileged_role)
+    try:
+        prof = profile_database(db, allow_privileged_role=allow_privileged_role)
+        entries = []
+        for d in draw_verified(prof, size * ATTEMPTS, random.Random(SEED), judge):
+            entries.append(Entry(d.cand.sql, tuple(dict.fromkeys(d.cand.questions)), d.cand.shape))
+            if len(entries) >= size:
+                break
+        return entries
+    finally:
+        if own is not None:
+            own.close()
+
+
+_LOCK = threading.Lock()
+_OPEN: dict[tuple[str, int, str], QueryBank | None] = {}
+
+
+def bank_for(
+    db: str, size: int = SIZE, embedder: str = "minilm", allow_privileged_role: bool = False
+) -> QueryBank | None:
+    """The bank of ``db``, opened once per process; None when the database cannot be profiled (the judge
+    then says why its queries fail). A missing encoder package is the user's to fix: ConfigError."""
+    from sqltune.errors import DataError, ExecutionError
+
+    key = (db, size, embedder)
+    with _LOCK:
+        if key not in _OPEN:
+            try:
+                _OPEN[key] = QueryBank.open(db, None, size, embedder, allow_privileged_role=allow_privileged_role)
+            except ConfigError:
+                raise
+            except (ExecutionError, DataError, OSError):
+                _OPEN[key] = None
+        return _OPEN[key]
+
+
+def choose(
+    backend: Any, prompts: list[list[dict[str, str]]], own: list[str], hits: list[list[Hit]]
+) -> list[dict[str, Any]]:
+    """For each prompt, whether a bank query replaces the model's own SQL: the backend's
+    ``score(prompts, answers)`` (the log-likelihood of each answer after the prompt) decides. Returns per
+    prompt ``{"sql", "from_bank", "scores", "bank_sql", "bank_question", "similarity"}``; a prompt with no hit
+    keeps its SQL, unscored."""
+    rows = [k for k, h in enumerate(hits) if h]
+    scores = backend.score([prompts[k] for k in rows], [[own[k], *(x.entry.sql for x in hits[k])] for k in rows])
+    out: list[dict[str, Any]] = [{"sql": s, "from_bank": False} for s in own]
+    for k, sc in zip(rows, scores, strict=True):
+        if not own[k]:
+            sc = [float("-inf"), *sc[1:]]  # no SQL of its own: the bank's best stands
+        best = max(range(len(sc)), key=lambda i: (sc[i], -i))
+        top = hits[k][max(best - 1, 0)]
+        out[k] = {
+            "sql": own[k] if best == 0 else hits[k][best - 1].entry.sql,
+            "from_bank": best > 0,
+            "scores": [round(x, 3) if x > float("-inf") else None for x in sc],
+            "bank_sql": top.entry.sql,
+            "bank_question": top.question,
+            "similarity": round(top.similarity, 4),
+        }
+    return out
+
+
+__all__ = ["Entry", "Hit", "QueryBank", "bank_for", "choose"]
