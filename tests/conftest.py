@@ -394,6 +394,16 @@ def make_shop_db(path: Path) -> Path:
     return path
 
 
+# ---------------------------------------------------------------- the query bank
+@pytest.fixture(autouse=True)
+def _query_bank_off(request, monkeypatch):
+    """The query bank (on by default in predict and ask) draws and encodes a thousand queries or more for each
+    new database, seconds per test database; in-process tests of other features run without it. Tests marked
+    ``bank`` (tests/test_bank.py) run it, and so does every test that starts sqltune in a subprocess."""
+    if request.node.get_closest_marker("bank") is None:
+        monkeypatch.setattr("sqltune.linking.bank.bank_for", lambda *a, **k: None)
+
+
 # ---------------------------------------------------------------- nothing left running
 # Every process the test run starts carries this tag in its environment (or names the run's temporary
 # folder on its command line); at the end of the run none may still be alive: a leftover fails the run.

@@ -9,11 +9,13 @@ run through the judge; the model's own likelihood, not the text of the SQL, deci
 better reading of the question than its answer.
 
 * **What it holds**: :func:`sqltune.linking.shapes.draw_verified` over the database's profile, up to
-  ``size`` queries with distinct results, each with every phrasing its shape gives. The shapes write SQLite
+  ``size`` distinct queries that run and return rows (two may return the same rows: ``COUNT(*)`` and
+  ``COUNT(DISTINCT name)`` over a table of unique names are different readings of a question), each with its shape's first phrasing (one phrasing finds the
+  query as often as all of them did on the demo's human-written questions, at a third of the encoding). The shapes write SQLite
   SQL; on another engine each query is transpiled first and run there (read-only, through the judge).
 * **Finding**: each phrasing is embedded by the sentence encoder of schema linking
   (:mod:`sqltune.models.embed`, all-MiniLM-L6-v2 packaged); a query's similarity to a question is the
-  cosine of its closest phrasing.
+  cosine of the two vectors.
 * **Choosing** (:func:`choose`): the backend scores the question's prompt followed by each SQL (the
   answer's log-likelihood, summed over its tokens, as training's loss counts them); the bank's query
   replaces the model's answer only where it scores higher.
@@ -49,7 +51,7 @@ def cache_root() -> Path:
 @dataclass(frozen=True)
 class Entry:
     sql: str
-    questions: tuple[str, ...]
+    question: str
     shape: str
 
 
@@ -57,17 +59,14 @@ class Entry:
 class Hit:
     entry: Entry
     similarity: float
-    """Cosine between the question and the entry's closest phrasing."""
-    question: str
-    """That phrasing."""
+    """Cosine between the question and the entry's phrasing."""
 
 
 class QueryBank:
-    """A database's verified queries and the vectors of their phrasings."""
+    """A database's verified queries and the vectors of their phrasings (one row per entry)."""
 
-    def __init__(self, entries: list[Entry], vectors: Any, owner: Any, embedder: str):
-        self.entries, self.vectors, self.owner, self.embedder = entries, vectors, owner, embedder
-        self.texts = [q for e in entries for q in e.questions]
+    def __init__(self, entries: list[Entry], vectors: Any, embedder: str):
+        self.entries, self.vectors, self.embedder = entries, vectors, embedder
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -94,22 +93,21 @@ class QueryBank:
             try:
                 with np.load(path, allow_pickle=False) as z:
                     meta = json.loads(str(z["meta"]))
-                    entries = [Entry(e["sql"], tuple(e["questions"]), e["shape"]) for e in meta]
-                    return cls(entries, z["vectors"], z["owner"], embedder)
+                    entries = [Entry(e["sql"], e["question"], e["shape"]) for e in meta]
+                    return cls(entries, z["vectors"], embedder)
             except (OSError, ValueError, KeyError, TypeError):
                 pass  # unreadable: built again
         entries = _draw(db, judge, size, allow_privileged_role)
         from sqltune.models.embed import load_embedder
 
-        texts = [q for e in entries for q in e.questions]
+        texts = [e.question for e in entries]
         vectors = load_embedder(embedder).encode(texts).numpy() if texts else np.zeros((0, 1), dtype=np.float32)
-        owner = np.array([i for i, e in enumerate(entries) for _ in e.questions], dtype=np.int64)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + f".{os.getpid()}.{threading.get_ident()}.tmp.npz")
-        meta = json.dumps([{"sql": e.sql, "questions": list(e.questions), "shape": e.shape} for e in entries])
-        np.savez(tmp, vectors=vectors, owner=owner, meta=np.array(meta))
+        meta = json.dumps([{"sql": e.sql, "question": e.question, "shape": e.shape} for e in entries])
+        np.savez(tmp, vectors=vectors, meta=np.array(meta))
         os.replace(tmp, path)
-        return cls(entries, vectors, owner, embedder)
+        return cls(entries, vectors, embedder)
 
     def nearest(self, questions: list[str], k: int = 1) -> list[list[Hit]]:
         """The ``k`` entries closest in meaning to each question, closest first."""
@@ -125,17 +123,8 @@ class QueryBank:
         sims = q @ self.vectors.T
         out = []
         for row in sims:
-            hits: list[Hit] = []
-            seen: set[int] = set()
-            for t in np.argsort(-row):
-                j = int(self.owner[t])
-                if j in seen:
-                    continue
-                seen.add(j)
-                hits.append(Hit(self.entries[j], float(row[t]), self.texts[t]))
-                if len(hits) >= k:
-                    break
-            out.append(hits)
+            top = np.argsort(-row, kind="stable")[:k]
+            out.append([Hit(self.entries[int(j)], float(row[j])) for j in top])
         return out
 
 
@@ -151,8 +140,9 @@ def _draw(db: str, judge: Any, size: int, allow_privileged_role: bool) -> list[E
     try:
         prof = profile_database(db, allow_privileged_role=allow_privileged_role)
         entries = []
-        for d in draw_verified(prof, size * ATTEMPTS, random.Random(SEED), judge):
-            entries.append(Entry(d.cand.sql, tuple(dict.fromkeys(d.cand.questions)), d.cand.shape))
+        for d in draw_verified(prof, size * ATTEMPTS, random.Random(SEED), judge, distinct_results=False):
+            if d.cand.questions:
+                entries.append(Entry(d.cand.sql, d.cand.questions[0], d.cand.shape))
             if len(entries) >= size:
                 break
         return entries
@@ -198,13 +188,13 @@ def choose(
         if not own[k]:
             sc = [float("-inf"), *sc[1:]]  # no SQL of its own: the bank's best stands
         best = max(range(len(sc)), key=lambda i: (sc[i], -i))
-        top = hits[k][max(best - 1, 0)]
+        top = hits[k][max(best - 1, 0)]  # the bank query taken, else the nearest
         out[k] = {
             "sql": own[k] if best == 0 else hits[k][best - 1].entry.sql,
             "from_bank": best > 0,
             "scores": [round(x, 3) if x > float("-inf") else None for x in sc],
             "bank_sql": top.entry.sql,
-            "bank_question": top.question,
+            "bank_question": top.entry.question,
             "similarity": round(top.similarity, 4),
         }
     return out

@@ -935,12 +935,17 @@ class DrawStats:
 
 
 def draw_verified(
-    prof: DatabaseProfile, limit: int, rng: random.Random, judge: Any, stats: DrawStats | None = None
+    prof: DatabaseProfile,
+    limit: int,
+    rng: random.Random,
+    judge: Any,
+    stats: DrawStats | None = None,
+    distinct_results: bool = True,
 ) -> Iterator[Drawn]:
     """Candidates from every shape in turn (at most ``limit`` draws), each executed through ``judge``
     (:meth:`sqltune.judge.Judge.run`: read-only, a hard timeout, a row cap) and yielded when it runs, returns
-    rows (unless its question is about absence), not only NULLs, and a result no candidate yielded before
-    returned. Lazy: the caller stops when it has enough, and what it draws from ``rng`` in between keeps its
+    rows (unless its question is about absence), not only NULLs, and (``distinct_results``) a result no
+    candidate yielded before returned; without it, every distinct SQL that passes. Lazy: the caller stops when it has enough, and what it draws from ``rng`` in between keeps its
     place in the sequence (a seed gives the same pairs). ``stats`` counts draws and rejections by reason."""
     stats = stats if stats is not None else DrawStats()
     seen_sql: set[str] = set()
@@ -977,7 +982,7 @@ def draw_verified(
             for i, cand in enumerate(g):
                 first = res.results[i][1] if res.results else []
                 why = check(cand, res.ok[i], res.error_types[i], res.rows[i], res.truncated[i], first)
-                if why is None and res.keys[i] in seen_result:
+                if why is None and distinct_results and res.keys[i] in seen_result:
                     why = "same_result"
                 if why is not None:
                     stats.rejected[why] += 1

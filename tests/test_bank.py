@@ -1,0 +1,173 @@
+"""The query bank: verified queries drawn from a database, found by meaning, chosen by the model's own scores."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conftest import make_school_dataset, make_shop_db
+
+pytestmark = pytest.mark.bank
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQLTUNE_HOME", str(tmp_path / "home"))
+
+
+def test_bank_holds_verified_queries_found_by_meaning_and_is_cached(tmp_path, monkeypatch):
+    from sqltune.linking import bank as bank_mod
+    from sqltune.linking.bank import QueryBank
+
+    db = make_shop_db(tmp_path / "shop.sqlite")
+    bank = QueryBank.open(str(db))
+    assert len(bank) >= 40
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    for e in bank.entries:
+        rows = conn.execute(e.sql).fetchall()  # every query runs on the database
+        assert rows or "not" in e.sql.lower() or "except" in e.sql.lower(), e.sql
+        assert e.question
+    assert len({e.sql for e in bank.entries}) == len(bank)
+    shapes = {e.shape for e in bank.entries}
+    assert {"count", "aggregate", "join_filter", "order_limit"} <= shapes
+    top = bank.nearest(["how many products are there", "which categories have products over 20 dollars"], k=3)
+    assert top[0][0].entry.sql.lower() == "select count(*) from products"
+    assert top[0][0].similarity > top[0][1].similarity > top[0][2].similarity - 1e-6
+    assert "category" in top[1][0].entry.sql.lower()
+    # a second open reads the cache: nothing is drawn again
+    assert list((tmp_path / "home" / "cache" / "bank").glob("*.npz"))
+    monkeypatch.setattr(bank_mod, "_draw", lambda *a, **k: pytest.fail("drawn again"))
+    again = QueryBank.open(str(db))
+    assert [e.sql for e in again.entries] == [e.sql for e in bank.entries]
+    # a changed database is a new version: drawn again
+    with sqlite3.connect(db) as w:
+        w.execute("INSERT INTO category VALUES (4, 'Garden')")
+    with pytest.raises(pytest.fail.Exception, match="drawn again"):
+        QueryBank.open(str(db))
+
+
+class _Scores:
+    """Scores given by hand: which answer wins is the point, not where the numbers come from."""
+
+    scores_answers = True
+
+    def __init__(self, table: dict[str, float]):
+        self.table, self.calls = table, []
+
+    def score(self, prompts, answers):
+        self.calls.append(answers)
+        return [[self.table.get(a, -100.0) for a in row] for row in answers]
+
+
+def test_choose_takes_the_bank_query_only_where_the_model_scores_it_higher():
+    from sqltune.linking.bank import Entry, Hit, choose
+
+    hit = [Hit(Entry("SELECT count(*) FROM t", "How many t are there?", "count"), 0.9)]
+    msgs = [[{"role": "user", "content": "q"}]] * 4
+    backend = _Scores({"SELECT count(*) FROM t": -3.0, "SELECT a FROM t": -1.0, "SELECT b FROM t": -7.0})
+    picks = choose(backend, msgs, ["SELECT a FROM t", "SELECT b FROM t", "", "SELECT a FROM t"], [hit, hit, hit, []])
+    assert [p["sql"] for p in picks] == [
+        "SELECT a FROM t",
+        "SELECT count(*) FROM t",
+        "SELECT count(*) FROM t",
+        "SELECT a FROM t",
+    ]
+    assert [p["from_bank"] for p in picks] == [False, True, True, False]
+    assert picks[0]["scores"] == [-1.0, -3.0] and picks[2]["scores"] == [None, -3.0]
+    assert "scores" not in picks[3]  # no hit: nothing scored
+    assert picks[1]["bank_question"] == "How many t are there?" and picks[1]["similarity"] == 0.9
+    tie = choose(
+        _Scores({"SELECT a FROM t": -2.0, "SELECT count(*) FROM t": -2.0}), msgs[:1], ["SELECT a FROM t"], [hit]
+    )
+    assert tie[0]["from_bank"] is False  # a tie keeps the model's answer
+
+
+def test_hf_score_is_the_answer_log_likelihood_training_labels(tiny_model):
+    import torch
+
+    from sqltune.models.backends import HFBackend
+    from sqltune.train.data import IGNORE, encode_example
+
+    backend = HFBackend(str(tiny_model), device="cpu", precision="fp32")
+    msgs = [{"role": "system", "content": "sql"}, {"role": "user", "content": "how many teacher are there"}]
+    answers = ["SELECT COUNT(*) FROM teacher", "SELECT name FROM student WHERE age > 3"]
+    got = backend.score([msgs], [answers])[0]
+    for a, g in zip(answers, got, strict=True):
+        ids, labels = encode_example(backend.tokenizer, {"messages": [*msgs, {"role": "assistant", "content": a}]})
+        with torch.no_grad():
+            logits = backend.model(torch.tensor([ids])).logits[0, :-1]
+        lp = torch.log_softmax(logits.float(), -1)
+        want = sum(float(lp[i, t]) for i, t in enumerate(labels[1:]) if t != IGNORE)
+        assert g == pytest.approx(want, abs=1e-3)
+    assert got[0] != got[1]
+
+
+def test_predict_keeps_the_likelier_of_the_model_and_the_bank(tiny_model, school_db, tmp_path):
+    from sqltune.predict.run import PredictConfig, predict
+    from sqltune.io import read_json
+
+    data = make_school_dataset(tmp_path / "d.jsonl", school_db, n=4)
+    out = tmp_path / "p.jsonl"
+    predict(PredictConfig(model=str(tiny_model), dataset=str(data), out=str(out), max_new_tokens=12), progress=False)
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == 4 and all("bank" in r for r in recs)
+    conn = sqlite3.connect(f"file:{school_db}?mode=ro", uri=True)
+    for r in recs:
+        b = r["bank"]
+        conn.execute(b["bank_sql"]).fetchall()  # the bank's query runs
+        own = r.get("model_sql", r["pred_sql"]) if b["from_bank"] else r["pred_sql"]
+        assert b["from_bank"] == (not own or b["scores"][1] > b["scores"][0])
+        if b["from_bank"]:
+            assert r["pred_sql"] == b["bank_sql"] and "model_sql" in r
+        else:
+            assert r["pred_sql"] != b["bank_sql"] or b["scores"][0] >= b["scores"][1]
+    assert read_json(Path(str(out).replace(".jsonl", ".manifest.json")))["decoding"]["query_bank"] is True
+    off = tmp_path / "off.jsonl"
+    predict(
+        PredictConfig(model=str(tiny_model), dataset=str(data), out=str(off), max_new_tokens=12, query_bank=False),
+        progress=False,
+    )
+    assert not any("bank" in json.loads(line) for line in off.read_text().splitlines())
+
+
+def test_ask_on_postgres_draws_the_bank_through_the_read_only_role(tiny_model, pg_db, tmp_path):
+    from sqltune.db import roles
+    from sqltune.db.load import load_sqlite
+    from sqltune.judge import Judge
+    from sqltune.models.backends import HFBackend
+    from sqltune.serve.ask import AskConfig, Database, ask
+
+    load_sqlite(make_shop_db(tmp_path / "shop.sqlite"), pg_db)
+    role = f"sqltune_t_bank{abs(hash(pg_db)) % 10**6}"
+    reader = roles.create_reader(pg_db, role=role)
+    judge = Judge(workers=1, timeout=10)
+    try:
+        db = Database(reader)
+        bank = db.query_bank()
+        assert bank is not None and len(bank) >= 20
+        backend = _Scores({e.sql: 0.0 for e in bank.entries})  # the bank's queries score higher than any answer
+        backend.generate = HFBackend(str(tiny_model), device="cpu", precision="fp32").generate  # type: ignore[attr-defined]
+        a = ask("how many products are there", db, backend, judge, AskConfig(max_new_tokens=8, ground_values=False))
+        assert (
+            a.bank["from_bank"] is True
+            and a.bank["bank_sql"].lower().replace('"', "") == "select count(*) from products"
+        )
+        assert a.answered and a.rows == [[20]]  # run on PostgreSQL as the reader
+        assert AskConfig().query_bank is True
+    finally:
+        judge.close()
+        from sqltune.linking import bank as bank_mod
+
+        bank_mod._OPEN.clear()
+        import sqlalchemy as sa
+
+        from sqltune.db.target import resolve
+
+        eng = resolve(pg_db).sqlalchemy_engine(isolation_level="AUTOCOMMIT")
+        with eng.connect() as c:
+            c.execute(sa.text(f"DROP OWNED BY {role}"))
+        eng.dispose()
+        roles.drop_reader(pg_db, role=role)
