@@ -27,6 +27,10 @@ by hand (skill). This script measures, in one run, alone on the machine:
   another form (``build_demo(forms=1)``: a command, a fragment, a casual or polite message, units written
   otherwise; :mod:`sqltune.data.phrasing`), scored without and with value grounding: what phrasing diversity
   adds;
+* **bank** - the quickstart's model, greedy and grounded, without and with the query bank (``predict
+  --query-bank``: the verified query of the database's bank nearest in meaning to the question replaces the
+  model's answer when the model scores it likelier, :mod:`sqltune.linking.bank`), on both splits, with the
+  questions it gained and lost: what the bank adds, no training;
 * **recipe** (``--recipe NAME:key=value,...``, repeatable) - the same template train split and steps
   with the training recipe changed (a lower learning rate, LoRA, embedding noise): what the recipe,
   not the data, adds.
@@ -57,7 +61,9 @@ from sqltune.train.config import load_config
 from sqltune.train.run import train
 
 
-def score(model: str, dataset: Path, out: Path, samples: int = 1, ground: bool = True) -> dict[str, Any]:
+def score(
+    model: str, dataset: Path, out: Path, samples: int = 1, ground: bool = True, bank: bool = True
+) -> dict[str, Any]:
     pred = out / "pred.jsonl"
     if not pred.exists():
         predict(
@@ -69,6 +75,7 @@ def score(model: str, dataset: Path, out: Path, samples: int = 1, ground: bool =
                 num_samples=samples,
                 seed=0,
                 ground_values=ground,
+                query_bank=bank,
             )
         )
     summary, _ = run_eval(EvalConfig(dataset=str(dataset), pred=str(pred), out=str(out / "eval"), timeout=10.0))
@@ -84,7 +91,7 @@ def main() -> None:
     ap.add_argument(
         "--arms",
         default="voting,own,lexicon,generic",
-        help="which arms besides the quickstart's: voting, own, lexicon, generic, spider, grounding, forms",
+        help="which arms besides the quickstart's: voting, own, lexicon, generic, spider, grounding, forms, bank",
     )
     ap.add_argument("--spider", default=None, help="the Spider folder, for the spider arm")
     ap.add_argument(
@@ -124,6 +131,8 @@ def main() -> None:
             print(
                 f"{tag}: human {100 * h['ex']:.1f}%, template {100 * t['ex']:.1f}% ({time.perf_counter() - t0:.0f} s)"
             )
+    if "bank" in arms:
+        rows += bank_arm(manifest["output"], human, test, out, steps)
     if "forms" in arms:
         rows += forms_arm(out, steps)
     if "own" in arms:
@@ -173,6 +182,43 @@ def mix_arm(
     t = score(m["output"], test, out / f"{name}_test")
     n = len(read_jsonl(mixed)) - len(read_jsonl(copy))
     return [(label, h["ex"], t["ex"], m["global_steps"], f"{n} mixed examples")]
+
+
+def _verdicts(out: Path) -> dict[str, bool]:
+    return {r["id"]: bool(r["correct"]) for r in read_jsonl(out / "eval" / "results.jsonl")}
+
+
+def bank_arm(
+    model: str, human: Path, test: Path, out: Path, steps: int
+) -> list[tuple[str, float, float | None, int, str]]:
+    rows = []
+    for split, data in (("human", human), ("test", test)):
+        t0 = time.perf_counter()
+        off = score(model, data, out / f"templates_nobank_{split}", bank=False)
+        on = score(model, data, out / f"templates_bank_{split}", bank=True)
+        a, b = _verdicts(out / f"templates_nobank_{split}"), _verdicts(out / f"templates_bank_{split}")
+        taken = sum(
+            1 for r in read_jsonl(out / f"templates_bank_{split}" / "pred.jsonl") if r.get("bank", {}).get("from_bank")
+        )
+        gained = sorted(k for k in b if b[k] and not a.get(k))
+        lost = sorted(k for k in b if a.get(k) and not b[k])
+        print(
+            f"bank, {split}: {100 * off['ex']:.1f}% -> {100 * on['ex']:.1f}%; bank query taken for {taken} of {len(b)}; "
+            f"gained {len(gained)} {gained}, lost {len(lost)} {lost} ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+        rows.append((split, off["ex"], on["ex"], taken, f"gained {len(gained)}, lost {len(lost)}"))
+    (h_off, h_on, h_taken, h_note), (t_off, t_on, t_taken, t_note) = [r[1:] for r in rows]
+    return [
+        ("templates, without the query bank", h_off, t_off, steps, "greedy, value grounding"),
+        (
+            "templates, with the query bank",
+            h_on,
+            t_on,
+            steps,
+            f"bank query taken: human {h_taken}, template {t_taken}; human {h_note}; template {t_note}",
+        ),
+    ]
 
 
 def forms_arm(out: Path, steps: int) -> list[tuple[str, float, float | None, int, str]]:

@@ -81,7 +81,7 @@ def _grep(pattern: str) -> list[str]:
 def test_one_tokenizer_loader_one_model_loader():
     assert _grep(r"AutoTokenizer\.from_pretrained") == ["models/hf.py"]
     assert _grep(r"AutoModelForCausalLM\.from_pretrained") == ["models/hf.py"]
-    assert _grep(r"apply_chat_template\(") == ["models/load.py", "train/data.py"]  # data.py: the answer's text
+    assert _grep(r"apply_chat_template\(") == ["models/load.py"]  # prompts and answers (training, scoring) alike
 
 
 def test_one_path_executes_sql_for_judging():
