@@ -106,8 +106,8 @@ def test_hf_score_is_the_answer_log_likelihood_training_labels(tiny_model):
 
 
 def test_predict_keeps_the_likelier_of_the_model_and_the_bank(tiny_model, school_db, tmp_path):
-    from sqltune.predict.run import PredictConfig, predict
     from sqltune.io import read_json
+    from sqltune.predict.run import PredictConfig, predict
 
     data = make_school_dataset(tmp_path / "d.jsonl", school_db, n=4)
     out = tmp_path / "p.jsonl"

@@ -91,7 +91,8 @@ def _name_col(rng: random.Random, t: TableProfile) -> ColumnProfile | None:
     """The column a person would ask for: one whose name says name/title, else any non-key text column."""
     texts = _cols(t, "text", min_distinct=2)
     named = [c for c in texts if re.search(r"name|title", c.name, re.I)]
-    return _pick(rng, named or texts or _cols(t, min_distinct=1))
+    picked: ColumnProfile | None = _pick(rng, named or texts or _cols(t, min_distinct=1))
+    return picked
 
 
 def list_column(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
@@ -904,7 +905,7 @@ BATCH = 32
 """Candidates executed per round (split over the judge's workers)."""
 
 
-def check(cand: Candidate, ok: bool, error_type: str | None, n: int, truncated: bool, rows: list) -> str | None:
+def check(cand: Candidate, ok: bool, error_type: str | None, n: int, truncated: bool, rows: list[Any]) -> str | None:
     """Why an executed candidate is rejected (None: kept). ``rows``: the first rows of its result."""
     if not ok:
         return "timeout" if error_type == "timeout" else "sql_error"
