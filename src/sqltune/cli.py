@@ -500,8 +500,10 @@ def _serve(db: list[str], bcfg: Any, acfg: Any, scfg: Any) -> None:
     databases = [Database(p, acfg.allow_privileged_role) for p in db]
     b, model_style = _backend(bcfg)
     style = _style(bcfg.model, model_style, acfg, b)
-    for d in databases:  # the value index and the linker's state, before the first question
+    for d in databases:  # the value index, the linker's state and the query bank, before the first question
         d.prepare(style)
+        if acfg.query_bank and not acfg.cot and getattr(b, "scores_answers", False):
+            d.query_bank()
     application = create_app(b, bcfg.model, databases, acfg, style, scfg)
     where = f"http://{scfg.host}:{scfg.port}/"
     err.print(
