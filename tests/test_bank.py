@@ -92,17 +92,27 @@ def test_hf_score_is_the_answer_log_likelihood_training_labels(tiny_model):
     from sqltune.train.data import IGNORE, encode_example
 
     backend = HFBackend(str(tiny_model), device="cpu", precision="fp32")
-    msgs = [{"role": "system", "content": "sql"}, {"role": "user", "content": "how many teacher are there"}]
-    answers = ["SELECT COUNT(*) FROM teacher", "SELECT name FROM student WHERE age > 3"]
-    got = backend.score([msgs], [answers])[0]
-    for a, g in zip(answers, got, strict=True):
-        ids, labels = encode_example(backend.tokenizer, {"messages": [*msgs, {"role": "assistant", "content": a}]})
-        with torch.no_grad():
-            logits = backend.model(torch.tensor([ids])).logits[0, :-1]
-        lp = torch.log_softmax(logits.float(), -1)
-        want = sum(float(lp[i, t]) for i, t in enumerate(labels[1:]) if t != IGNORE)
-        assert g == pytest.approx(want, abs=1e-3)
-    assert got[0] != got[1]
+    backend.batch_size = 2  # rows in more than one batch, against one shared prefix
+    system = {"role": "system", "content": "sql"}
+    prompts = [
+        [system, {"role": "user", "content": "how many teacher are there"}],
+        [system, {"role": "user", "content": "what is the name of the student"}],
+    ]
+    answers = [
+        ["SELECT COUNT(*) FROM teacher", "SELECT name FROM student WHERE age > 3"],
+        ["SELECT name FROM student", "SELECT COUNT(*) FROM student", "SELECT age FROM teacher"],
+    ]
+    got = backend.score(prompts, answers)
+    assert [len(g) for g in got] == [2, 3]
+    for msgs, row, scores in zip(prompts, answers, got, strict=True):
+        for a, g in zip(row, scores, strict=True):
+            ids, labels = encode_example(backend.tokenizer, {"messages": [*msgs, {"role": "assistant", "content": a}]})
+            with torch.no_grad():
+                logits = backend.model(torch.tensor([ids])).logits[0, :-1]
+            lp = torch.log_softmax(logits.float(), -1)
+            want = sum(float(lp[i, t]) for i, t in enumerate(labels[1:]) if t != IGNORE)
+            assert g == pytest.approx(want, abs=1e-3)
+    assert got[0][0] != got[0][1]
 
 
 def test_predict_keeps_the_likelier_of_the_model_and_the_bank(tiny_model, school_db, tmp_path):

@@ -347,36 +347,51 @@ class HFBackend:
     def score(self, prompts: list[list[dict[str, str]]], answers: list[list[str]]) -> list[list[float]]:
         """The log-likelihood of each answer after its prompt, summed over the answer's tokens as training
         labels them (the chat template's end of turn included); ``-inf`` where prompt and answer exceed the
-        model's context."""
+        model's context. The prefix every row shares (the system prompt and schema of one database) is
+        computed once (:mod:`sqltune.models.kvcache`), then the rows' questions and answers in batches."""
         import torch
 
+        from sqltune.models.kvcache import cache_kwarg, common_length, expand_cache, prefill
         from sqltune.models.load import encode_answer
 
-        out: list[list[float]] = []
+        out: list[list[float]] = [[float("-inf")] * len(a) for a in answers]
+        rows: list[tuple[int, int, list[int], list[int]]] = []  # (prompt, answer, prompt ids, answer ids)
+        for i, (msgs, answer_texts) in enumerate(zip(prompts, answers, strict=True)):
+            for j, a in enumerate(answer_texts):
+                pi, ai = encode_answer(self.tokenizer, msgs, a)
+                if len(pi) + len(ai) <= self.max_context and ai:
+                    rows.append((i, j, pi, ai))
+        if not rows:
+            return out
+        seqs = [pi + ai for _, _, pi, ai in rows]
+        p = common_length(seqs, limit=min(len(pi) for _, _, pi, _ in rows) - 1) if self.shared_prefix else 0
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        dev = self.model.device
         with torch.inference_mode():
-            for msgs, answer_texts in zip(prompts, answers, strict=True):
-                rows = [encode_answer(self.tokenizer, msgs, a) for a in answer_texts]
-                width = max((len(p) + len(a) for p, a in rows), default=0)
-                if not rows or width > self.max_context:
-                    out.append([float("-inf")] * len(rows))
-                    continue
-                ids = torch.full((len(rows), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for r, (p, a) in enumerate(rows):
-                    ids[r, : len(p) + len(a)] = torch.tensor(p + a)
-                    mask[r, : len(p) + len(a)] = 1
-                logits = self.model(
-                    input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device)
-                ).logits
-                sums = []
-                for r, (p, a) in enumerate(rows):
-                    pos = torch.arange(len(p) - 1, len(p) - 1 + len(a), device=logits.device)
+            cache = prefill(self.model, torch.tensor([seqs[0][:p]], device=dev))[0] if p else None
+            for start in range(0, len(rows), self.batch_size):
+                part = list(range(start, min(start + self.batch_size, len(rows))))
+                width = max(len(seqs[k]) - p for k in part)
+                ids = torch.full((len(part), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(part), width), dtype=torch.long)
+                for r, k in enumerate(part):
+                    ids[r, : len(seqs[k]) - p] = torch.tensor(seqs[k][p:])
+                    mask[r, : len(seqs[k]) - p] = 1
+                kwargs: dict[str, Any] = {}
+                if cache is not None:
+                    kwargs = {
+                        cache_kwarg(self.model): expand_cache(cache, len(part)),
+                        "position_ids": torch.arange(p, p + width, device=dev).expand(len(part), -1),
+                        "use_cache": True,
+                    }
+                    mask = torch.cat([mask.new_ones(len(part), p), mask], dim=1)
+                logits = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), **kwargs).logits
+                for r, k in enumerate(part):
+                    i, j, pi, ai = rows[k]
+                    pos = torch.arange(len(pi) - 1 - p, len(pi) - 1 - p + len(ai), device=logits.device)
                     lp = torch.log_softmax(logits[r, pos].float(), dim=-1)
-                    sums.append(
-                        float(lp[torch.arange(len(a), device=lp.device), torch.tensor(a, device=lp.device)].sum())
-                    )
-                out.append(sums)
+                    tgt = torch.tensor(ai, device=lp.device)
+                    out[i][j] = float(lp[torch.arange(len(ai), device=lp.device), tgt].sum())
         return out
 
 
