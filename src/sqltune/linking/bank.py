@@ -36,7 +36,9 @@ from typing import Any
 
 from sqltune.errors import ConfigError
 
-BANK_VERSION = 1
+BANK_VERSION = 2
+"""Raised when what a bank holds changes (2: every distinct SQL, not one query per result): older caches are
+drawn again."""
 SIZE = 4000
 """Queries kept at most per database."""
 ATTEMPTS = 5
