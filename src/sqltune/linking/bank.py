@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqltune.errors import ConfigError
-
 BANK_VERSION = 2
 """Raised when what a bank holds changes (2: every distinct SQL, not one query per result): older caches are
 drawn again."""
@@ -47,7 +45,10 @@ SEED = 0
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("SQLTUNE_HOME", Path.home() / ".cache" / "sqltune")) / "cache" / "bank"
+    """Beside the value index's cache (``$SQLTUNE_HOME/cache/bank``)."""
+    from sqltune.linking.values import cache_root as values_root
+
+    return values_root().parent / "bank"
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,6 @@ def bank_for(
         if key not in _OPEN:
             try:
                 _OPEN[key] = QueryBank.open(db, None, size, embedder, allow_privileged_role=allow_privileged_role)
-            except ConfigError:
-                raise
             except (ExecutionError, DataError, OSError):
                 _OPEN[key] = None
         return _OPEN[key]
