@@ -85,6 +85,48 @@ def test_choose_takes_the_bank_query_only_where_the_model_scores_it_higher():
     assert tie[0]["from_bank"] is False  # a tie keeps the model's answer
 
 
+def test_choose_scores_both_spellings_weighs_every_hit_and_drops_an_answer_that_fails():
+    from sqltune.linking.bank import Entry, Hit, choose, spellings
+
+    assert spellings("SELECT count(*) FROM t WHERE a != 1") == [
+        "SELECT count(*) FROM t WHERE a != 1",
+        "SELECT COUNT(*) FROM t WHERE a <> 1",
+    ]
+    assert spellings("SELECT COUNT(*) FROM t") == ["SELECT COUNT(*) FROM t"]  # one spelling: scored once
+    hits = [
+        Hit(Entry("SELECT count(*) FROM t", "How many t are there?", "count"), 0.9),
+        Hit(Entry("SELECT max(a) FROM t", "What is the largest a of t?", "agg"), 0.8),
+    ]
+    msgs = [[{"role": "user", "content": "q"}]] * 3
+    # the model knows the upper-case spelling only: the query still wins, and the drawn spelling is what runs
+    backend = _Scores({"SELECT a FROM t": -4.0, "SELECT MAX(a) FROM t": -2.0, "SELECT count(*) FROM t": -9.0})
+    picks = choose(backend, msgs, ["SELECT a FROM t"] * 3, [hits, hits, hits], own_ran=[True, False, None])
+    assert backend.calls[0][0] == [
+        "SELECT a FROM t",
+        "SELECT count(*) FROM t",
+        "SELECT COUNT(*) FROM t",
+        "SELECT max(a) FROM t",
+        "SELECT MAX(a) FROM t",
+    ]
+    assert picks[0]["sql"] == "SELECT max(a) FROM t" and picks[0]["scores"] == [-4.0, -9.0, -2.0]
+    assert picks[0]["bank_question"] == "What is the largest a of t?" and picks[0]["similarity"] == 0.8
+    worse = choose(_Scores({"SELECT a FROM t": -1.0}), msgs, ["SELECT a FROM t"] * 3, [hits] * 3, [True, False, None])
+    assert [p["from_bank"] for p in worse] == [False, True, False]  # the answer that failed is out, whatever its score
+    assert worse[1]["sql"] == "SELECT count(*) FROM t" and worse[1]["scores"][0] is None
+    assert [p["own_ran"] for p in worse] == [True, False, None]
+
+
+def test_runs_says_which_answers_run_through_the_judge(school_db):
+    from sqltune.judge import Judge
+    from sqltune.linking.bank import runs
+
+    with Judge(workers=1, timeout=5) as judge:
+        got = runs(judge, str(school_db), ["SELECT COUNT(*) FROM student", "SELECT nope FROM student", ""])
+        assert got == [True, False, False]
+        assert runs(judge, str(school_db), ["DELETE FROM student"]) == [False]  # read-only: a write does not run
+        assert runs(judge, str(school_db.parent / "missing.sqlite"), ["SELECT 1"]) == [None]
+
+
 def test_hf_score_is_the_answer_log_likelihood_training_labels(tiny_model):
     import torch
 
@@ -115,8 +157,17 @@ def test_hf_score_is_the_answer_log_likelihood_training_labels(tiny_model):
     assert got[0][0] != got[0][1]
 
 
+def _runs(conn, sql):
+    try:
+        conn.execute(sql).fetchall()
+        return True
+    except sqlite3.Error:
+        return False
+
+
 def test_predict_keeps_the_likelier_of_the_model_and_the_bank(tiny_model, school_db, tmp_path):
     from sqltune.io import read_json
+    from sqltune.linking.bank import NEAREST
     from sqltune.predict.run import PredictConfig, predict
 
     data = make_school_dataset(tmp_path / "d.jsonl", school_db, n=4)
@@ -129,11 +180,13 @@ def test_predict_keeps_the_likelier_of_the_model_and_the_bank(tiny_model, school
         b = r["bank"]
         conn.execute(b["bank_sql"]).fetchall()  # the bank's query runs
         own = r.get("model_sql", r["pred_sql"]) if b["from_bank"] else r["pred_sql"]
-        assert b["from_bank"] == (not own or b["scores"][1] > b["scores"][0])
+        assert len(b["scores"]) == 1 + NEAREST and b["own_ran"] is (bool(own) and _runs(conn, own))
+        best = max(x for x in b["scores"][1:] if x is not None)
+        assert b["from_bank"] == (not b["own_ran"] or best > b["scores"][0])
         if b["from_bank"]:
-            assert r["pred_sql"] == b["bank_sql"] and "model_sql" in r
+            assert r["pred_sql"] == b["bank_sql"] and "model_sql" in r and b["scores"].index(best) >= 1
         else:
-            assert r["pred_sql"] != b["bank_sql"] or b["scores"][0] >= b["scores"][1]
+            assert r["pred_sql"] == own
     assert read_json(Path(str(out).replace(".jsonl", ".manifest.json")))["decoding"]["query_bank"] is True
     off = tmp_path / "off.jsonl"
     predict(

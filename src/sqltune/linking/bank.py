@@ -17,8 +17,11 @@ better reading of the question than its answer.
   (:mod:`sqltune.models.embed`, all-MiniLM-L6-v2 packaged); a query's similarity to a question is the
   cosine of the two vectors.
 * **Choosing** (:func:`choose`): the backend scores the question's prompt followed by each SQL (the
-  answer's log-likelihood, summed over its tokens, as training's loss counts them); the bank's query
-  replaces the model's answer only where it scores higher.
+  answer's log-likelihood, summed over its tokens, as training's loss counts them): the model's answer and
+  the ``NEAREST`` bank queries, each of those in two spellings (as drawn and as sqlglot writes it, the
+  likelier counted: a model trained on ``COUNT(*)`` should not reject ``count(*)`` for its case). A bank
+  query replaces the model's answer only where it scores higher, or where the model's answer does not run
+  (:func:`runs`, through the judge).
 * **One per database version, cached**: ``$SQLTUNE_HOME/cache/bank/<key>.npz`` beside the value index's
   cache, under the same version key (a changed file or row count builds it again).
 """
@@ -42,6 +45,8 @@ SIZE = 4000
 ATTEMPTS = 5
 """Draws per query kept at most (the shapes run out of new results on a small database)."""
 SEED = 0
+NEAREST = 3
+"""Bank queries compared with the model's answer per question, the nearest by meaning."""
 
 
 def cache_root() -> Path:
@@ -175,25 +180,69 @@ def bank_for(
         return _OPEN[key]
 
 
+def spellings(sql: str, engine: str = "sqlite") -> list[str]:
+    """A bank query as drawn, and as sqlglot writes it when that differs (upper-case keywords and functions,
+    its own quoting): the same query in the two spellings a model's training data may have used. Both are
+    scored and the likelier stands for the query, so a spelling the model never saw does not decide between
+    two readings of a question. What runs is always the query as drawn (it was verified)."""
+    import sqlglot
+
+    from sqltune.db.target import SQLGLOT_DIALECT
+
+    d = SQLGLOT_DIALECT.get(engine, "sqlite")
+    try:
+        canon = sqlglot.transpile(sql, read=d, write=d)[0]
+    except (sqlglot.errors.SqlglotError, IndexError):
+        return [sql]
+    return [sql] if canon == sql else [sql, canon]
+
+
+def runs(judge: Any, db: str, sqls: list[str]) -> list[bool | None]:
+    """Whether each of the model's answers runs on ``db``, through the judge (read-only, its timeout and row
+    cap): an answer that fails cannot be the answer, so the bank's likeliest query stands in for it. None where
+    the database itself could not be reached (nothing is known of the answer)."""
+    todo = [k for k, s in enumerate(sqls) if s]
+    out: list[bool | None] = [False] * len(sqls)
+    for k, res in zip(todo, judge.run([(db, [sqls[k]]) for k in todo]), strict=True):
+        out[k] = None if res.db_error else bool(res.ok and res.ok[0])
+    return out
+
+
 def choose(
-    backend: Any, prompts: list[list[dict[str, str]]], own: list[str], hits: list[list[Hit]]
+    backend: Any,
+    prompts: list[list[dict[str, str]]],
+    own: list[str],
+    hits: list[list[Hit]],
+    own_ran: list[bool | None] | None = None,
+    engine: str = "sqlite",
 ) -> list[dict[str, Any]]:
     """For each prompt, whether a bank query replaces the model's own SQL: the backend's
-    ``score(prompts, answers)`` (the log-likelihood of each answer after the prompt) decides. Returns per
-    prompt ``{"sql", "from_bank", "scores", "bank_sql", "bank_question", "similarity"}``; a prompt with no hit
-    keeps its SQL, unscored."""
+    ``score(prompts, answers)`` (the log-likelihood of each answer after the prompt) decides between the
+    model's answer and each hit (scored in both :func:`spellings`, the likelier kept). The model's answer is
+    out of the running where it is empty or did not run (``own_ran`` False, from :func:`runs`); a tie keeps
+    it. Returns per prompt ``{"sql", "from_bank", "scores", "own_ran", "bank_sql", "bank_question",
+    "similarity"}`` (``scores``: the model's answer's, then each hit's); a prompt with no hit keeps its SQL,
+    unscored."""
     rows = [k for k, h in enumerate(hits) if h]
-    scores = backend.score([prompts[k] for k in rows], [[own[k], *(x.entry.sql for x in hits[k])] for k in rows])
+    forms = {k: [spellings(x.entry.sql, engine) for x in hits[k]] for k in rows}
+    answers = [[own[k], *(s for f in forms[k] for s in f)] for k in rows]
+    flat = backend.score([prompts[k] for k in rows], answers)
     out: list[dict[str, Any]] = [{"sql": s, "from_bank": False} for s in own]
-    for k, sc in zip(rows, scores, strict=True):
-        if not own[k]:
-            sc = [float("-inf"), *sc[1:]]  # no SQL of its own: the bank's best stands
+    for k, got in zip(rows, flat, strict=True):
+        ran = own_ran[k] if own_ran is not None else None
+        sc, at = [got[0]], 1
+        for f in forms[k]:
+            sc.append(max(got[at : at + len(f)]))
+            at += len(f)
+        if not own[k] or ran is False:
+            sc[0] = float("-inf")  # no SQL of its own, or one that fails: the bank's best stands
         best = max(range(len(sc)), key=lambda i: (sc[i], -i))
         top = hits[k][max(best - 1, 0)]  # the bank query taken, else the nearest
         out[k] = {
             "sql": own[k] if best == 0 else hits[k][best - 1].entry.sql,
             "from_bank": best > 0,
             "scores": [round(x, 3) if x > float("-inf") else None for x in sc],
+            "own_ran": ran,
             "bank_sql": top.entry.sql,
             "bank_question": top.entry.question,
             "similarity": round(top.similarity, 4),
@@ -201,4 +250,4 @@ def choose(
     return out
 
 
-__all__ = ["Entry", "Hit", "QueryBank", "bank_for", "choose"]
+__all__ = ["NEAREST", "Entry", "Hit", "QueryBank", "bank_for", "choose", "runs", "spellings"]

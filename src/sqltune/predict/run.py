@@ -25,7 +25,7 @@ from typing import Any
 
 from sqltune.config import to_dict as config_dict
 from sqltune.db.schema import introspect
-from sqltune.db.target import SQLGLOT_DIALECT, is_url
+from sqltune.db.target import SQLGLOT_DIALECT, engine_of, is_url
 from sqltune.errors import ConfigError, DataError, ExecutionError, ModelError
 from sqltune.extract import extract_sql
 from sqltune.io import (
@@ -86,9 +86,10 @@ class PredictConfig(BackendConfig):
     (``singer`` for ``concert_singer__singer``, ``customer`` for ``dim_customer``), is rewritten to it
     (:func:`sqltune.sqlutil.resolve_tables`); the record keeps ``raw`` and lists the rewrites in ``resolved``."""
     query_bank: bool = True
-    """hf: the verified query of the database's query bank nearest in meaning to the question replaces the
-    model's answer when the model finds it the likelier answer (:mod:`sqltune.linking.bank`); the record's
-    ``bank`` says what was compared and ``model_sql`` keeps the model's own. Not with cot or other backends."""
+    """hf: one of the verified queries of the database's query bank nearest in meaning to the question replaces
+    the model's answer when the model finds it the likelier answer, or when the model's answer does not run
+    (:mod:`sqltune.linking.bank`); the record's ``bank`` says what was compared and ``model_sql`` keeps the
+    model's own. Not with cot or other backends."""
 
     def validate(self) -> None:
         problems = self.backend_problems()
@@ -191,7 +192,8 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     manifest["runs"] = previous.get("runs", []) if isinstance(previous, dict) else []
     write_json(manifest_path(out), manifest)
     params = cfg.gen_params()
-    judge = Judge(workers=1, timeout=cfg.vote_timeout) if cfg.num_samples > 1 else None
+    bank_on = _bank_on(cfg, backend)
+    judge = Judge(workers=1, timeout=cfg.vote_timeout) if cfg.num_samples > 1 or bank_on else None
     # Chunks of similar prompts: with the hf backend's shared prefix, prompts in text order (one
     # database's questions side by side: their system prompt and schema computed once per batch),
     # else by length (less padding). Each chunk is written as soon as it is done, so at most one
@@ -209,7 +211,6 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     tables: dict[str, list[str]] = {}
     ground = cfg.ground_values and bool(getattr(backend, "grounds_values", False))
     groundings: dict[str, Any] = {}
-    bank_on = _bank_on(cfg, backend)
     written = 0
     try:
         with open(out, "a", encoding="utf-8") as fh:
@@ -224,10 +225,10 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
                     outs = backend.generate(prompts, params)
                 per = (time.perf_counter() - t0) / len(batch)
                 recs = [_record(r, comps, per, cfg, tables) for r, comps in zip(batch, outs, strict=False)]
-                if judge is not None:
+                if judge is not None and cfg.num_samples > 1:
                     _vote(judge, batch, recs)
-                if bank_on:
-                    _bank(backend, batch, prompts, recs)
+                if judge is not None and bank_on:
+                    _bank(backend, judge, batch, prompts, recs)
                 for rec in recs:
                     statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
                     fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -266,10 +267,13 @@ def _bank_on(cfg: PredictConfig, backend: Backend) -> bool:
     return cfg.query_bank and not cfg.cot and bool(getattr(backend, "scores_answers", False))
 
 
-def _bank(backend: Backend, batch: list[dict[str, Any]], prompts: list[Any], recs: list[dict[str, Any]]) -> None:
+def _bank(
+    backend: Backend, judge: Judge, batch: list[dict[str, Any]], prompts: list[Any], recs: list[dict[str, Any]]
+) -> None:
     """The query bank's turn (:func:`sqltune.linking.bank.choose`): per record whose database has a bank, the
-    model's answer against the bank's nearest query, the likelier kept."""
-    from sqltune.linking.bank import bank_for, choose
+    model's answer (run through the judge: one that fails is out) against the bank's nearest queries, the
+    likeliest kept."""
+    from sqltune.linking.bank import NEAREST, bank_for, choose, runs
 
     by_db: dict[str, list[int]] = {}
     for k, r in enumerate(batch):
@@ -280,13 +284,17 @@ def _bank(backend: Backend, batch: list[dict[str, Any]], prompts: list[Any], rec
         bank = bank_for(db)
         if bank is None:
             continue
-        hits = bank.nearest([str(batch[k]["question"]) for k in ks], k=1)
-        picks = choose(backend, [prompts[k] for k in ks], [recs[k]["pred_sql"] for k in ks], hits)
+        hits = bank.nearest([str(batch[k]["question"]) for k in ks], k=NEAREST)
+        own = [recs[k]["pred_sql"] for k in ks]
+        ran = runs(judge, db, own)
+        picks = choose(backend, [prompts[k] for k in ks], own, hits, ran, engine_of(db))
         for k, pick in zip(ks, picks, strict=True):
             rec = recs[k]
             if "scores" not in pick:
                 continue
-            rec["bank"] = {x: pick[x] for x in ("from_bank", "scores", "bank_sql", "bank_question", "similarity")}
+            rec["bank"] = {
+                x: pick[x] for x in ("from_bank", "scores", "own_ran", "bank_sql", "bank_question", "similarity")
+            }
             if pick["from_bank"]:
                 rec["model_sql"], rec["pred_sql"] = rec["pred_sql"], pick["sql"]
                 if rec["status"] == "no_sql":

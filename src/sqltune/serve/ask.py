@@ -27,7 +27,7 @@ from sqltune import prompts
 from sqltune.db.engine import connect
 from sqltune.db.execute import check_sqlite_file
 from sqltune.db.schema import introspect
-from sqltune.db.target import SQLGLOT_DIALECT, resolve
+from sqltune.db.target import SQLGLOT_DIALECT, engine_of, resolve
 from sqltune.errors import ConfigError, DataError
 from sqltune.extract import extract_sql, reasoning_before_sql
 from sqltune.judge import Judge, majority_vote
@@ -80,9 +80,10 @@ class AskConfig(SchemaFilterConfig):
     """hf: a text literal compared to a column decodes to one of the values it holds, when the value index
     knows all of them (:mod:`sqltune.models.grounding`); other backends do not ground."""
     query_bank: bool = True
-    """hf: the first candidate is the likelier, by the model's own scores, of its greedy answer and the verified
-    query of the database's query bank nearest in meaning to the question (:mod:`sqltune.linking.bank`); the
-    answer's ``bank`` says what was compared. Not with cot or other backends."""
+    """hf: the first candidate is the likeliest, by the model's own scores, of its greedy answer (out of the
+    running where it does not run) and the verified queries of the database's query bank nearest in meaning to
+    the question (:mod:`sqltune.linking.bank`); the answer's ``bank`` says what was compared. Not with cot or
+    other backends."""
 
     def validate(self) -> None:
         problems = []
@@ -124,8 +125,9 @@ class Answer:
     abstain_reason: str | None = None
     reasoning: str = ""
     bank: dict[str, Any] = field(default_factory=dict)
-    """With the query bank: its nearest query, the phrasing it matched, their similarity, the scores of the
-    model's answer and of that query, and whether the query was taken (``from_bank``)."""
+    """With the query bank: the query compared (the one taken, else the nearest), the phrasing it matched, their
+    similarity, the scores of the model's answer and of each query compared, whether the model's answer ran
+    (``own_ran``) and whether a bank query was taken (``from_bank``)."""
     attempts: list[Attempt] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     prompt: dict[str, Any] = field(default_factory=dict)
@@ -312,7 +314,7 @@ def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> 
         ]
     raws = [[c.text for c in comps] for comps in outs]
     if cfg.query_bank and not cfg.cot and getattr(backend, "scores_answers", False):
-        _bank(batch, sqls, backend)
+        _bank(batch, sqls, backend, judge)
     e0 = time.perf_counter()
     groups = [(p.db.path, s) for p, s in zip(batch, sqls, strict=True)]
     results = judge.run(groups, keep_rows=cfg.max_rows, max_bytes=cfg.max_bytes)
@@ -361,24 +363,30 @@ def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> 
             a.timings["total_s"] = round(time.perf_counter() - p.started, 3)
 
 
-def _bank(batch: list[Pending], sqls: list[list[str]], backend: Backend) -> None:
-    """The query bank's turn in a question's first round: its first candidate becomes the likelier of the model's
-    answer and the bank's nearest query (:func:`sqltune.linking.bank.choose`)."""
-    from sqltune.linking.bank import choose
+def _bank(batch: list[Pending], sqls: list[list[str]], backend: Backend, judge: Any) -> None:
+    """The query bank's turn in a question's first round: its first candidate becomes the likeliest of the
+    model's answer (out where it does not run) and the bank's nearest queries
+    (:func:`sqltune.linking.bank.choose`)."""
+    from sqltune.linking.bank import NEAREST, choose, runs
 
     ks = [k for k, p in enumerate(batch) if p.round == 0 and not p.short and sqls[k]]
     banks = {k: batch[k].db.query_bank() for k in ks}
     ks = [k for k in ks if banks[k] is not None]
     if not ks:
         return
-    hits = [banks[k].nearest([batch[k].question], k=1)[0] for k in ks]
-    picks = choose(backend, [batch[k].base for k in ks], [sqls[k][0] for k in ks], hits)
-    for k, pick in zip(ks, picks, strict=True):
-        if "scores" in pick:
-            batch[k].answer.bank = {
-                x: pick[x] for x in ("from_bank", "scores", "bank_sql", "bank_question", "similarity")
-            }
-            sqls[k][0] = pick["sql"]
+    by_db: dict[str, list[int]] = {}
+    for k in ks:
+        by_db.setdefault(batch[k].db.path, []).append(k)
+    for path, group in by_db.items():
+        hits = banks[group[0]].nearest([batch[k].question for k in group], k=NEAREST)
+        own = [sqls[k][0] for k in group]
+        picks = choose(backend, [batch[k].base for k in group], own, hits, runs(judge, path, own), engine_of(path))
+        for k, pick in zip(group, picks, strict=True):
+            if "scores" in pick:
+                batch[k].answer.bank = {
+                    x: pick[x] for x in ("from_bank", "scores", "own_ran", "bank_sql", "bank_question", "similarity")
+                }
+                sqls[k][0] = pick["sql"]
 
 
 def run_sql(judge: Any, db: Database, sql: str, cfg: AskConfig) -> dict[str, Any]:
