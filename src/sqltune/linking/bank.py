@@ -215,6 +215,7 @@ def choose(
     hits: list[list[Hit]],
     own_ran: list[bool | None] | None = None,
     engine: str = "sqlite",
+    spell: bool = True,
 ) -> list[dict[str, Any]]:
     """For each prompt, whether a bank query replaces the model's own SQL: the backend's
     ``score(prompts, answers)`` (the log-likelihood of each answer after the prompt) decides between the
@@ -222,9 +223,9 @@ def choose(
     out of the running where it is empty or did not run (``own_ran`` False, from :func:`runs`); a tie keeps
     it. Returns per prompt ``{"sql", "from_bank", "scores", "own_ran", "bank_sql", "bank_question",
     "similarity"}`` (``scores``: the model's answer's, then each hit's); a prompt with no hit keeps its SQL,
-    unscored."""
+    unscored. ``spell=False`` scores each hit as drawn only (what the benchmark of the chooser compares)."""
     rows = [k for k, h in enumerate(hits) if h]
-    forms = {k: [spellings(x.entry.sql, engine) for x in hits[k]] for k in rows}
+    forms = {k: [spellings(x.entry.sql, engine) if spell else [x.entry.sql] for x in hits[k]] for k in rows}
     answers = [[own[k], *(s for f in forms[k] for s in f)] for k in rows]
     flat = backend.score([prompts[k] for k in rows], answers)
     out: list[dict[str, Any]] = [{"sql": s, "from_bank": False} for s in own]
