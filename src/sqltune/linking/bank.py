@@ -37,9 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BANK_VERSION = 2
-"""Raised when what a bank holds changes (2: every distinct SQL, not one query per result): older caches are
-drawn again."""
+BANK_VERSION = 3
+"""Raised when what a bank holds changes (2: every distinct SQL, not one query per result; 3: a person's first
+and last name selected together, rows ordered by a date, a date's extremes, a column's commonest value): older
+caches are drawn again."""
 SIZE = 4000
 """Queries kept at most per database."""
 ATTEMPTS = 5

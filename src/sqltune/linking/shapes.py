@@ -87,8 +87,51 @@ def _value(rng: random.Random, c: ColumnProfile) -> Any:
     return rng.choice(c.values[:10]) if c.values else None
 
 
+_FIRST = re.compile(r"^(?:first|given|fore)[_ ]?name$|^f_?name$", re.I)
+_LAST = re.compile(r"^(?:last|family|sur)[_ ]?name$|^l_?name$", re.I)
+
+
+@dataclass
+class NameColumns(ColumnProfile):
+    """A person's name kept in two columns (first and last name): asked for as one "name", selected as both
+    (``SELECT first_name, last_name``), as people and Spider's gold queries name a person. It stands for the
+    first of its columns wherever a shape compares columns."""
+
+    parts: tuple[ColumnProfile, ...] = ()
+
+    @property
+    def words(self) -> str:
+        return "name"
+
+
+def person_name(t: TableProfile) -> NameColumns | None:
+    """The table's first-and-last-name pair, where it has one."""
+    first = next((c for c in t.columns if _FIRST.match(c.name)), None)
+    last = next((c for c in t.columns if _LAST.match(c.name)), None)
+    if first is None or last is None:
+        return None
+    return NameColumns(
+        first.name, first.type, first.kind, False, first.distinct, first.null_share, first.values, (first, last)
+    )
+
+
+def col_names(c: ColumnProfile) -> list[str]:
+    """The column names ``c`` selects."""
+    return [p.name for p in c.parts] if isinstance(c, NameColumns) else [c.name]
+
+
+def sel(c: ColumnProfile, alias: str = "") -> str:
+    """``c`` in a select list (both columns of a person's name), qualified by ``alias`` when given."""
+    pre = f"{alias}." if alias else ""
+    return ", ".join(pre + ident(n) for n in col_names(c))
+
+
 def _name_col(rng: random.Random, t: TableProfile) -> ColumnProfile | None:
-    """The column a person would ask for: one whose name says name/title, else any non-key text column."""
+    """The column a person would ask for: a person's first and last name together (most often, where the
+    table has both), else one whose name says name/title, else any non-key text column."""
+    pair = person_name(t)
+    if pair is not None and rng.random() < 0.75:
+        return pair
     texts = _cols(t, "text", min_distinct=2)
     named = [c for c in texts if re.search(r"name|title", c.name, re.I)]
     picked: ColumnProfile | None = _pick(rng, named or texts or _cols(t, min_distinct=1))
@@ -103,7 +146,7 @@ def list_column(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
     tw, cw = t.words, c.words
     return Candidate(
         "list",
-        f"SELECT {ident(c.name)} FROM {ident(t.name)}",
+        f"SELECT {sel(c)} FROM {ident(t.name)}",
         [
             f"List the {cw} of every {tw}.",
             f"What are the {plural(cw)} of all {plural(tw)}?",
@@ -111,7 +154,7 @@ def list_column(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
             f"Give me all {tw} {plural(cw)}.",
         ],
         [t.name],
-        [c.name],
+        col_names(c),
     )
 
 
@@ -142,7 +185,7 @@ def filter_text(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
     tw, ow, ww = t.words, out.words, where.words
     return Candidate(
         "filter_text",
-        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(where.name)} = {lit(v)}",
+        f"SELECT {sel(out)} FROM {ident(t.name)} WHERE {ident(where.name)} = {lit(v)}",
         [
             f"What is the {ow} of the {plural(tw)} whose {ww} is {v}?",
             f"Show the {ow} of {plural(tw)} with {ww} {v}.",
@@ -150,7 +193,7 @@ def filter_text(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
             f"For {tw} with {ww} equal to {v}, list the {ow}.",
         ],
         [t.name],
-        [out.name, where.name],
+        [*col_names(out), where.name],
     )
 
 
@@ -166,14 +209,14 @@ def filter_not(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
     tw, ow, ww = t.words, out.words, where.words
     return Candidate(
         "filter_not",
-        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(where.name)} != {lit(v)}",
+        f"SELECT {sel(out)} FROM {ident(t.name)} WHERE {ident(where.name)} != {lit(v)}",
         [
             f"Which {plural(tw)} do not have {ww} {v}? Give their {ow}.",
             f"List the {ow} of {plural(tw)} whose {ww} is not {v}.",
             f"Show the {ow} of every {tw} except those with {ww} {v}.",
         ],
         [t.name],
-        [out.name, where.name],
+        [*col_names(out), where.name],
     )
 
 
@@ -190,14 +233,14 @@ def filter_number(rng: random.Random, prof: DatabaseProfile) -> Candidate | None
     tw, ow, nw = t.words, out.words, n.words
     return Candidate(
         "filter_number",
-        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(n.name)} {op} {lit(v)}",
+        f"SELECT {sel(out)} FROM {ident(t.name)} WHERE {ident(n.name)} {op} {lit(v)}",
         [
             f"Which {plural(tw)} have a {nw} {words_} {v}? Show their {ow}.",
             f"List the {ow} of {plural(tw)} with {nw} {words_} {v}.",
             f"What {plural(ow)} do {plural(tw)} whose {nw} is {words_} {v} have?",
         ],
         [t.name],
-        [out.name, n.name],
+        [*col_names(out), n.name],
     )
 
 
@@ -215,25 +258,25 @@ def filter_date(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
     if rng.random() < 0.5:
         return Candidate(
             "filter_year",
-            f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE strftime('%Y', {ident(d.name)}) = {lit(year)}",
+            f"SELECT {sel(out)} FROM {ident(t.name)} WHERE strftime('%Y', {ident(d.name)}) = {lit(year)}",
             [
                 f"Which {tw} have a {dw} in {year}? Give their {ow}.",
                 f"List the {ow} of {tw} whose {dw} falls in {year}.",
                 f"Show the {ow} of the {tw} from {year} (by {dw}).",
             ],
             [t.name],
-            [out.name, d.name],
+            [*col_names(out), d.name],
         )
     return Candidate(
         "filter_date",
-        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(d.name)} > {lit(v)}",
+        f"SELECT {sel(out)} FROM {ident(t.name)} WHERE {ident(d.name)} > {lit(v)}",
         [
             f"Which {tw} have a {dw} after {v}? Show their {ow}.",
             f"List the {ow} of {tw} with {dw} later than {v}.",
             f"What is the {ow} of every {t.words} whose {dw} comes after {v}?",
         ],
         [t.name],
-        [out.name, d.name],
+        [*col_names(out), d.name],
     )
 
 
@@ -369,10 +412,88 @@ def order_limit(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
         ]
     return Candidate(
         "order_limit",
-        f"SELECT {ident(out.name)} FROM {ident(t.name)} ORDER BY {ident(n.name)} {'DESC' if desc else 'ASC'} LIMIT {k}",
+        f"SELECT {sel(out)} FROM {ident(t.name)} ORDER BY {ident(n.name)} {'DESC' if desc else 'ASC'} LIMIT {k}",
         qs,
         [t.name],
-        [out.name, n.name],
+        [*col_names(out), n.name],
+    )
+
+
+def order_date(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    """The first or latest rows by a date: "who was hired first", "the most recent order"."""
+    t = _pick(rng, [t for t in _tables(prof) if _cols(t, "date", min_distinct=3) and t.rows >= 3])
+    if t is None:
+        return None
+    d = _pick(rng, _cols(t, "date", min_distinct=3))
+    out = _name_col(rng, t)
+    if out is None or out.name == d.name:
+        return None
+    latest = rng.random() < 0.5
+    k = rng.choice([1, 1, 1, 3, 5])
+    tw, ow, dw = t.words, out.words, d.words
+    when, new = ("latest", "most recent") if latest else ("earliest", "first")
+    if k == 1:
+        qs = [
+            f"Which {tw} has the {when} {dw}? Give its {ow}.",
+            f"What is the {ow} of the {new} {tw} by {dw}?",
+            f"Name the {tw} with the {'newest' if latest else 'oldest'} {dw}.",
+        ]
+    else:
+        qs = [
+            f"List the {ow} of the {k} {plural(tw)} with the {when} {dw}.",
+            f"Which {k} {plural(tw)} came {'last' if latest else 'first'} by {dw}?",
+        ]
+    return Candidate(
+        "order_date",
+        f"SELECT {sel(out)} FROM {ident(t.name)} ORDER BY {ident(d.name)} {'DESC' if latest else 'ASC'} LIMIT {k}",
+        qs,
+        [t.name],
+        [*col_names(out), d.name],
+    )
+
+
+def date_extreme(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    """The earliest or latest date of a column: "when was the first order placed"."""
+    t = _pick(rng, [t for t in _tables(prof) if _cols(t, "date", min_distinct=2)])
+    if t is None:
+        return None
+    d = _pick(rng, _cols(t, "date", min_distinct=2))
+    latest = rng.random() < 0.5
+    tw, dw = plural(t.words), d.words
+    when = "latest" if latest else "earliest"
+    return Candidate(
+        "date_extreme",
+        f"SELECT {'max' if latest else 'min'}({ident(d.name)}) FROM {ident(t.name)}",
+        [
+            f"What is the {when} {dw} among {tw}?",
+            f"When was the {'most recent' if latest else 'first'} {t.words} {dw}?",
+            f"Give the {when} {dw} of all {tw}.",
+        ],
+        [t.name],
+        [d.name],
+    )
+
+
+def group_most(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    """The most (or least) common value of a column: "which segment is the biggest"."""
+    t = _pick(rng, [t for t in _tables(prof) if [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)]])
+    if t is None:
+        return None
+    g = _pick(rng, [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)])
+    most = rng.random() < 0.75
+    tw, gw = plural(t.words), g.words
+    word = "most" if most else "fewest"
+    return Candidate(
+        "group_most",
+        f"SELECT {ident(g.name)} FROM {ident(t.name)} GROUP BY {ident(g.name)} "
+        f"ORDER BY count(*) {'DESC' if most else 'ASC'} LIMIT 1",
+        [
+            f"Which {gw} has the {word} {tw}?",
+            f"What is the {'most' if most else 'least'} common {gw} among {tw}?",
+            f"Which {gw} do the {word} {tw} have?" if most else f"Which {gw} is the rarest among {tw}?",
+        ],
+        [t.name],
+        [g.name],
     )
 
 
@@ -428,7 +549,7 @@ def above_average(rng: random.Random, prof: DatabaseProfile) -> Candidate | None
     side = "above" if above else "below"
     return Candidate(
         "nested_avg",
-        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(n.name)} {'>' if above else '<'} "
+        f"SELECT {sel(out)} FROM {ident(t.name)} WHERE {ident(n.name)} {'>' if above else '<'} "
         f"(SELECT avg({ident(n.name)}) FROM {ident(t.name)})",
         [
             f"Which {plural(tw)} have a {nw} {side} the average? Give their {ow}.",
@@ -436,7 +557,7 @@ def above_average(rng: random.Random, prof: DatabaseProfile) -> Candidate | None
             f"Show the {ow} of every {tw} with a {'higher' if above else 'lower'} than average {nw}.",
         ],
         [t.name],
-        [out.name, n.name],
+        [*col_names(out), n.name],
     )
 
 
@@ -474,7 +595,7 @@ def join_filter(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
     cw, pw, ow, ww = child.words, parent.words, out.words, where.words
     return Candidate(
         "join_filter",
-        f"SELECT T1.{ident(out.name)} FROM {ident(child.name)} AS T1 JOIN {ident(parent.name)} AS T2 "
+        f"SELECT {sel(out, 'T1')} FROM {ident(child.name)} AS T1 JOIN {ident(parent.name)} AS T2 "
         f"ON T1.{ident(f.column)} = T2.{ident(f.ref_column)} WHERE T2.{ident(where.name)} = {lit(v)}",
         [
             f"What are the {plural(ow)} of {plural(cw)} whose {pw} has {ww} {v}?",
@@ -482,7 +603,7 @@ def join_filter(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
             f"For the {pw} with {ww} {v}, show the {ow} of its {plural(cw)}.",
         ],
         [child.name, parent.name],
-        [out.name, where.name],
+        [*col_names(out), where.name],
     )
 
 
@@ -494,7 +615,7 @@ def join_most(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
     cw, pw, nw = child.words, parent.words, name.words
     return Candidate(
         "join_most",
-        f"SELECT T2.{ident(name.name)} FROM {ident(child.name)} AS T1 JOIN {ident(parent.name)} AS T2 "
+        f"SELECT {sel(name, 'T2')} FROM {ident(child.name)} AS T1 JOIN {ident(parent.name)} AS T2 "
         f"ON T1.{ident(f.column)} = T2.{ident(f.ref_column)} GROUP BY T1.{ident(f.column)} ORDER BY count(*) DESC LIMIT 1",
         [
             f"Which {pw} has the most {plural(cw)}? Give its {nw}.",
@@ -502,7 +623,7 @@ def join_most(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
             f"Name the {pw} that has the most {plural(cw)}.",
         ],
         [child.name, parent.name],
-        [name.name],
+        col_names(name),
     )
 
 
@@ -514,15 +635,15 @@ def join_count_group(rng: random.Random, prof: DatabaseProfile) -> Candidate | N
     cw, pw, nw = child.words, parent.words, name.words
     return Candidate(
         "join_group",
-        f"SELECT T2.{ident(name.name)}, count(*) FROM {ident(child.name)} AS T1 JOIN {ident(parent.name)} AS T2 "
-        f"ON T1.{ident(f.column)} = T2.{ident(f.ref_column)} GROUP BY T2.{ident(name.name)}",
+        f"SELECT {sel(name, 'T2')}, count(*) FROM {ident(child.name)} AS T1 JOIN {ident(parent.name)} AS T2 "
+        f"ON T1.{ident(f.column)} = T2.{ident(f.ref_column)} GROUP BY {sel(name, 'T2')}",
         [
             f"How many {plural(cw)} does each {pw} have? Show the {pw} {nw}.",
             f"For each {pw} {nw}, count its {plural(cw)}.",
             f"List every {pw}'s {nw} with the number of {plural(cw)}.",
         ],
         [child.name, parent.name],
-        [name.name],
+        col_names(name),
     )
 
 
@@ -534,7 +655,7 @@ def not_in(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
     cw, pw, nw = child.words, parent.words, name.words
     return Candidate(
         "not_in",
-        f"SELECT {ident(name.name)} FROM {ident(parent.name)} WHERE {ident(f.ref_column)} NOT IN "
+        f"SELECT {sel(name)} FROM {ident(parent.name)} WHERE {ident(f.ref_column)} NOT IN "
         f"(SELECT {ident(f.column)} FROM {ident(child.name)} WHERE {ident(f.column)} IS NOT NULL)",
         [
             f"Which {plural(pw)} have no {plural(cw)}? Give their {nw}.",
@@ -542,7 +663,7 @@ def not_in(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
             f"Find the {plural(pw)} that no {cw} refers to.",
         ],
         [parent.name, child.name],
-        [name.name],
+        col_names(name),
         allow_empty=True,
     )
 
@@ -558,7 +679,7 @@ def set_operation(rng: random.Random, prof: DatabaseProfile) -> Candidate | None
     v1, v2 = rng.sample(a.values[:10], 2)
     op, w = rng.choice([("UNION", "or"), ("EXCEPT", "but not")])
     tw, ow, aw = plural(t.words), out.words, a.words
-    q = f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(a.name)} = "
+    q = f"SELECT {sel(out)} FROM {ident(t.name)} WHERE {ident(a.name)} = "
     if op == "UNION":
         qs = [
             f"List the {ow} of {tw} whose {aw} is {v1} or {v2}.",
@@ -571,8 +692,8 @@ def set_operation(rng: random.Random, prof: DatabaseProfile) -> Candidate | None
         n = rng.choice(nums)
         cut = _value(rng, n)
         sql = (
-            f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(a.name)} = {lit(v1)} EXCEPT "
-            f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(n.name)} > {lit(cut)}"
+            f"SELECT {sel(out)} FROM {ident(t.name)} WHERE {ident(a.name)} = {lit(v1)} EXCEPT "
+            f"SELECT {sel(out)} FROM {ident(t.name)} WHERE {ident(n.name)} > {lit(cut)}"
         )
         return Candidate(
             "set_except",
@@ -582,10 +703,10 @@ def set_operation(rng: random.Random, prof: DatabaseProfile) -> Candidate | None
                 f"List the {plural(ow)} of {tw} with {aw} {v1}, except those of {tw} whose {n.words} is over {cut}.",
             ],
             [t.name],
-            [out.name, a.name, n.name],
+            [*col_names(out), a.name, n.name],
             allow_empty=True,
         )
-    return Candidate("set_union", f"{q}{lit(v1)} UNION {q}{lit(v2)}", qs, [t.name], [out.name, a.name])
+    return Candidate("set_union", f"{q}{lit(v1)} UNION {q}{lit(v2)}", qs, [t.name], [*col_names(out), a.name])
 
 
 def filter_and(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
@@ -604,14 +725,14 @@ def filter_and(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
     tw, ow, aw, nw = plural(t.words), out.words, a.words, n.words
     return Candidate(
         "filter_and",
-        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(a.name)} = {lit(va)} AND {ident(n.name)} {op} {lit(vn)}",
+        f"SELECT {sel(out)} FROM {ident(t.name)} WHERE {ident(a.name)} = {lit(va)} AND {ident(n.name)} {op} {lit(vn)}",
         [
             f"Which {tw} with {aw} {va} have a {nw} {w} {vn}? Give their {ow}.",
             f"List the {ow} of {tw} whose {aw} is {va} and whose {nw} is {w} {vn}.",
             f"Show the {ow} for {tw} with {aw} {va} and {nw} {w} {vn}.",
         ],
         [t.name],
-        [out.name, a.name, n.name],
+        [*col_names(out), a.name, n.name],
     )
 
 
@@ -686,14 +807,14 @@ def filter_between(rng: random.Random, prof: DatabaseProfile) -> Candidate | Non
     tw, ow, nw = plural(t.words), out.words, n.words
     return Candidate(
         "filter_between",
-        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(n.name)} BETWEEN {lit(lo)} AND {lit(hi)}",
+        f"SELECT {sel(out)} FROM {ident(t.name)} WHERE {ident(n.name)} BETWEEN {lit(lo)} AND {lit(hi)}",
         [
             f"Which {tw} have a {nw} between {lo} and {hi}? Give their {ow}.",
             f"List the {ow} of {tw} whose {nw} is from {lo} to {hi}.",
             f"Show the {ow} of every {t.words} with {nw} in the range {lo} to {hi}.",
         ],
         [t.name],
-        [out.name, n.name],
+        [*col_names(out), n.name],
     )
 
 
@@ -714,14 +835,14 @@ def filter_or(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
         cond, said = f"{ident(b.name)} = {lit(vb)}", f"{b.words} {vb}"
     return Candidate(
         "filter_or",
-        f"SELECT {ident(out.name)} FROM {ident(t.name)} WHERE {ident(a.name)} = {lit(va)} OR {cond}",
+        f"SELECT {sel(out)} FROM {ident(t.name)} WHERE {ident(a.name)} = {lit(va)} OR {cond}",
         [
             f"Which {tw} have {a.words} {va} or {said}? Give their {ow}.",
             f"List the {ow} of {tw} whose {a.words} is {va} or that have {said}.",
             f"Show the {ow} of the {tw} with either {a.words} {va} or {said}.",
         ],
         [t.name],
-        [out.name, a.name, b.name],
+        [*col_names(out), a.name, b.name],
     )
 
 
@@ -795,7 +916,7 @@ def join_project(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
     where = _pick(rng, [c for c in _cols(child, min_distinct=2) if c.name != out.name])
     cw, pw, nw, ow = child.words, parent.words, name.words, out.words
     sql = (
-        f"SELECT T1.{ident(out.name)}, T2.{ident(name.name)} FROM {ident(child.name)} AS T1 JOIN "
+        f"SELECT {sel(out, 'T1')}, {sel(name, 'T2')} FROM {ident(child.name)} AS T1 JOIN "
         f"{ident(parent.name)} AS T2 ON T1.{ident(f.column)} = T2.{ident(f.ref_column)}"
     )
     if where is None:
@@ -808,7 +929,7 @@ def join_project(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
                 f"For every {cw}, give its {ow} and the {nw} of the {pw} it belongs to.",
             ],
             [child.name, parent.name],
-            [out.name, name.name],
+            [*col_names(out), *col_names(name)],
         )
     v = _value(rng, where)
     if where.kind == "number":
@@ -824,7 +945,7 @@ def join_project(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
             f"Which {plural(cw)} have {said}? Give each one's {ow} and its {pw}'s {nw}.",
         ],
         [child.name, parent.name],
-        [out.name, name.name, where.name],
+        [*col_names(out), *col_names(name), where.name],
     )
 
 
@@ -880,6 +1001,9 @@ SHAPES: dict[str, Shape] = {
     "null_check": null_check,
     "like": like_filter,
     "order_limit": order_limit,
+    "order_date": order_date,
+    "date_extreme": date_extreme,
+    "group_most": group_most,
     "group_count": group_count,
     "group_having": group_having,
     "nested_avg": above_average,
@@ -992,4 +1116,18 @@ def draw_verified(
                 yield Drawn(cand, res.rows[i], (res.results[i][0], first[:5]) if res.results else ([], []))
 
 
-__all__ = ["SHAPES", "Candidate", "DrawStats", "Drawn", "check", "draw_verified", "ident", "lit", "plural"]
+__all__ = [
+    "SHAPES",
+    "Candidate",
+    "DrawStats",
+    "Drawn",
+    "NameColumns",
+    "check",
+    "col_names",
+    "draw_verified",
+    "ident",
+    "lit",
+    "person_name",
+    "plural",
+    "sel",
+]
