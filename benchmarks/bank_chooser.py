@@ -11,7 +11,10 @@ answers, chosen differently:
   it higher;
 * **+ run check** - the model's answer is out where it does not run (:func:`sqltune.linking.bank.runs`);
 * **+ both spellings** - each bank query scored as drawn and as sqlglot writes it, the likelier counted;
-* **+ 3 nearest** (the default), **5 nearest**, **10 nearest**;
+* **+ 3 nearest**;
+* **+ question-free prior** (the default, :data:`sqltune.linking.bank.PRIOR`): each candidate's score minus
+  ``PRIOR`` times its score after the prompt with the question left out; also at 0.25 and 1.0 (pointwise
+  mutual information), and at 5 and 10 nearest;
 * **ceiling** - the share of questions where the model's answer or one of the k nearest is right (what a
   perfect chooser would reach).
 
@@ -31,7 +34,7 @@ from sqltune.db.target import engine_of
 from sqltune.io import read_jsonl
 from sqltune.judge import Judge
 from sqltune.judge.worker import ScoreJob
-from sqltune.linking.bank import NEAREST, bank_for, choose, runs
+from sqltune.linking.bank import NEAREST, PRIOR, bank_for, choose, runs
 from sqltune.models.backend_config import open_backend
 from sqltune.predict.run import PredictConfig, predict
 from sqltune.prompts import messages_from_record
@@ -61,12 +64,15 @@ class Memo:
 
 
 RULES = [
-    ("nearest, as drawn (the first chooser)", 1, False, False),
-    ("+ run check", 1, False, True),
-    ("+ both spellings", 1, True, True),
-    (f"+ {NEAREST} nearest (the default)", NEAREST, True, True),
-    ("5 nearest", 5, True, True),
-    ("10 nearest", 10, True, True),
+    ("nearest, as drawn (the first chooser)", 1, False, False, 0.0),
+    ("+ run check", 1, False, True, 0.0),
+    ("+ both spellings", 1, True, True, 0.0),
+    (f"+ {NEAREST} nearest", NEAREST, True, True, 0.0),
+    (f"+ question-free prior {PRIOR} (the default)", NEAREST, True, True, PRIOR),
+    ("prior 0.25", NEAREST, True, True, 0.25),
+    ("prior 1.0 (pointwise mutual information)", NEAREST, True, True, 1.0),
+    (f"5 nearest, prior {PRIOR}", 5, True, True, PRIOR),
+    (f"10 nearest, prior {PRIOR}", 10, True, True, PRIOR),
 ]
 
 
@@ -104,9 +110,18 @@ def main() -> None:
             mine = [own[str(r["id"])] for r in rs]
             hits = bank.nearest([str(r["question"]) for r in rs], k=10)
             ran = runs(judge, db, mine)
-            for name, k, spell, check in RULES:
+            qs = [str(r["question"]) for r in rs]
+            for name, k, spell, check, prior in RULES:
                 picks = choose(
-                    backend, prompts, mine, [h[:k] for h in hits], ran if check else None, engine_of(db), spell
+                    backend,
+                    prompts,
+                    mine,
+                    [h[:k] for h in hits],
+                    ran if check else None,
+                    engine_of(db),
+                    spell,
+                    questions=qs,
+                    prior=prior,
                 )
                 for r, pick in zip(rs, picks, strict=True):
                     chosen[name][str(r["id"])] = pick["sql"]

@@ -116,6 +116,53 @@ def test_choose_scores_both_spellings_weighs_every_hit_and_drops_an_answer_that_
     assert [p["own_ran"] for p in worse] == [True, False, None]
 
 
+
+class _Asked:
+    """Scores that depend on whether the prompt still holds its question."""
+
+    scores_answers = True
+
+    def __init__(self, asked: dict[str, float], blank: dict[str, float]):
+        self.asked, self.blank, self.prompts = asked, blank, []
+
+    def score(self, prompts, answers):
+        self.prompts.extend(prompts)
+        out = []
+        for p, row in zip(prompts, answers, strict=True):
+            table = self.asked if "-- Question: " + "How many" in p[-1]["content"] else self.blank
+            out.append([table[a] for a in row])
+        return out
+
+
+def test_the_prior_weighs_what_the_question_adds_to_each_answer():
+    from sqltune.linking.bank import PRIOR, Entry, Hit, choose
+    from sqltune.prompts import without_question
+
+    q = "How many t are there?"
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": f"schema\n-- Question: {q}"}]
+    assert without_question(msgs, q) == [msgs[0], {"role": "user", "content": "schema\n-- Question: "}]
+    assert msgs[1]["content"].endswith(q)  # the prompt itself is left as it was
+    assert without_question(msgs, "not asked") is None
+    hit = [Hit(Entry("SELECT count(*) FROM t", q, "count"), 0.9)]
+    # the model's answer is a template it finds likely after any question; the bank's count is likely only
+    # after this one: -1 - 0.5 * -1.5 = -0.25 against -3 - 0.5 * -9 = 1.5
+    asked = {"SELECT a FROM t": -1.0, "SELECT count(*) FROM t": -3.0, "SELECT COUNT(*) FROM t": -4.0}
+    blank = {"SELECT a FROM t": -1.5, "SELECT count(*) FROM t": -9.0, "SELECT COUNT(*) FROM t": -2.0}
+    assert PRIOR == 0.5
+    backend = _Asked(asked, blank)
+    got = choose(backend, [msgs], ["SELECT a FROM t"], [hit], questions=[q])[0]
+    assert got["from_bank"] and got["sql"] == "SELECT count(*) FROM t"
+    # the likelier spelling after the question stands for the query, and its own question-free score with it
+    assert got["scores"] == [-1.0, -3.0] and got["priors"] == [-1.5, -9.0]
+    assert any(p[-1]["content"].endswith("Question: ") for p in backend.prompts)
+    # without the questions, or with the prior at 0, the answer the model likes best stays
+    for kw in ({}, {"questions": [q], "prior": 0.0}):
+        plain = choose(_Asked(asked, blank), [msgs], ["SELECT a FROM t"], [hit], **kw)[0]
+        assert not plain["from_bank"] and plain["priors"] is None
+    # a prompt that does not hold its question is chosen as before
+    other = choose(_Asked(asked, blank), [msgs], ["SELECT a FROM t"], [hit], questions=["elsewhere"])[0]
+    assert not other["from_bank"] and other["priors"] is None
+
 def test_runs_says_which_answers_run_through_the_judge(school_db):
     from sqltune.judge import Judge
     from sqltune.linking.bank import runs
@@ -213,11 +260,22 @@ def test_ask_on_postgres_draws_the_bank_through_the_read_only_role(tiny_model, p
         assert bank is not None and len(bank) >= 20
         backend = _Scores({e.sql: 0.0 for e in bank.entries})  # the bank's queries score higher than any answer
         backend.generate = HFBackend(str(tiny_model), device="cpu", precision="fp32").generate  # type: ignore[attr-defined]
+        executed: list[str] = []
+        real_run = judge.run
+
+        def counted(groups, **kw):
+            executed.extend(s for _, sqls in groups for s in sqls)
+            return real_run(groups, **kw)
+
+        judge.run = counted  # type: ignore[method-assign]
         a = ask("how many products are there", db, backend, judge, AskConfig(max_new_tokens=8, ground_values=False))
         assert (
             a.bank["from_bank"] is True
             and a.bank["bank_sql"].lower().replace('"', "") == "select count(*) from products"
         )
+        # the model's own answer ran once, then the bank's query that replaced it: nothing ran twice
+        assert executed[1:] == [a.bank["bank_sql"]] and executed[0] != a.bank["bank_sql"]
+        assert a.bank["priors"] is not None and len(a.bank["priors"]) == len(a.bank["scores"])
         assert a.answered and a.rows == [[20]]  # run on PostgreSQL as the reader
         assert AskConfig().query_bank is True
     finally:

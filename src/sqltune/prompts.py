@@ -325,6 +325,22 @@ def messages_from_record(record: dict[str, Any], cot: bool = False) -> list[dict
     return turns
 
 
+def without_question(messages: list[dict[str, str]], question: str) -> list[dict[str, str]] | None:
+    """The prompt with its question left out (the last user turn's last occurrence of it removed), all else
+    as built: what the query bank's chooser scores an answer against to learn how likely the model finds it
+    whatever the question (:data:`sqltune.linking.bank.PRIOR`). None where the question is not in that turn."""
+    at = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "user"), None)
+    if at is None or not question:
+        return None
+    text = messages[at]["content"]
+    cut = text.rfind(question)
+    if cut < 0:
+        return None
+    out = [dict(m) for m in messages]
+    out[at]["content"] = text[:cut] + text[cut + len(question) :]
+    return out
+
+
 def answer_from_record(record: dict[str, Any]) -> str:
     if "messages" in record:
         return next((m["content"] for m in record["messages"] if m.get("role") == "assistant"), "")

@@ -48,6 +48,11 @@ ATTEMPTS = 5
 SEED = 0
 NEAREST = 3
 """Bank queries compared with the model's answer per question, the nearest by meaning."""
+PRIOR = 0.5
+"""How much of an answer's question-free likelihood the chooser subtracts (``score - PRIOR * score without the
+question``): a small model finds some queries likely after any question (the templates it was trained on, the
+shortest queries), and this weighs each candidate by what the question itself adds. 0 turns it off; 1 is the
+pointwise mutual information of question and answer."""
 
 
 def cache_root() -> Path:
@@ -217,33 +222,56 @@ def choose(
     own_ran: list[bool | None] | None = None,
     engine: str = "sqlite",
     spell: bool = True,
+    questions: list[str] | None = None,
+    prior: float = PRIOR,
 ) -> list[dict[str, Any]]:
     """For each prompt, whether a bank query replaces the model's own SQL: the backend's
     ``score(prompts, answers)`` (the log-likelihood of each answer after the prompt) decides between the
-    model's answer and each hit (scored in both :func:`spellings`, the likelier kept). The model's answer is
-    out of the running where it is empty or did not run (``own_ran`` False, from :func:`runs`); a tie keeps
-    it. Returns per prompt ``{"sql", "from_bank", "scores", "own_ran", "bank_sql", "bank_question",
-    "similarity"}`` (``scores``: the model's answer's, then each hit's); a prompt with no hit keeps its SQL,
-    unscored. ``spell=False`` scores each hit as drawn only (what the benchmark of the chooser compares)."""
+    model's answer and each hit (scored in both :func:`spellings`, the likelier kept). With ``questions``
+    (each prompt's question) and ``prior`` > 0, each answer is also scored after the same prompt with its
+    question left out (:func:`sqltune.prompts.without_question`), and what decides is ``score - prior *
+    that``: how much more likely the question makes the answer (see :data:`PRIOR`). The model's answer is out
+    of the running where it is empty or did not run (``own_ran`` False, from :func:`runs`); a tie keeps it.
+    Returns per prompt ``{"sql", "from_bank", "scores", "priors", "own_ran", "bank_sql", "bank_question",
+    "similarity"}`` (``scores``: the model's answer's log-likelihood, then each hit's; ``priors``: the same
+    without the question, or None); a prompt with no hit keeps its SQL, unscored. ``spell=False`` scores each
+    hit as drawn only (what the benchmark of the chooser compares)."""
+    from sqltune.prompts import without_question
+
     rows = [k for k, h in enumerate(hits) if h]
     forms = {k: [spellings(x.entry.sql, engine) if spell else [x.entry.sql] for x in hits[k]] for k in rows}
     answers = [[own[k], *(s for f in forms[k] for s in f)] for k in rows]
     flat = backend.score([prompts[k] for k in rows], answers)
+    blanks: dict[int, list[float]] = {}
+    if questions is not None and prior > 0:
+        free = [(i, without_question(prompts[k], questions[k])) for i, k in enumerate(rows)]
+        free = [(i, m) for i, m in free if m is not None]
+        if free:
+            got_free = backend.score([m for _, m in free], [answers[i] for i, _ in free])
+            blanks = {rows[i]: b for (i, _), b in zip(free, got_free, strict=True)}
     out: list[dict[str, Any]] = [{"sql": s, "from_bank": False} for s in own]
     for k, got in zip(rows, flat, strict=True):
         ran = own_ran[k] if own_ran is not None else None
-        sc, at = [got[0]], 1
+        blank = blanks.get(k)
+        sc, pr, at = [got[0]], [blank[0] if blank else None], 1
         for f in forms[k]:
-            sc.append(max(got[at : at + len(f)]))
+            j = max(range(len(f)), key=lambda i: got[at + i])  # the likelier spelling stands for the query
+            sc.append(got[at + j])
+            pr.append(blank[at + j] if blank else None)
             at += len(f)
         if not own[k] or ran is False:
             sc[0] = float("-inf")  # no SQL of its own, or one that fails: the bank's best stands
-        best = max(range(len(sc)), key=lambda i: (sc[i], -i))
+        rank = [
+            x - prior * p if p is not None and p > float("-inf") and x > float("-inf") else x
+            for x, p in zip(sc, pr, strict=True)
+        ]
+        best = max(range(len(rank)), key=lambda i: (rank[i], -i))
         top = hits[k][max(best - 1, 0)]  # the bank query taken, else the nearest
         out[k] = {
             "sql": own[k] if best == 0 else hits[k][best - 1].entry.sql,
             "from_bank": best > 0,
-            "scores": [round(x, 3) if x > float("-inf") else None for x in sc],
+            "scores": [_r(x) for x in sc],
+            "priors": [_r(x) for x in pr] if blank else None,
             "own_ran": ran,
             "bank_sql": top.entry.sql,
             "bank_question": top.entry.question,
@@ -252,4 +280,8 @@ def choose(
     return out
 
 
-__all__ = ["NEAREST", "Entry", "Hit", "QueryBank", "bank_for", "choose", "runs", "spellings"]
+def _r(x: float | None) -> float | None:
+    return round(x, 3) if x is not None and x > float("-inf") else None
+
+
+__all__ = ["NEAREST", "PRIOR", "Entry", "Hit", "QueryBank", "bank_for", "choose", "runs", "spellings"]

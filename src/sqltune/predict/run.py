@@ -272,7 +272,7 @@ def _bank(
 ) -> None:
     """The query bank's turn (:func:`sqltune.linking.bank.choose`): per record whose database has a bank, the
     model's answer (run through the judge: one that fails is out) against the bank's nearest queries, the
-    likeliest kept."""
+    likeliest for its question kept."""
     from sqltune.linking.bank import NEAREST, bank_for, choose, runs
 
     by_db: dict[str, list[int]] = {}
@@ -287,13 +287,15 @@ def _bank(
         hits = bank.nearest([str(batch[k]["question"]) for k in ks], k=NEAREST)
         own = [recs[k]["pred_sql"] for k in ks]
         ran = runs(judge, db, own)
-        picks = choose(backend, [prompts[k] for k in ks], own, hits, ran, engine_of(db))
+        qs = [str(batch[k]["question"]) for k in ks]
+        picks = choose(backend, [prompts[k] for k in ks], own, hits, ran, engine_of(db), questions=qs)
         for k, pick in zip(ks, picks, strict=True):
             rec = recs[k]
             if "scores" not in pick:
                 continue
             rec["bank"] = {
-                x: pick[x] for x in ("from_bank", "scores", "own_ran", "bank_sql", "bank_question", "similarity")
+                x: pick[x]
+                for x in ("from_bank", "scores", "priors", "own_ran", "bank_sql", "bank_question", "similarity")
             }
             if pick["from_bank"]:
                 rec["model_sql"], rec["pred_sql"] = rec["pred_sql"], pick["sql"]

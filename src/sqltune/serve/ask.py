@@ -313,12 +313,20 @@ def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> 
             for p, cand in zip(batch, sqls, strict=True)
         ]
     raws = [[c.text for c in comps] for comps in outs]
-    if cfg.query_bank and not cfg.cot and getattr(backend, "scores_answers", False):
-        _bank(batch, sqls, backend, judge)
     e0 = time.perf_counter()
     groups = [(p.db.path, s) for p, s in zip(batch, sqls, strict=True)]
     results = judge.run(groups, keep_rows=cfg.max_rows, max_bytes=cfg.max_bytes)
     exec_s = time.perf_counter() - e0
+    if cfg.query_bank and not cfg.cot and getattr(backend, "scores_answers", False):
+        taken = _bank(batch, sqls, backend, results)
+        if taken:  # only the questions whose first candidate the bank replaced run again
+            e1 = time.perf_counter()
+            again = judge.run(
+                [(batch[k].db.path, sqls[k]) for k in taken], keep_rows=cfg.max_rows, max_bytes=cfg.max_bytes
+            )
+            for k, res in zip(taken, again, strict=True):
+                results[k] = res
+            exec_s += time.perf_counter() - e1
     for p, res, cand, raw, comps in zip(batch, results, sqls, raws, outs, strict=True):
         a = p.answer
         if p.round == 0 and comps:
@@ -363,30 +371,36 @@ def step(batch: list[Pending], backend: Backend, judge: Any, cfg: AskConfig) -> 
             a.timings["total_s"] = round(time.perf_counter() - p.started, 3)
 
 
-def _bank(batch: list[Pending], sqls: list[list[str]], backend: Backend, judge: Any) -> None:
+def _bank(batch: list[Pending], sqls: list[list[str]], backend: Backend, results: list[Any]) -> list[int]:
     """The query bank's turn in a question's first round: its first candidate becomes the likeliest of the
-    model's answer (out where it does not run) and the bank's nearest queries
-    (:func:`sqltune.linking.bank.choose`)."""
-    from sqltune.linking.bank import NEAREST, choose, runs
+    model's answer (out where it did not run: ``results``, the judge's run of this round's candidates) and
+    the bank's nearest queries (:func:`sqltune.linking.bank.choose`). Returns the questions whose first
+    candidate a bank query replaced (theirs must run again)."""
+    from sqltune.linking.bank import NEAREST, choose
 
     ks = [k for k, p in enumerate(batch) if p.round == 0 and not p.short and sqls[k]]
     banks = {k: batch[k].db.query_bank() for k in ks}
     ks = [k for k in ks if banks[k] is not None]
-    if not ks:
-        return
     by_db: dict[str, list[int]] = {}
     for k in ks:
         by_db.setdefault(batch[k].db.path, []).append(k)
+    taken = []
     for path, group in by_db.items():
         hits = banks[group[0]].nearest([batch[k].question for k in group], k=NEAREST)
         own = [sqls[k][0] for k in group]
-        picks = choose(backend, [batch[k].base for k in group], own, hits, runs(judge, path, own), engine_of(path))
+        ran = [None if results[k].db_error else bool(sqls[k][0] and results[k].ok and results[k].ok[0]) for k in group]
+        qs = [batch[k].question for k in group]
+        picks = choose(backend, [batch[k].base for k in group], own, hits, ran, engine_of(path), questions=qs)
         for k, pick in zip(group, picks, strict=True):
             if "scores" in pick:
                 batch[k].answer.bank = {
-                    x: pick[x] for x in ("from_bank", "scores", "own_ran", "bank_sql", "bank_question", "similarity")
+                    x: pick[x]
+                    for x in ("from_bank", "scores", "priors", "own_ran", "bank_sql", "bank_question", "similarity")
                 }
-                sqls[k][0] = pick["sql"]
+                if pick["from_bank"]:
+                    sqls[k][0] = pick["sql"]
+                    taken.append(k)
+    return taken
 
 
 def run_sql(judge: Any, db: Database, sql: str, cfg: AskConfig) -> dict[str, Any]:
