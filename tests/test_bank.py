@@ -116,7 +116,6 @@ def test_choose_scores_both_spellings_weighs_every_hit_and_drops_an_answer_that_
     assert [p["own_ran"] for p in worse] == [True, False, None]
 
 
-
 class _Asked:
     """Scores that depend on whether the prompt still holds its question."""
 
@@ -162,6 +161,7 @@ def test_the_prior_weighs_what_the_question_adds_to_each_answer():
     # a prompt that does not hold its question is chosen as before
     other = choose(_Asked(asked, blank), [msgs], ["SELECT a FROM t"], [hit], questions=["elsewhere"])[0]
     assert not other["from_bank"] and other["priors"] is None
+
 
 def test_runs_says_which_answers_run_through_the_judge(school_db):
     from sqltune.judge import Judge
