@@ -19,9 +19,10 @@ better reading of the question than its answer.
 * **Choosing** (:func:`choose`): the backend scores the question's prompt followed by each SQL (the
   answer's log-likelihood, summed over its tokens, as training's loss counts them): the model's answer and
   the ``NEAREST`` bank queries, each of those in two spellings (as drawn and as sqlglot writes it, the
-  likelier counted: a model trained on ``COUNT(*)`` should not reject ``count(*)`` for its case). A bank
-  query replaces the model's answer only where it scores higher, or where the model's answer does not run
-  (:func:`runs`, through the judge).
+  likelier counted: a model trained on ``COUNT(*)`` should not reject ``count(*)`` for its case), each
+  ranked by its score minus :data:`PRIOR` times its score with the question left out (what the question
+  adds). A bank query replaces the model's answer only where it ranks higher, or where the model's answer
+  does not run (:func:`runs`, through the judge).
 * **One per database version, cached**: ``$SQLTUNE_HOME/cache/bank/<key>.npz`` beside the value index's
   cache, under the same version key (a changed file or row count builds it again).
 """

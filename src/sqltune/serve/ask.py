@@ -6,7 +6,9 @@ A pipeline, not an agent (a small model cannot drive tool calls):
    the model was trained with (read from its run folder; a base model gets ``ddl``);
 2. generate ``samples`` candidates (the first greedy) with any backend (hf, openai, vllm);
 3. extract the SQL and run every candidate through the judge: read-only (engine-enforced),
-   a hard timeout, a row cap and a byte cap;
+   a hard timeout, a row cap and a byte cap; in the first round, the query bank's chooser
+   (:func:`sqltune.linking.bank.choose`, hf) may replace the first candidate by a verified query of the
+   database, which then runs in its place;
 4. when no candidate runs, **repair**: ask again with the failing SQL and the engine's error
    message, up to ``repairs`` times;
 5. vote among the candidates that ran by their results; **abstain** when none ran, or when the
