@@ -474,12 +474,20 @@ def date_extreme(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
     )
 
 
-def group_most(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
-    """The most (or least) common value of a column: "which segment is the biggest"."""
+def _grouping(rng: random.Random, prof: DatabaseProfile) -> tuple[TableProfile, ColumnProfile] | None:
+    """A table and a column to group it by: one whose values repeat (more than one, fewer than the rows)."""
     t = _pick(rng, [t for t in _tables(prof) if [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)]])
     if t is None:
         return None
-    g = _pick(rng, [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)])
+    return t, _pick(rng, [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)])
+
+
+def group_most(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
+    """The most (or least) common value of a column: "which segment is the biggest"."""
+    tg = _grouping(rng, prof)
+    if tg is None:
+        return None
+    t, g = tg
     most = rng.random() < 0.75
     tw, gw = plural(t.words), g.words
     word = "most" if most else "fewest"
@@ -498,10 +506,10 @@ def group_most(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
 
 
 def group_count(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
-    t = _pick(rng, [t for t in _tables(prof) if [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)]])
-    if t is None:
+    tg = _grouping(rng, prof)
+    if tg is None:
         return None
-    g = _pick(rng, [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)])
+    t, g = tg
     tw, gw = plural(t.words), g.words
     return Candidate(
         "group_count",
@@ -517,10 +525,10 @@ def group_count(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
 
 
 def group_having(rng: random.Random, prof: DatabaseProfile) -> Candidate | None:
-    t = _pick(rng, [t for t in _tables(prof) if [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)]])
-    if t is None:
+    tg = _grouping(rng, prof)
+    if tg is None:
         return None
-    g = _pick(rng, [c for c in _cols(t) if 1 < c.distinct < max(t.rows, 2)])
+    t, g = tg
     k = rng.choice([1, 2, 3])
     tw, gw = plural(t.words), g.words
     return Candidate(
