@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from sqltune.db.execute import execute
 from sqltune.judge import Judge
@@ -64,6 +66,7 @@ def test_people_and_dates_shapes_run_and_say_what_they_select(tmp_path):
     prof = profile_database(str(db))
     rng = random.Random(0)
     seen: dict[str, list[str]] = {}
+    cands: dict[str, list[Any]] = {}
     for _ in range(60):
         for name in ("order_date", "date_extreme", "group_most", "list", "join_most", "not_in", "filter_text"):
             cand = SHAPES[name](rng, prof)
@@ -74,6 +77,7 @@ def test_people_and_dates_shapes_run_and_say_what_they_select(tmp_path):
             assert cand.shape == name
             assert all(c in {c.name for t in prof.tables for c in t.columns} for c in cand.columns), cand
             seen.setdefault(name, []).append(cand.sql)
+            cands.setdefault(name, []).append(cand)
     # a person is selected by both name columns, in one table and across a join
     assert any("SELECT first_name, last_name FROM staff" in s for s in seen["list"])
     assert any("T2.first_name, T2.last_name" in s for s in seen["join_most"])
@@ -82,8 +86,19 @@ def test_people_and_dates_shapes_run_and_say_what_they_select(tmp_path):
     assert any("DESC LIMIT" in s for s in seen["order_date"])
     assert {"min(", "max("} <= {s[7:11] for s in seen["date_extreme"]}
     assert any("ORDER BY count(*) DESC LIMIT 1" in s for s in seen["group_most"])
-    got = execute(str(db), "SELECT team FROM staff GROUP BY team ORDER BY count(*) DESC LIMIT 1", timeout=10)
-    assert got.rows == [("Support",)]
+    # what the question asks for (the most or the fewest rows) is what the query returns, counted here from
+    # the rows themselves
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    asked = Counter()
+    for cand in cands["group_most"]:
+        counts = Counter(v for (v,) in conn.execute(f'SELECT "{cand.columns[0]}" FROM "{cand.tables[0]}"'))
+        (got,) = execute(str(db), cand.sql, timeout=10).rows
+        most = " most " in cand.questions[0]
+        assert most != (" fewest " in cand.questions[0]), cand.questions[0]
+        want = max(counts.values()) if most else min(counts.values())
+        assert counts[got[0]] == want, (cand.questions[0], cand.sql, got, counts)
+        asked[most] += 1
+    assert asked[True] and asked[False]
 
 
 def test_the_new_shapes_are_drawn_and_verified_with_the_rest(tmp_path):
