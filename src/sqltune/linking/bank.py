@@ -211,8 +211,14 @@ def runs(judge: Any, db: str, sqls: list[str]) -> list[bool | None]:
     todo = [k for k, s in enumerate(sqls) if s]
     out: list[bool | None] = [False] * len(sqls)
     for k, res in zip(todo, judge.run([(db, [sqls[k]]) for k in todo]), strict=True):
-        out[k] = None if res.db_error else bool(res.ok and res.ok[0])
+        out[k] = ran_first(res, sqls[k])
     return out
+
+
+def ran_first(result: Any, sql: str) -> bool | None:
+    """Whether ``sql``, the first query of a judge's run (``result``), ran: False for an empty answer, None
+    where the database itself could not be reached."""
+    return None if result.db_error else bool(sql and result.ok and result.ok[0])
 
 
 def choose(
@@ -285,4 +291,4 @@ def _r(x: float | None) -> float | None:
     return round(x, 3) if x is not None and x > float("-inf") else None
 
 
-__all__ = ["NEAREST", "PRIOR", "Entry", "Hit", "QueryBank", "bank_for", "choose", "runs", "spellings"]
+__all__ = ["NEAREST", "PRIOR", "Entry", "Hit", "QueryBank", "bank_for", "choose", "ran_first", "runs", "spellings"]

@@ -378,7 +378,7 @@ def _bank(batch: list[Pending], sqls: list[list[str]], backend: Backend, results
     model's answer (out where it did not run: ``results``, the judge's run of this round's candidates) and
     the bank's nearest queries (:func:`sqltune.linking.bank.choose`). Returns the questions whose first
     candidate a bank query replaced (theirs must run again)."""
-    from sqltune.linking.bank import NEAREST, choose
+    from sqltune.linking.bank import NEAREST, choose, ran_first
 
     ks = [k for k, p in enumerate(batch) if p.round == 0 and not p.short and sqls[k]]
     banks = {k: batch[k].db.query_bank() for k in ks}
@@ -390,7 +390,7 @@ def _bank(batch: list[Pending], sqls: list[list[str]], backend: Backend, results
     for path, group in by_db.items():
         hits = banks[group[0]].nearest([batch[k].question for k in group], k=NEAREST)
         own = [sqls[k][0] for k in group]
-        ran = [None if results[k].db_error else bool(sqls[k][0] and results[k].ok and results[k].ok[0]) for k in group]
+        ran = [ran_first(results[k], sqls[k][0]) for k in group]
         qs = [batch[k].question for k in group]
         picks = choose(backend, [batch[k].base for k in group], own, hits, ran, engine_of(path), questions=qs)
         for k, pick in zip(group, picks, strict=True):
