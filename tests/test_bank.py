@@ -122,10 +122,11 @@ class _Asked:
     scores_answers = True
 
     def __init__(self, asked: dict[str, float], blank: dict[str, float]):
-        self.asked, self.blank, self.prompts = asked, blank, []
+        self.asked, self.blank, self.prompts, self.answers = asked, blank, [], []
 
     def score(self, prompts, answers):
         self.prompts.extend(prompts)
+        self.answers.extend(answers)
         out = []
         for p, row in zip(prompts, answers, strict=True):
             table = self.asked if "-- Question: " + "How many" in p[-1]["content"] else self.blank
@@ -154,6 +155,9 @@ def test_the_prior_weighs_what_the_question_adds_to_each_answer():
     # the likelier spelling after the question stands for the query, and its own question-free score with it
     assert got["scores"] == [-1.0, -3.0] and got["priors"] == [-1.5, -9.0]
     assert any(p[-1]["content"].endswith("Question: ") for p in backend.prompts)
+    # the question-free pass scores what stands for each candidate only, not the spelling that lost
+    free = [a for p, a in zip(backend.prompts, backend.answers, strict=True) if p[-1]["content"].endswith(": ")]
+    assert free == [["SELECT a FROM t", "SELECT count(*) FROM t"]]
     # without the questions, or with the prior at 0, the answer the model likes best stays
     for kw in ({}, {"questions": [q], "prior": 0.0}):
         plain = choose(_Asked(asked, blank), [msgs], ["SELECT a FROM t"], [hit], **kw)[0]

@@ -55,7 +55,11 @@ def test_closed_sql_block_cases():
     assert sql_block_closed("```sql\nSELECT a FROM t\n```")
     assert sql_block_closed("Here it is:\n```\nSELECT a FROM t;\n```\nThis query")
     assert not sql_block_closed("```sql\nSELECT a FROM t\n")  # still open
-    assert not sql_block_closed("SELECT a FROM t;")  # no fence: a block may still follow and win
+    assert sql_block_closed("SELECT a FROM t;")  # a bare statement the answer opens with, closed
+    assert sql_block_closed("  SELECT a FROM t WHERE b = 'x;y';\n\n-- Question: more")
+    assert not sql_block_closed("SELECT a FROM t WHERE b = 'x;")  # the ; is inside a string: still open
+    assert not sql_block_closed("SELECT a FROM t")  # not closed yet
+    assert not sql_block_closed("Try this: SELECT a FROM t;")  # prose first: a fenced block may still follow and win
     assert not sql_block_closed("```python\nprint(1)\n```")  # not SQL: a later block may be
     assert not sql_block_closed("```sql\n```")  # empty: the next block counts
     assert sql_block_closed("```sql\n```\n```sql\nSELECT 1\n```")

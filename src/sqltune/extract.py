@@ -2,6 +2,9 @@
 
 Rules, in order:
 
+0. An answer that opens with a bare SQL statement closed by ``;`` is that statement (``cot=False``): what a
+   model writes after it (a base model goes on with more questions, made-up results, other queries) is
+   not read, so generation may stop at the ``;``.
 1. Fenced blocks (```sql ... ```, or unlabelled ``` blocks that look like SQL): the **last** one
    when the output reasons first (chain of thought, ``cot=True``), the **first** one otherwise.
 2. "The SQL query / statement ... is:" followed by the query.
@@ -94,10 +97,20 @@ def _fenced(text: str) -> list[str]:
     return blocks
 
 
+def _bare_statement(text: str) -> str:
+    """Rule 0: the statement ``text`` opens with, once a ``;`` outside quotes and comments closes it; else ""."""
+    body = text.lstrip()
+    if not _START.match(body) or len(_split_first_statement(body)) == len(body):
+        return ""
+    return _clean(body)
+
+
 def sql_block_closed(text: str) -> bool:
-    """Whether ``text`` already holds a closed fenced SQL block that :func:`extract_sql` (``cot=False``)
-    would take: what a model writes after it cannot change the extracted query, so generation may
-    stop there."""
+    """Whether ``text`` already holds the query :func:`extract_sql` (``cot=False``) takes, whatever follows: a
+    bare statement it opens with, closed by ``;`` (rule 0), or a closed fenced SQL block. What a model writes
+    after it cannot change the extracted query, so generation may stop there."""
+    if _bare_statement(text):
+        return True
     for m in _FENCE.finditer(text):
         if not m.group(0).endswith("```"):
             return False  # an unclosed block runs to the end of the text
@@ -112,6 +125,9 @@ def extract_sql(text: str | None, cot: bool = False) -> str:
     try:
         if not text:
             return ""
+        bare = "" if cot else _bare_statement(text)
+        if bare:
+            return bare
         blocks = _fenced(text)
         if blocks:
             for body in reversed(blocks) if cot else blocks:

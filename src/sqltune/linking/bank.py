@@ -247,25 +247,28 @@ def choose(
 
     rows = [k for k, h in enumerate(hits) if h]
     forms = {k: [spellings(x.entry.sql, engine) if spell else [x.entry.sql] for x in hits[k]] for k in rows}
-    answers = [[own[k], *(s for f in forms[k] for s in f)] for k in rows]
-    flat = backend.score([prompts[k] for k in rows], answers)
+    answers = {k: [own[k], *(s for f in forms[k] for s in f)] for k in rows}
+    flat = backend.score([prompts[k] for k in rows], [answers[k] for k in rows])
+    kept: dict[int, list[int]] = {}  # per prompt: the model's answer, then each hit's likelier spelling
+    for k, got in zip(rows, flat, strict=True):
+        kept[k], at = [0], 1
+        for f in forms[k]:
+            kept[k].append(at + max(range(len(f)), key=lambda i: got[at + i]))
+            at += len(f)
     blanks: dict[int, list[float]] = {}
     if questions is not None and prior > 0:
-        free = [(i, without_question(prompts[k], questions[k])) for i, k in enumerate(rows)]
-        free = [(i, m) for i, m in free if m is not None]
+        # only what stands for each candidate is scored again, after the prompt without its question
+        free = [(k, without_question(prompts[k], questions[k])) for k in rows]
+        free = [(k, m) for k, m in free if m is not None]
         if free:
-            got_free = backend.score([m for _, m in free], [answers[i] for i, _ in free])
-            blanks = {rows[i]: b for (i, _), b in zip(free, got_free, strict=True)}
+            got_free = backend.score([m for _, m in free], [[answers[k][i] for i in kept[k]] for k, _ in free])
+            blanks = {k: b for (k, _), b in zip(free, got_free, strict=True)}
     out: list[dict[str, Any]] = [{"sql": s, "from_bank": False} for s in own]
     for k, got in zip(rows, flat, strict=True):
         ran = own_ran[k] if own_ran is not None else None
         blank = blanks.get(k)
-        sc, pr, at = [got[0]], [blank[0] if blank else None], 1
-        for f in forms[k]:
-            j = max(range(len(f)), key=lambda i: got[at + i])  # the likelier spelling stands for the query
-            sc.append(got[at + j])
-            pr.append(blank[at + j] if blank else None)
-            at += len(f)
+        sc = [got[i] for i in kept[k]]
+        pr: list[float | None] = list(blank) if blank else [None] * len(sc)
         if not own[k] or ran is False:
             sc[0] = float("-inf")  # no SQL of its own, or one that fails: the bank's best stands
         rank = [

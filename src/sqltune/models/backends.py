@@ -38,8 +38,9 @@ backend computes their prefix once."""
 
 
 def sql_block_ends(tokenizer: Any, answer: list[int], ticks: frozenset[int]) -> bool:
-    """Whether the answer's last token closes its fenced SQL block (:func:`sqltune.extract.sql_block_closed`):
-    decoded only when that token holds a backtick (``ticks``), so most steps cost nothing."""
+    """Whether the answer's last token closes the query :func:`sqltune.extract.sql_block_closed` reads (a fenced
+    SQL block, or the bare statement the answer opens with, closed by ``;``): decoded only when that token holds a
+    backtick or a semicolon (``ticks``), so most steps cost nothing."""
     from sqltune.extract import sql_block_closed
 
     if not answer or answer[-1] not in ticks:
@@ -48,8 +49,8 @@ def sql_block_ends(tokenizer: Any, answer: list[int], ticks: frozenset[int]) -> 
 
 
 class _SqlStop:
-    """A stopping criterion for ``generate``: a row ends once its text holds a closed fenced SQL
-    block (:func:`sqltune.extract.sql_block_closed`); ``ended[row]`` is its answer's length then."""
+    """A stopping criterion for ``generate``: a row ends once its text holds the query it answers with, closed
+    (:func:`sqltune.extract.sql_block_closed`); ``ended[row]`` is its answer's length then."""
 
     def __init__(self, tokenizer: Any, start: int, ticks: frozenset[int]):
         self.tokenizer, self.start, self.ticks = tokenizer, start, ticks
@@ -62,7 +63,7 @@ class _SqlStop:
             self.ended = [None] * input_ids.shape[0]
         length = input_ids.shape[1] - self.start
         for r, t in enumerate(input_ids[:, -1].tolist()):
-            answer = input_ids[r, self.start :]  # a view; read (tolist, decode) only after a backtick
+            answer = input_ids[r, self.start :]  # a view; read (tolist, decode) only after a closing token
             if (
                 self.ended[r] is None
                 and t in self.ticks
@@ -227,7 +228,7 @@ class HFBackend:
         if params.stop_after_sql:
             from transformers import StoppingCriteriaList
 
-            stop = _SqlStop(self.tokenizer, width, self._backtick_ids())
+            stop = _SqlStop(self.tokenizer, width, self._closer_ids())
             kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
         with torch.inference_mode():
             if p:  # the prefix once, its keys and values shared by every row
@@ -257,10 +258,10 @@ class HFBackend:
             result.append(row[:cut])
         return result, [g.steps if g is not None else 0 for g in guides] or [0] * len(result)
 
-    def _backtick_ids(self) -> frozenset[int]:
-        """Token ids whose text holds a backtick: only those can close a fence."""
+    def _closer_ids(self) -> frozenset[int]:
+        """Token ids whose text holds a backtick or a semicolon: only those can close a fence or a statement."""
         if getattr(self, "_ticks", None) is None:
-            self._ticks = frozenset(i for tok, i in self.tokenizer.get_vocab().items() if "`" in tok)
+            self._ticks = frozenset(i for tok, i in self.tokenizer.get_vocab().items() if "`" in tok or ";" in tok)
         return self._ticks
 
     def stream(self, messages: list[dict[str, str]], params: GenParams) -> Any:

@@ -409,7 +409,7 @@ class ContinuousHF:
             row.last = tok
             done = len(row.out) >= row.req.max_new
             if not done and row.req.stop_after_sql:
-                done = sql_block_ends(self.tokenizer, row.out, self.backend._backtick_ids())
+                done = sql_block_ends(self.tokenizer, row.out, self.backend._closer_ids())
         if done:
             row.req.future.set_result(row.out)
         return done

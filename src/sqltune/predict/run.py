@@ -69,8 +69,8 @@ class PredictConfig(BackendConfig):
     seed: int = 0
     """Sampling seed."""
     stop_after_sql: bool = True
-    """hf: end each answer once its fenced SQL block is closed (what follows could not change the
-    extracted query; not with cot, whose last block counts)."""
+    """hf: end each answer once its fenced SQL block is closed, or the bare statement it opens with meets its
+    ``;`` (what follows could not change the extracted query; not with cot, whose last block counts)."""
     cot: bool = False
     """The model reasons first: the cookbook's CoT system prompt, and the last SQL block is taken."""
     limit: int | None = None

@@ -73,7 +73,7 @@ class AskConfig(SchemaFilterConfig):
     cot: bool = False
     """The model reasons first: take the last SQL block and return the reasoning beside it."""
     stop_after_sql: bool = True
-    """hf: end each candidate once its fenced SQL block is closed (not with cot)."""
+    """hf: end each candidate once its fenced SQL block is closed, or its bare statement meets its ``;`` (not with cot)."""
     resolve_tables: bool = True
     """A table name the model wrote that the database lacks, but one table carries after a prefix
     (``singer`` for ``concert_singer__singer``, ``customer`` for ``dim_customer``), is rewritten to it
