@@ -12,9 +12,11 @@ answers, chosen differently:
 * **+ run check** - the model's answer is out where it does not run (:func:`sqltune.linking.bank.runs`);
 * **+ both spellings** - each bank query scored as drawn and as sqlglot writes it, the likelier counted;
 * **+ 3 nearest**;
-* **+ question-free prior** (the default, :data:`sqltune.linking.bank.PRIOR`): each candidate's score minus
-  ``PRIOR`` times its score after the prompt with the question left out; also at 0.25 and 1.0 (pointwise
-  mutual information), and at 5 and 10 nearest;
+* **+ question-free prior** (:data:`sqltune.linking.bank.PRIOR`): each candidate's score minus
+  ``PRIOR`` times its score after the prompt with the question left out;
+* **+ distance from the nearest** (the default, :data:`sqltune.linking.bank.SIMILARITY`): a hit farther in
+  meaning than the nearest pays for the difference of cosines; then the prior at 0.25 and 1.0 (pointwise
+  mutual information), the distance at 25 and 150, and 5 and 10 nearest, each with the other defaults;
 * **ceiling** - the share of questions where the model's answer or one of the k nearest is right (what a
   perfect chooser would reach).
 
@@ -34,7 +36,7 @@ from sqltune.db.target import engine_of
 from sqltune.io import read_jsonl
 from sqltune.judge import Judge
 from sqltune.judge.worker import ScoreJob
-from sqltune.linking.bank import NEAREST, PRIOR, bank_for, choose, runs
+from sqltune.linking.bank import NEAREST, PRIOR, SIMILARITY, bank_for, choose, runs
 from sqltune.models.backend_config import open_backend
 from sqltune.predict.run import PredictConfig, predict
 from sqltune.prompts import messages_from_record
@@ -64,15 +66,18 @@ class Memo:
 
 
 RULES = [
-    ("nearest, as drawn (the first chooser)", 1, False, False, 0.0),
-    ("+ run check", 1, False, True, 0.0),
-    ("+ both spellings", 1, True, True, 0.0),
-    (f"+ {NEAREST} nearest", NEAREST, True, True, 0.0),
-    (f"+ question-free prior {PRIOR} (the default)", NEAREST, True, True, PRIOR),
-    ("prior 0.25", NEAREST, True, True, 0.25),
-    ("prior 1.0 (pointwise mutual information)", NEAREST, True, True, 1.0),
-    (f"5 nearest, prior {PRIOR}", 5, True, True, PRIOR),
-    (f"10 nearest, prior {PRIOR}", 10, True, True, PRIOR),
+    ("nearest, as drawn (the first chooser)", 1, False, False, 0.0, 0.0),
+    ("+ run check", 1, False, True, 0.0, 0.0),
+    ("+ both spellings", 1, True, True, 0.0, 0.0),
+    (f"+ {NEAREST} nearest", NEAREST, True, True, 0.0, 0.0),
+    (f"+ question-free prior {PRIOR}", NEAREST, True, True, PRIOR, 0.0),
+    (f"+ distance from the nearest, {SIMILARITY:g} per cosine (the default)", NEAREST, True, True, PRIOR, SIMILARITY),
+    ("prior 0.25", NEAREST, True, True, 0.25, SIMILARITY),
+    ("prior 1.0 (pointwise mutual information)", NEAREST, True, True, 1.0, SIMILARITY),
+    ("distance 25 per cosine", NEAREST, True, True, PRIOR, 25.0),
+    ("distance 150 per cosine", NEAREST, True, True, PRIOR, 150.0),
+    (f"5 nearest, prior {PRIOR}", 5, True, True, PRIOR, SIMILARITY),
+    (f"10 nearest, prior {PRIOR}", 10, True, True, PRIOR, SIMILARITY),
 ]
 
 
@@ -111,7 +116,7 @@ def main() -> None:
             hits = bank.nearest([str(r["question"]) for r in rs], k=10)
             ran = runs(judge, db, mine)
             qs = [str(r["question"]) for r in rs]
-            for name, k, spell, check, prior in RULES:
+            for name, k, spell, check, prior, sim in RULES:
                 picks = choose(
                     backend,
                     prompts,
@@ -122,6 +127,7 @@ def main() -> None:
                     spell,
                     questions=qs,
                     prior=prior,
+                    similarity=sim,
                 )
                 for r, pick in zip(rs, picks, strict=True):
                     chosen[name][str(r["id"])] = pick["sql"]

@@ -100,7 +100,9 @@ def test_choose_scores_both_spellings_weighs_every_hit_and_drops_an_answer_that_
     msgs = [[{"role": "user", "content": "q"}]] * 3
     # the model knows the upper-case spelling only: the query still wins, and the drawn spelling is what runs
     backend = _Scores({"SELECT a FROM t": -4.0, "SELECT MAX(a) FROM t": -2.0, "SELECT count(*) FROM t": -9.0})
-    picks = choose(backend, msgs, ["SELECT a FROM t"] * 3, [hits, hits, hits], own_ran=[True, False, None])
+    picks = choose(
+        backend, msgs, ["SELECT a FROM t"] * 3, [hits, hits, hits], own_ran=[True, False, None], similarity=0.0
+    )
     assert backend.calls[0][0] == [
         "SELECT a FROM t",
         "SELECT count(*) FROM t",
@@ -114,6 +116,31 @@ def test_choose_scores_both_spellings_weighs_every_hit_and_drops_an_answer_that_
     assert [p["from_bank"] for p in worse] == [False, True, False]  # the answer that failed is out, whatever its score
     assert worse[1]["sql"] == "SELECT count(*) FROM t" and worse[1]["scores"][0] is None
     assert [p["own_ran"] for p in worse] == [True, False, None]
+
+
+def test_a_hit_farther_in_meaning_than_the_nearest_pays_for_the_distance():
+    from sqltune.linking.bank import SIMILARITY, Entry, Hit, choose
+
+    msgs = [[{"role": "user", "content": "q"}]]
+    near, far = "SELECT count(*) FROM t", "SELECT max(a) FROM t"
+    scores = {
+        "SELECT a FROM t": -5.0,
+        near: -6.0,
+        "SELECT COUNT(*) FROM t": -50.0,
+        far: -3.0,
+        "SELECT MAX(a) FROM t": -50.0,
+    }
+
+    def pick(far_sim: float, **kw: float) -> str:
+        hits = [Hit(Entry(near, "n", "count"), 0.9), Hit(Entry(far, "f", "agg"), far_sim)]
+        return str(choose(_Scores(scores), msgs, ["SELECT a FROM t"], [hits], **kw)[0]["sql"])
+
+    assert SIMILARITY == 75.0
+    # 0.02 farther: pays 1.5 nats, -3 - 1.5 = -4.5 still beats the model's -5 and the nearest's -6
+    assert pick(0.88) == far
+    # 0.06 farther: pays 4.5, -7.5; the model's answer (-5) against the nearest (-6, unpaid) is the model's
+    assert pick(0.84) == "SELECT a FROM t"
+    assert pick(0.84, similarity=0.0) == far  # off: the scores alone
 
 
 class _Asked:

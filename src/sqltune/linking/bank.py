@@ -21,7 +21,8 @@ better reading of the question than its answer.
   the ``NEAREST`` bank queries, each of those in two spellings (as drawn and as sqlglot writes it, the
   likelier counted: a model trained on ``COUNT(*)`` should not reject ``count(*)`` for its case), each
   ranked by its score minus :data:`PRIOR` times its score with the question left out (what the question
-  adds). A bank query replaces the model's answer only where it ranks higher, or where the model's answer
+  adds), and each hit farther in meaning than the nearest less :data:`SIMILARITY` times the difference of
+  their cosines. A bank query replaces the model's answer only where it ranks higher, or where the model's answer
   does not run (:func:`runs`, through the judge).
 * **One per database version, cached**: ``$SQLTUNE_HOME/cache/bank/<key>.npz`` beside the value index's
   cache, under the same version key (a changed file or row count builds it again).
@@ -54,6 +55,12 @@ PRIOR = 0.5
 question``): a small model finds some queries likely after any question (the templates it was trained on, the
 shortest queries), and this weighs each candidate by what the question itself adds. 0 turns it off; 1 is the
 pointwise mutual information of question and answer."""
+SIMILARITY = 75.0
+"""What a bank query pays for being farther in meaning from the question than the nearest one: this many
+nats per unit of cosine (a hit 0.02 farther than the nearest pays 1.5). The model's answer and the nearest
+query pay nothing; their contest is the model's scores alone. A small model's scores tell a query's shape
+better than its columns; the encoder that found the hits knows which one the question's words name. 0 turns
+it off."""
 
 
 def cache_root() -> Path:
@@ -231,13 +238,16 @@ def choose(
     spell: bool = True,
     questions: list[str] | None = None,
     prior: float = PRIOR,
+    similarity: float = SIMILARITY,
 ) -> list[dict[str, Any]]:
     """For each prompt, whether a bank query replaces the model's own SQL: the backend's
     ``score(prompts, answers)`` (the log-likelihood of each answer after the prompt) decides between the
     model's answer and each hit (scored in both :func:`spellings`, the likelier kept). With ``questions``
     (each prompt's question) and ``prior`` > 0, each answer is also scored after the same prompt with its
     question left out (:func:`sqltune.prompts.without_question`), and what decides is ``score - prior *
-    that``: how much more likely the question makes the answer (see :data:`PRIOR`). The model's answer is out
+    that``: how much more likely the question makes the answer (see :data:`PRIOR`). A hit farther in meaning
+    than the nearest pays ``similarity`` times the difference of their cosines (:data:`SIMILARITY`). The
+    model's answer is out
     of the running where it is empty or did not run (``own_ran`` False, from :func:`runs`); a tie keeps it.
     Returns per prompt ``{"sql", "from_bank", "scores", "priors", "own_ran", "bank_sql", "bank_question",
     "similarity"}`` (``scores``: the model's answer's log-likelihood, then each hit's; ``priors``: the same
@@ -275,6 +285,8 @@ def choose(
             x - prior * p if p is not None and p > float("-inf") and x > float("-inf") else x
             for x, p in zip(sc, pr, strict=True)
         ]
+        near = max(h.similarity for h in hits[k])
+        rank = [rank[0], *(x - similarity * (near - h.similarity) for x, h in zip(rank[1:], hits[k], strict=True))]
         best = max(range(len(rank)), key=lambda i: (rank[i], -i))
         top = hits[k][max(best - 1, 0)]  # the bank query taken, else the nearest
         out[k] = {
@@ -294,4 +306,16 @@ def _r(x: float | None) -> float | None:
     return round(x, 3) if x is not None and x > float("-inf") else None
 
 
-__all__ = ["NEAREST", "PRIOR", "Entry", "Hit", "QueryBank", "bank_for", "choose", "ran_first", "runs", "spellings"]
+__all__ = [
+    "NEAREST",
+    "PRIOR",
+    "SIMILARITY",
+    "Entry",
+    "Hit",
+    "QueryBank",
+    "bank_for",
+    "choose",
+    "ran_first",
+    "runs",
+    "spellings",
+]
