@@ -162,3 +162,34 @@ def test_handwritten_questions_are_new_phrasings_with_verified_gold(demo, tmp_pa
         )
     )
     assert built["written"] == len(rows)
+
+
+def test_the_shop_pairs_train_beside_the_templates_in_as_many_steps_and_ask_no_handwritten_question(demo, tmp_path):
+    """The quickstart's demo trains on its templates plus pairs synthesized from the shop database alone
+    (``DEMO_PAIRS``), in the steps the templates alone take; none of those pairs asks a question of the human
+    split, after normalisation, and each one's SQL runs on the shop database."""
+    import shutil
+
+    from sqltune.data.demo import HANDWRITTEN
+    from sqltune.quickstart import DEMO_PAIRS, demo_train_file, same_steps
+
+    d, _, train, _ = demo
+    for name in ("shop.sqlite", "train.jsonl"):
+        shutil.copy(d / name, tmp_path / name)
+    lines: list[str] = []
+    mixed = demo_train_file(tmp_path, DEMO_PAIRS, seed=0, log=lines.append)
+    rows = [json.loads(x) for x in mixed.read_text().splitlines()]
+    synth = [json.loads(x) for x in (tmp_path / "shop_pairs.jsonl").read_text().splitlines()]
+    assert len(synth) == DEMO_PAIRS and len(rows) == len(train) + len(synth) and "synthesized 400" in lines[0]
+    assert {r["question"] for r in train} < {r["question"] for r in rows}  # every template question kept
+    assert all(r["messages"] for r in rows)
+    handwritten = {_norm(json.loads(x)["question"]) for x in HANDWRITTEN.read_text().splitlines()}
+    assert not handwritten & {_norm(r["question"]) for r in synth}
+    shop = tmp_path / "shop.sqlite"
+    assert all(execute(shop, r["sql"]).ok for r in synth[:: max(1, len(synth) // 40)])
+    # the same steps: the recipe's epochs over the templates, spread over templates and pairs
+    (epochs,) = same_steps(None, tmp_path / "train.jsonl", mixed)
+    assert epochs.startswith("epochs=") and abs(float(epochs[7:]) * len(rows) - 2.5 * len(train)) < 1
+    assert same_steps(["max_steps=5"], tmp_path / "train.jsonl", mixed) == ["max_steps=5"]
+    assert same_steps(None, tmp_path / "train.jsonl", tmp_path / "train.jsonl") == []
+    assert demo_train_file(tmp_path, DEMO_PAIRS, seed=0) == mixed  # made once: a rerun resumes

@@ -805,7 +805,14 @@ def quickstart(
             help="Your database (a SQLite file or a URL): pairs synthesized from it alone, split by query structure",
         ),
     ] = None,
-    pairs: Annotated[int, typer.Option(help="--db: pairs to synthesize per database")] = 500,
+    pairs: Annotated[
+        int | None,
+        typer.Option(
+            help="Pairs synthesized from the database (verified by execution): with --db, per database (default "
+            "500); on the demo, from its shop database beside the templates, in the same training steps (default "
+            "400; 0: templates only)"
+        ),
+    ] = None,
     mix: Annotated[
         str | None,
         typer.Option(

