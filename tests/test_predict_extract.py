@@ -56,6 +56,9 @@ def test_closed_sql_block_cases():
     assert sql_block_closed("Here it is:\n```\nSELECT a FROM t;\n```\nThis query")
     assert not sql_block_closed("```sql\nSELECT a FROM t\n")  # still open
     assert sql_block_closed("SELECT a FROM t;")  # a bare statement the answer opens with, closed
+    # ... is the answer, whatever follows it: generation stopped there would have read the same query
+    assert extract_sql("SELECT a FROM t;\n```sql\nSELECT b FROM t\n```") == "SELECT a FROM t"
+    assert extract_sql("SELECT a FROM t;\n```sql\nSELECT b FROM t\n```", cot=True) == "SELECT b FROM t"
     assert sql_block_closed("  SELECT a FROM t WHERE b = 'x;y';\n\n-- Question: more")
     assert not sql_block_closed("SELECT a FROM t WHERE b = 'x;")  # the ; is inside a string: still open
     assert not sql_block_closed("SELECT a FROM t")  # not closed yet
