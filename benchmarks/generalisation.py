@@ -48,17 +48,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 from typing import Any
 
-from sqltune.data.synth import SynthConfig, synthesize
 from sqltune.evaluate.run import EvalConfig, run_eval
 from sqltune.io import read_jsonl, write_jsonl
 from sqltune.models import DEFAULT_MODEL
 from sqltune.predict.run import PredictConfig, predict
-from sqltune.quickstart import GENERIC, RECIPE, build_compact, mixed_train_file
+from sqltune.quickstart import GENERIC, RECIPE, demo_train_file, mixed_train_file
 from sqltune.train.config import load_config
 from sqltune.train.run import train
 
@@ -270,18 +268,9 @@ def lexicon_arm(out: Path, steps: int) -> list[tuple[str, float, float | None, i
 def own_pairs_arm(
     args: Any, data: Path, out: Path, train_file: Path, human: Path, test: Path, steps: int
 ) -> list[tuple[str, float, float | None, int, str]]:
-    # own pairs: synthesized from the shop file alone, built with the quickstart's prompts
-    shop = str((data / "shop.sqlite").resolve())
-    pairs_file, own_file = out / "shop_pairs.jsonl", out / "shop_pairs.built.jsonl"
-    if not own_file.exists():
-        r = synthesize(SynthConfig(db=[shop], out=str(pairs_file), n=args.synth_pairs, seed=0))
-        print(f"synthesized {r['written']} pairs from {shop}", flush=True)
-        build_compact("pairs", pairs_file, "", own_file, 1024)
-    mixed = out / "train.templates+own.jsonl"
-    if not mixed.exists():
-        rows_mixed = read_jsonl(train_file) + read_jsonl(own_file)
-        random.Random(1).shuffle(rows_mixed)
-        write_jsonl(mixed, rows_mixed)
+    # own pairs: what the quickstart trains on (the shop file alone, the quickstart's prompts)
+    mixed = demo_train_file(data, args.synth_pairs, seed=0, into=out / "own_data")
+    own_file = out / "own_data" / "shop_pairs.built.jsonl"
     own = trained(mixed, out / "own_train", steps, "own-pairs")
     h = score(own["output"], human, out / "own_human")
     t = score(own["output"], test, out / "own_test")

@@ -165,18 +165,21 @@ def own_database_files(data: Path, dbs: list[str], seed: int, pairs: int, log: A
     return train_file, test_file
 
 
-def demo_train_file(data: Path, pairs: int, seed: int, log: Any = print) -> Path:
-    """The demo's template train split plus ``pairs`` pairs synthesized from its shop database alone (no
-    hand-written map), with the same compact prompts, shuffled (``data/train.own.jsonl``)."""
+def demo_train_file(data: Path, pairs: int, seed: int, log: Any = print, into: Path | None = None) -> Path:
+    """The demo's template train split (``data/train.jsonl``) plus ``pairs`` pairs synthesized from its shop
+    database alone (``data/shop.sqlite``; no hand-written map), with the same compact prompts, shuffled:
+    ``train.own.jsonl`` in ``into`` (default ``data``), beside the pairs it made."""
     import random
 
     from sqltune.data.synth import SynthConfig, synthesize
     from sqltune.io import read_jsonl, write_jsonl
 
-    out = data / "train.own.jsonl"
+    into = into or data
+    into.mkdir(parents=True, exist_ok=True)
+    out = into / "train.own.jsonl"
     if out.exists():
         return out
-    synth_file, built = data / "shop_pairs.jsonl", data / "shop_pairs.built.jsonl"
+    synth_file, built = into / "shop_pairs.jsonl", into / "shop_pairs.built.jsonl"
     if not built.exists():
         r = synthesize(SynthConfig(db=[str((data / "shop.sqlite").resolve())], out=str(synth_file), n=pairs, seed=seed))
         build_compact("pairs", synth_file, "", built, 1024)
