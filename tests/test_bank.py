@@ -216,14 +216,31 @@ def test_hf_score_is_the_answer_log_likelihood_training_labels(tiny_model):
     system = {"role": "system", "content": "sql"}
     prompts = [
         [system, {"role": "user", "content": "how many teacher are there"}],
-        [system, {"role": "user", "content": "what is the name of the student"}],
+        [system, {"role": "user", "content": "what is the name of the student, and of every student older than three"}],
+        [system, {"role": "user", "content": "how many teacher are there"}],  # a prompt given twice
+        [system, {"role": "user", "content": "x"}],
     ]
     answers = [
         ["SELECT COUNT(*) FROM teacher", "SELECT name FROM student WHERE age > 3"],
-        ["SELECT name FROM student", "SELECT COUNT(*) FROM student", "SELECT age FROM teacher"],
+        [
+            "SELECT name FROM student",
+            "SELECT COUNT(*) FROM student",
+            "SELECT age FROM teacher",
+            "SELECT name FROM student",
+        ],
+        [
+            "SELECT name FROM student WHERE age > 3 AND name = 'a very long name of somebody'",
+            "SELECT COUNT(*) FROM teacher",
+        ],
+        ["SELECT 1"],
     ]
     got = backend.score(prompts, answers)
-    assert [len(g) for g in got] == [2, 3]
+    assert [len(g) for g in got] == [2, 4, 2, 1]
+    assert got[1][0] == got[1][3] and got[2][1] == got[0][0]
+    backend.shared_prefix = False
+    unshared = backend.score(prompts, answers)
+    assert [x for row in unshared for x in row] == pytest.approx([x for row in got for x in row], abs=1e-3)
+    backend.shared_prefix = True
     for msgs, row, scores in zip(prompts, answers, got, strict=True):
         for a, g in zip(row, scores, strict=True):
             ids, labels = encode_example(backend.tokenizer, {"messages": [*msgs, {"role": "assistant", "content": a}]})

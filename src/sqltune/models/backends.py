@@ -348,52 +348,127 @@ class HFBackend:
     def score(self, prompts: list[list[dict[str, str]]], answers: list[list[str]]) -> list[list[float]]:
         """The log-likelihood of each answer after its prompt, summed over the answer's tokens as training
         labels them (the chat template's end of turn included); ``-inf`` where prompt and answer exceed the
-        model's context. The prefix every row shares (the system prompt and schema of one database) is
-        computed once (:mod:`sqltune.models.kvcache`), then the rows' questions and answers in batches."""
+        model's context. Nothing is computed twice: the prefix every prompt shares (the system prompt and
+        schema of one database) once (:mod:`sqltune.models.kvcache`), then each prompt's own rest (its
+        question) once for all its answers, then the answers in batches over those keys and values; an
+        answer given twice to one prompt is scored once."""
         import torch
 
-        from sqltune.models.kvcache import cache_kwarg, common_length, expand_cache, prefill
-        from sqltune.models.load import encode_answer
+        from sqltune.models.kvcache import common_length, prefill
+        from sqltune.models.load import encode_answers
 
         out: list[list[float]] = [[float("-inf")] * len(a) for a in answers]
-        rows: list[tuple[int, int, list[int], list[int]]] = []  # (prompt, answer, prompt ids, answer ids)
-        for i, (msgs, answer_texts) in enumerate(zip(prompts, answers, strict=True)):
-            for j, a in enumerate(answer_texts):
-                pi, ai = encode_answer(self.tokenizer, msgs, a)
-                if len(pi) + len(ai) <= self.max_context and ai:
-                    rows.append((i, j, pi, ai))
-        if not rows:
+        heads: list[list[int]] = []  # each distinct prompt's ids
+        seen: dict[tuple[int, ...], int] = {}
+        todo: dict[tuple[int, tuple[int, ...]], list[tuple[int, int]]] = {}  # (prompt, answer ids): where it goes
+        for i, (msgs, texts) in enumerate(zip(prompts, answers, strict=True)):
+            if not texts:
+                continue
+            pi, ais = encode_answers(self.tokenizer, msgs, texts)
+            g = seen.setdefault(tuple(pi), len(heads))
+            if g == len(heads):
+                heads.append(pi)
+            for j, ai in enumerate(ais):
+                if ai and len(pi) + len(ai) <= self.max_context:
+                    todo.setdefault((g, tuple(ai)), []).append((i, j))
+        if not todo:
             return out
-        seqs = [pi + ai for _, _, pi, ai in rows]
-        p = common_length(seqs, limit=min(len(pi) for _, _, pi, _ in rows) - 1) if self.shared_prefix else 0
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        used = sorted({g for g, _ in todo})
+        p = common_length([heads[g] for g in used], limit=min(len(heads[g]) for g in used) - 1)
+        p = p if self.shared_prefix else 0
         dev = self.model.device
+        by_head: dict[int, list[tuple[int, ...]]] = {}
+        for g, ai in todo:
+            by_head.setdefault(g, []).append(ai)
         with torch.inference_mode():
-            cache = prefill(self.model, torch.tensor([seqs[0][:p]], device=dev))[0] if p else None
-            for start in range(0, len(rows), self.batch_size):
-                part = list(range(start, min(start + self.batch_size, len(rows))))
-                width = max(len(seqs[k]) - p for k in part)
-                ids = torch.full((len(part), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(part), width), dtype=torch.long)
-                for r, k in enumerate(part):
-                    ids[r, : len(seqs[k]) - p] = torch.tensor(seqs[k][p:])
-                    mask[r, : len(seqs[k]) - p] = 1
-                kwargs: dict[str, Any] = {}
-                if cache is not None:
-                    kwargs = {
-                        cache_kwarg(self.model): expand_cache(cache, len(part)),
-                        "position_ids": torch.arange(p, p + width, device=dev).expand(len(part), -1),
-                        "use_cache": True,
-                    }
-                    mask = torch.cat([mask.new_ones(len(part), p), mask], dim=1)
-                logits = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), **kwargs).logits
-                for r, k in enumerate(part):
-                    i, j, pi, ai = rows[k]
-                    pos = torch.arange(len(pi) - 1 - p, len(pi) - 1 - p + len(ai), device=logits.device)
-                    lp = torch.log_softmax(logits[r, pos].float(), dim=-1)
-                    tgt = torch.tensor(ai, device=lp.device)
-                    out[i][j] = float(lp[torch.arange(len(ai), device=lp.device), tgt].sum())
+            prefix = prefill(self.model, torch.tensor([heads[used[0]][:p]], device=dev))[0] if p else None
+            chunk: list[int] = []
+            rows = 0
+            for n, g in enumerate(used):
+                chunk.append(g)
+                rows += len(by_head[g])
+                if rows >= 4 * self.batch_size or n == len(used) - 1:
+                    for (g2, ai), lp in self._score_chunk(chunk, heads, by_head, p, prefix).items():
+                        for i, j in todo[(g2, ai)]:
+                            out[i][j] = lp
+                    chunk, rows = [], 0
         return out
+
+    def _score_chunk(
+        self,
+        chunk: list[int],
+        heads: list[list[int]],
+        by_head: dict[int, list[tuple[int, ...]]],
+        p: int,
+        prefix: Any,
+    ) -> dict[tuple[int, tuple[int, ...]], float]:
+        """:meth:`score` for the answers of the prompts ``chunk`` (indices into ``heads``): the prompts' rests
+        after the shared ``p`` tokens run once, left-padded so that each one's last token (whose logits give
+        its answers' first token) is the last slot; then each answer's other tokens run over those keys and
+        values, its positions continuing its own prompt's."""
+        import torch
+        from transformers import DynamicCache
+
+        from sqltune.models.kvcache import cache_kwarg, expand_cache
+
+        dev = self.model.device
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        tails = [heads[g][p:] for g in chunk]
+        t = max(len(x) for x in tails)
+        ids = torch.full((len(chunk), t), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), p + t), dtype=torch.long)
+        mask[:, :p] = 1
+        pos = torch.zeros((len(chunk), t), dtype=torch.long)
+        for r, x in enumerate(tails):
+            ids[r, t - len(x) :] = torch.tensor(x)
+            mask[r, p + t - len(x) :] = 1
+            pos[r, t - len(x) :] = torch.arange(p, p + len(x))
+        kwargs: dict[str, Any] = {}
+        if prefix is not None:
+            kwargs = {cache_kwarg(self.model): expand_cache(prefix, len(chunk))}
+        res = self.model(
+            input_ids=ids.to(dev),
+            attention_mask=mask.to(dev),
+            position_ids=pos.to(dev),
+            use_cache=True,
+            logits_to_keep=1,
+            **kwargs,
+        )
+        cache = getattr(res, "cache", None) or res.past_key_values
+        first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)  # each prompt's next-token distribution
+        rows = [(r, ai) for r, g in enumerate(chunk) for ai in by_head[g]]
+        got: dict[tuple[int, tuple[int, ...]], float] = {}
+        for start in range(0, len(rows), self.batch_size):
+            part = rows[start : start + self.batch_size]
+            width = max(len(ai) for _, ai in part) - 1  # the last token predicts nothing
+            lps = [float(first[r, ai[0]]) for r, ai in part]
+            if width > 0:
+                sel = torch.tensor([r for r, _ in part], device=dev)
+                pairs = [(layer.keys.index_select(0, sel), layer.values.index_select(0, sel)) for layer in cache.layers]
+                a_ids = torch.full((len(part), width), pad, dtype=torch.long)
+                a_mask = torch.zeros((len(part), width), dtype=torch.long)
+                a_pos = torch.zeros((len(part), width), dtype=torch.long)
+                for k, (r, ai) in enumerate(part):
+                    a_ids[k, : len(ai) - 1] = torch.tensor(ai[:-1])
+                    a_mask[k, : len(ai) - 1] = 1
+                    a_pos[k] = torch.arange(p + len(tails[r]), p + len(tails[r]) + width)
+                full_mask = torch.cat([mask[sel.cpu()], a_mask], dim=1)
+                logits = self.model(
+                    input_ids=a_ids.to(dev),
+                    attention_mask=full_mask.to(dev),
+                    position_ids=a_pos.to(dev),
+                    use_cache=True,
+                    **{cache_kwarg(self.model): DynamicCache(ddp_cache_data=pairs)},
+                ).logits
+                for k, (_, ai) in enumerate(part):
+                    n = len(ai) - 1
+                    if n:
+                        lp = torch.log_softmax(logits[k, :n].float(), dim=-1)
+                        tgt = torch.tensor(ai[1:], device=lp.device)
+                        lps[k] += float(lp[torch.arange(n, device=lp.device), tgt].sum())
+            for k, (r, ai) in enumerate(part):
+                got[(chunk[r], ai)] = lps[k]
+        return got
 
 
 # --------------------------------------------------------------------------- openai

@@ -215,15 +215,25 @@ def encode_answer(tokenizer: Any, messages: list[dict[str, str]], answer: str) -
     answer the rest of the chat template's rendering of the whole conversation (to its end-of-turn token),
     tokenized on its own, so that a BPE merge across the boundary can never change the prompt. Training
     labels these answer ids; scoring an answer sums their log-likelihoods."""
+    prompt_ids, (answer_ids,) = encode_answers(tokenizer, messages, [answer])
+    return prompt_ids, answer_ids
+
+
+def encode_answers(
+    tokenizer: Any, messages: list[dict[str, str]], answers: list[str]
+) -> tuple[list[int], list[list[int]]]:
+    """:func:`encode_answer` for several answers to one prompt, the prompt rendered and tokenized once."""
     prompt_str = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    full = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": answer}], tokenize=False)
-    if not full.startswith(prompt_str):
-        raise DataError(
-            "the chat template renders the prompt differently with and without the answer; "
-            "sqltune cannot mask the prompt reliably for this template"
-        )
-    completion = tokenizer(full[len(prompt_str) :], add_special_tokens=False)["input_ids"]
-    return encode_prompt(tokenizer, messages), list(completion)
+    out = []
+    for answer in answers:
+        full = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": answer}], tokenize=False)
+        if not full.startswith(prompt_str):
+            raise DataError(
+                "the chat template renders the prompt differently with and without the answer; "
+                "sqltune cannot mask the prompt reliably for this template"
+            )
+        out.append(list(tokenizer(full[len(prompt_str) :], add_special_tokens=False)["input_ids"]))
+    return encode_prompt(tokenizer, messages), out
 
 
 def prompt_text(tokenizer: Any, messages: list[dict[str, str]]) -> str:
