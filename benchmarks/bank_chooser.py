@@ -16,7 +16,8 @@ answers, chosen differently:
   ``PRIOR`` times its score after the prompt with the question left out;
 * **+ distance from the nearest** (the default, :data:`sqltune.linking.bank.SIMILARITY`): a hit farther in
   meaning than the nearest pays for the difference of cosines; then the prior at 0.25 and 1.0 (pointwise
-  mutual information), the distance at 25 and 150, and 5 and 10 nearest, each with the other defaults;
+  mutual information) and off, the distance at 25 and 150, one spelling only, and 5 and 10 nearest, each with
+  the other defaults;
 * **ceiling** - the share of questions where the model's answer or one of the k nearest is right (what a
   perfect chooser would reach).
 
@@ -72,10 +73,12 @@ RULES = [
     (f"+ {NEAREST} nearest", NEAREST, True, True, 0.0, 0.0),
     (f"+ question-free prior {PRIOR}", NEAREST, True, True, PRIOR, 0.0),
     (f"+ distance from the nearest, {SIMILARITY:g} per cosine (the default)", NEAREST, True, True, PRIOR, SIMILARITY),
+    ("no prior, the distance", NEAREST, True, True, 0.0, SIMILARITY),
     ("prior 0.25", NEAREST, True, True, 0.25, SIMILARITY),
     ("prior 1.0 (pointwise mutual information)", NEAREST, True, True, 1.0, SIMILARITY),
     ("distance 25 per cosine", NEAREST, True, True, PRIOR, 25.0),
     ("distance 150 per cosine", NEAREST, True, True, PRIOR, 150.0),
+    ("each bank query as drawn only (one spelling)", NEAREST, False, True, PRIOR, SIMILARITY),
     (f"5 nearest, prior {PRIOR}", 5, True, True, PRIOR, SIMILARITY),
     (f"10 nearest, prior {PRIOR}", 10, True, True, PRIOR, SIMILARITY),
 ]

@@ -4,6 +4,7 @@ path, whatever joins or leaves the batch meanwhile."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -52,8 +53,6 @@ def test_same_greedy_answers_as_the_batch_path(backend, school_prompts, length):
 
 
 def test_rows_leave_when_they_end(backend, school_prompts):
-    import time
-
     engine = ContinuousHF(backend, slots=4)
     short, long_ = GenParams(max_new_tokens=2), GenParams(max_new_tokens=30)
     out: dict = {}
@@ -92,3 +91,37 @@ def test_too_long_prompt_is_refused_not_run(backend, school_prompts):
     out = engine.generate(school_prompts[:1], GenParams(max_new_tokens=backend.max_context))
     assert out[0][0].status == "prompt_too_long"
     assert engine.stats()["steps"] == 0
+
+
+def test_close_ends_the_thread_after_the_answers_asked_for(backend, school_prompts):
+    engine = ContinuousHF(backend, slots=2)
+    params = GenParams(max_new_tokens=16)
+    got: dict = {}
+    waiter = threading.Thread(target=lambda: got.setdefault("a", engine.generate(school_prompts[:3], params)))
+    waiter.start()
+    while not engine.steps:  # decoding has begun: every request of the call is queued or in flight
+        time.sleep(0.001)
+    engine.close()
+    waiter.join(timeout=120)
+    assert [c[0].status for c in got["a"]] == ["ok"] * 3  # nothing asked for before the close is lost
+    assert not engine._thread.is_alive()
+    assert engine.store is None and not engine.prefixes
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.generate(school_prompts[:1], params)
+
+
+def test_predict_decodes_in_one_continuous_batch_with_the_same_answers(tiny_model, school_db, tmp_path):
+    from sqltune.predict.run import PredictConfig, predict
+
+    data = make_school_dataset(tmp_path / "d.jsonl", school_db, n=7)
+    common = dict(model=str(tiny_model), dataset=str(data), max_new_tokens=20, precision="fp32", batch_size=2)
+    before = {t.ident for t in threading.enumerate()}
+    predict(PredictConfig(out=str(tmp_path / "c.jsonl"), **common), progress=False)
+    predict(PredictConfig(out=str(tmp_path / "b.jsonl"), continuous=False, **common), progress=False)
+    c, b = read_jsonl(tmp_path / "c.jsonl"), read_jsonl(tmp_path / "b.jsonl")
+    assert len(c) == 7
+    key = lambda r: r["id"]  # noqa: E731
+    assert [(r["raw"], r["pred_sql"]) for r in sorted(c, key=key)] == [
+        (r["raw"], r["pred_sql"]) for r in sorted(b, key=key)
+    ]
+    assert not [t for t in threading.enumerate() if t.ident not in before and t.name == "sqltune-continuous"]

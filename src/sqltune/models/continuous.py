@@ -153,7 +153,7 @@ class ContinuousHF:
         self.eos = set(backend.eos_ids)
         self.cache_arg = cache_kwarg(self.model)  # the forward's name for its cache argument
         self.lock = threading.Lock()  # the model: held for each step, and by stream() for its whole answer
-        self.q: queue.Queue[_Request] = queue.Queue()
+        self.q: queue.Queue[_Request | None] = queue.Queue()  # None: close
         self.rows: list[_Row] = []
         self.prefixes: OrderedDict[tuple[int, ...], list[tuple[Any, Any]]] = OrderedDict()
         self.store: _Slots | None = None
@@ -161,10 +161,20 @@ class ContinuousHF:
         self.row_steps = 0  # rows decoded, summed over the steps
         self.widest = 0  # most rows in one step
         self.prefilled = self.reused = 0  # prompt tokens computed, and taken from a kept prefix
-        threading.Thread(target=self._loop, daemon=True, name="sqltune-continuous").start()
+        self.closed = False
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="sqltune-continuous")
+        self._thread.start()
 
     def info(self) -> dict[str, Any]:
         return {**self.backend.info(), "continuous": True, "slots": self.slots}
+
+    def close(self) -> None:
+        """End the batch's thread once the answers asked for are delivered, and free its keys and values
+        (the backend's model stays loaded: it is the caller's). Generating after this is an error."""
+        self.closed = True
+        self.q.put(None)
+        self._thread.join()
+        self.store, self.prefixes = None, OrderedDict()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -187,6 +197,8 @@ class ContinuousHF:
         prompt, its database's values for literals (:mod:`sqltune.models.grounding`)."""
         from sqltune.models.load import encode_prompt
 
+        if self.closed:
+            raise RuntimeError("this continuous batch is closed")
         results: list[list[Completion]] = []
         waits: list[tuple[int, int, _Request]] = []
         for i, messages in enumerate(prompts):
@@ -208,7 +220,8 @@ class ContinuousHF:
                     self.backend._guides(grounding[i], 1)[0] if grounding is not None else None,
                 )
                 waits.append((i, len(ids), req))
-                self.q.put(req)
+        for _, _, req in waits:  # queued together, once every prompt is encoded
+            self.q.put(req)
         for i, n, req in waits:
             toks = req.future.result()
             text = self.tokenizer.decode(toks, skip_special_tokens=True)
@@ -233,16 +246,26 @@ class ContinuousHF:
         import torch
 
         waiting: deque[_Request] = deque()
+        closing = False
         while True:
             if not self.rows and not waiting:
-                waiting.append(self.q.get())
+                if closing:
+                    return
+                got = self.q.get()
+                if got is None:
+                    return
+                waiting.append(got)
             with self.lock, torch.inference_mode():
                 # drained after the lock is held: what arrived while a stream held it joins this step
                 while True:
                     try:
-                        waiting.append(self.q.get_nowait())
+                        got = self.q.get_nowait()
                     except queue.Empty:
                         break
+                    if got is None:
+                        closing = True  # the rows in flight and those waiting finish first
+                    else:
+                        waiting.append(got)
                 try:
                     while waiting and len(self.rows) < self.slots:
                         req = waiting.popleft()

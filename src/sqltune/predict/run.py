@@ -85,6 +85,10 @@ class PredictConfig(BackendConfig):
     """A table name the model wrote that the database lacks, but one table carries after a prefix
     (``singer`` for ``concert_singer__singer``, ``customer`` for ``dim_customer``), is rewritten to it
     (:func:`sqltune.sqlutil.resolve_tables`); the record keeps ``raw`` and lists the rewrites in ``resolved``."""
+    continuous: bool = True
+    """hf: the questions share one continuous batch (:mod:`sqltune.models.continuous`, what ``serve`` decodes
+    with): an answer leaves its row the step it ends and the next question takes the row, so no batch waits for
+    its longest answer. Off: batches of ``batch_size`` questions, each run to its longest answer."""
     query_bank: bool = True
     """hf: one of the verified queries of the database's query bank nearest in meaning to the question replaces
     the model's answer when the model finds it the likelier answer, or when the model's answer does not run
@@ -201,6 +205,9 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     settings = cfg.backend_settings()
     chunk = {"hf": settings.get("batch_size"), "llamacpp": 8 * getattr(backend, "parallel", 1)}.get(cfg.backend)
     chunk = chunk or 2 * getattr(backend, "parallel", 8)
+    engine = _continuous(cfg, backend, chunk)
+    if engine is not backend:
+        chunk *= CHUNKS_IN_FLIGHT
     if cfg.backend == "hf" and settings["shared_prefix"]:
         todo.sort(key=lambda r: json.dumps(messages_from_record(r, cfg.cot)))
     else:
@@ -220,15 +227,15 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
                 prompts = [messages_from_record(r, cfg.cot) for r in batch]
                 if ground:
                     grounding = [_grounding(r, groundings) for r in batch]
-                    outs = backend.generate(prompts, params, grounding=grounding)  # type: ignore[call-arg]
+                    outs = engine.generate(prompts, params, grounding=grounding)  # type: ignore[call-arg]
                 else:
-                    outs = backend.generate(prompts, params)
+                    outs = engine.generate(prompts, params)
                 per = (time.perf_counter() - t0) / len(batch)
                 recs = [_record(r, comps, per, cfg, tables) for r, comps in zip(batch, outs, strict=False)]
                 if judge is not None and cfg.num_samples > 1:
                     _vote(judge, batch, recs)
                 if judge is not None and bank_on:
-                    _bank(backend, judge, batch, prompts, recs)
+                    _bank(engine, judge, batch, prompts, recs)
                 for rec in recs:
                     statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
                     fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -244,6 +251,8 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
             bar.close()
         if judge is not None:
             judge.close()
+        if engine is not backend:
+            engine.close()  # type: ignore[attr-defined]
     seconds = time.perf_counter() - started
     final = recover_done(out)
     summary = {
@@ -261,6 +270,22 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     manifest["runs"].append(summary)  # one entry per invocation: a resumed file keeps its history
     write_json(manifest_path(out), manifest)
     return summary
+
+
+CHUNKS_IN_FLIGHT = 4
+"""With the continuous batch, questions handed to it at once (and written together), in batches of
+``batch_size``: the rows stay full until the last few answers of each hand-over."""
+
+
+def _continuous(cfg: PredictConfig, backend: Backend, slots: int) -> Backend:
+    """The hf backend behind a continuous batch of ``slots`` rows (``cfg.continuous``), else ``backend``."""
+    from sqltune.models.backends import HFBackend
+
+    if not cfg.continuous or not isinstance(backend, HFBackend) or backend.load_in_4bit:
+        return backend
+    from sqltune.models.continuous import ContinuousHF
+
+    return ContinuousHF(backend, slots=slots)
 
 
 def _bank_on(cfg: PredictConfig, backend: Backend) -> bool:
