@@ -378,8 +378,8 @@ class HFBackend:
         p = p if self.shared_prefix else 0
         dev = self.model.device
         by_head: dict[int, list[tuple[int, ...]]] = {}
-        for g, ai in todo:
-            by_head.setdefault(g, []).append(ai)
+        for g, key in todo:
+            by_head.setdefault(g, []).append(key)
         with torch.inference_mode():
             prefix = prefill(self.model, torch.tensor([heads[used[0]][:p]], device=dev))[0] if p else None
             chunk: list[int] = []
@@ -388,8 +388,8 @@ class HFBackend:
                 chunk.append(g)
                 rows += len(by_head[g])
                 if rows >= 4 * self.batch_size or n == len(used) - 1:
-                    for (g2, ai), lp in self._score_chunk(chunk, heads, by_head, p, prefix).items():
-                        for i, j in todo[(g2, ai)]:
+                    for where, lp in self._score_chunk(chunk, heads, by_head, p, prefix).items():
+                        for i, j in todo[where]:
                             out[i][j] = lp
                     chunk, rows = [], 0
         return out
