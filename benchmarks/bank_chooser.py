@@ -14,10 +14,12 @@ answers, chosen differently:
 * **+ 3 nearest**;
 * **+ question-free prior** (:data:`sqltune.linking.bank.PRIOR`): each candidate's score minus
   ``PRIOR`` times its score after the prompt with the question left out;
-* **+ distance from the nearest** (the default, :data:`sqltune.linking.bank.SIMILARITY`): a hit farther in
-  meaning than the nearest pays for the difference of cosines; then the prior at 0.25 and 1.0 (pointwise
-  mutual information) and off, the distance at 25 and 150, one spelling only, and 5 and 10 nearest, each with
-  the other defaults;
+* **+ distance from the nearest** (:data:`sqltune.linking.bank.SIMILARITY`): a hit farther in meaning than
+  the nearest pays for the difference of cosines;
+* **+ values** (the default, :data:`sqltune.linking.bank.VALUES`): each candidate pays per value it and the
+  question disagree on (a text literal the question does not mention, a value the question names that it
+  lacks); then the values at 2 and 8, the prior off, at 0.25 and at 1.0 (pointwise mutual information), the
+  distance at 25 and 150, one spelling only, and 5 and 10 nearest, each with the other defaults;
 * **ceiling** - the share of questions where the model's answer or one of the k nearest is right (what a
   perfect chooser would reach).
 
@@ -37,7 +39,8 @@ from sqltune.db.target import engine_of
 from sqltune.io import read_jsonl
 from sqltune.judge import Judge
 from sqltune.judge.worker import ScoreJob
-from sqltune.linking.bank import NEAREST, PRIOR, SIMILARITY, bank_for, choose, runs
+from sqltune.linking.bank import NEAREST, PRIOR, SIMILARITY, VALUES, bank_for, choose, named_values, runs
+from sqltune.linking.values import ValueIndex
 from sqltune.models.backend_config import open_backend
 from sqltune.predict.run import PredictConfig, predict
 from sqltune.prompts import messages_from_record
@@ -67,20 +70,23 @@ class Memo:
 
 
 RULES = [
-    ("nearest, as drawn (the first chooser)", 1, False, False, 0.0, 0.0),
-    ("+ run check", 1, False, True, 0.0, 0.0),
-    ("+ both spellings", 1, True, True, 0.0, 0.0),
-    (f"+ {NEAREST} nearest", NEAREST, True, True, 0.0, 0.0),
-    (f"+ question-free prior {PRIOR}", NEAREST, True, True, PRIOR, 0.0),
-    (f"+ distance from the nearest, {SIMILARITY:g} per cosine (the default)", NEAREST, True, True, PRIOR, SIMILARITY),
-    ("no prior, the distance", NEAREST, True, True, 0.0, SIMILARITY),
-    ("prior 0.25", NEAREST, True, True, 0.25, SIMILARITY),
-    ("prior 1.0 (pointwise mutual information)", NEAREST, True, True, 1.0, SIMILARITY),
-    ("distance 25 per cosine", NEAREST, True, True, PRIOR, 25.0),
-    ("distance 150 per cosine", NEAREST, True, True, PRIOR, 150.0),
-    ("each bank query as drawn only (one spelling)", NEAREST, False, True, PRIOR, SIMILARITY),
-    (f"5 nearest, prior {PRIOR}", 5, True, True, PRIOR, SIMILARITY),
-    (f"10 nearest, prior {PRIOR}", 10, True, True, PRIOR, SIMILARITY),
+    ("nearest, as drawn (the first chooser)", 1, False, False, 0.0, 0.0, 0.0),
+    ("+ run check", 1, False, True, 0.0, 0.0, 0.0),
+    ("+ both spellings", 1, True, True, 0.0, 0.0, 0.0),
+    (f"+ {NEAREST} nearest", NEAREST, True, True, 0.0, 0.0, 0.0),
+    (f"+ question-free prior {PRIOR}", NEAREST, True, True, PRIOR, 0.0, 0.0),
+    (f"+ distance from the nearest, {SIMILARITY:g} per cosine", NEAREST, True, True, PRIOR, SIMILARITY, 0.0),
+    (f"+ values, {VALUES:g} per disagreement (the default)", NEAREST, True, True, PRIOR, SIMILARITY, VALUES),
+    ("values 2 per disagreement", NEAREST, True, True, PRIOR, SIMILARITY, 2.0),
+    ("values 8 per disagreement", NEAREST, True, True, PRIOR, SIMILARITY, 8.0),
+    ("no prior", NEAREST, True, True, 0.0, SIMILARITY, VALUES),
+    ("prior 0.25", NEAREST, True, True, 0.25, SIMILARITY, VALUES),
+    ("prior 1.0 (pointwise mutual information)", NEAREST, True, True, 1.0, SIMILARITY, VALUES),
+    ("distance 25 per cosine", NEAREST, True, True, PRIOR, 25.0, VALUES),
+    ("distance 150 per cosine", NEAREST, True, True, PRIOR, 150.0, VALUES),
+    ("each bank query as drawn only (one spelling)", NEAREST, False, True, PRIOR, SIMILARITY, VALUES),
+    ("5 nearest", 5, True, True, PRIOR, SIMILARITY, VALUES),
+    ("10 nearest", 10, True, True, PRIOR, SIMILARITY, VALUES),
 ]
 
 
@@ -119,7 +125,8 @@ def main() -> None:
             hits = bank.nearest([str(r["question"]) for r in rs], k=10)
             ran = runs(judge, db, mine)
             qs = [str(r["question"]) for r in rs]
-            for name, k, spell, check, prior, sim in RULES:
+            named = named_values(ValueIndex.open(db), qs)
+            for name, k, spell, check, prior, sim, values in RULES:
                 picks = choose(
                     backend,
                     prompts,
@@ -131,6 +138,8 @@ def main() -> None:
                     questions=qs,
                     prior=prior,
                     similarity=sim,
+                    named=named,
+                    values=values,
                 )
                 for r, pick in zip(rs, picks, strict=True):
                     chosen[name][str(r["id"])] = pick["sql"]

@@ -143,6 +143,57 @@ def test_a_hit_farther_in_meaning_than_the_nearest_pays_for_the_distance():
     assert pick(0.84, similarity=0.0) == far  # off: the scores alone
 
 
+def test_disagreements_count_literals_nobody_asked_for_and_named_values_left_out():
+    from sqltune.linking.bank import NAMED, disagreements
+
+    q = "Mean pay of our accountants?"
+    named = {"accountant": NAMED}  # the value index found 'Accountant' for "accountants"
+    assert disagreements("SELECT avg(salary) FROM employees WHERE title = 'Accountant'", q, named) == 0
+    assert disagreements("SELECT avg(salary) FROM employees", q, named) == 1  # the filter was dropped
+    assert disagreements("SELECT avg(salary) FROM employees WHERE title = 'Sales Manager'", q, named) == 2
+    assert disagreements("SELECT avg(salary) FROM employees", q, {"accountant": NAMED - 1}) == 0  # a weak match
+    # a mention in another case or form, a LIKE pattern's wildcards, numbers: no disagreement
+    assert disagreements("SELECT city FROM customers WHERE country = 'Germany'", "Which German cities?", {}) == 0
+    assert disagreements("SELECT name FROM e WHERE title LIKE '%Manager%' AND age > 30", "our managers", {}) == 0
+    # a template's join over a category the question never named
+    cheapest = "What is the cheapest thing we sell?"
+    memorised = "SELECT p.name FROM products AS p JOIN categories AS c ON 1 WHERE c.name = 'Beverages' LIMIT 1"
+    assert disagreements(memorised, cheapest, {}) == 1
+    assert disagreements("SELECT name FROM products ORDER BY unit_price LIMIT 1", cheapest, {}) == 0
+    assert disagreements("not sql at all (", cheapest, {}) == 0
+
+
+def test_choose_charges_every_candidate_for_the_values_it_disagrees_on():
+    from sqltune.linking.bank import VALUES, Entry, Hit, choose
+
+    q = "What is the cheapest thing we sell?"
+    msgs = [[{"role": "user", "content": q}]]
+    own = "SELECT name FROM products WHERE category = 'Beverages' ORDER BY unit_price LIMIT 1"
+    right = "SELECT name FROM products ORDER BY unit_price LIMIT 1"
+    hits = [[Hit(Entry(right, "Which product has the lowest unit price?", "top"), 0.7)]]
+    scores = _Scores({own: -6.0, right: -8.0, right.replace("name FROM", "name FROM"): -8.0})
+    assert VALUES == 4.0
+    got = choose(scores, msgs, [own], hits, questions=[q], prior=0.0)[0]
+    assert got["sql"] == right and got["disagreements"] == [1, 0]  # -6 - 4 against -8
+    assert choose(scores, msgs, [own], hits, questions=[q], prior=0.0, values=0.0)[0]["sql"] == own
+    assert choose(scores, msgs, [own], hits)[0]["sql"] == own  # no questions: no values to compare
+    # a value the question names that the model's answer dropped
+    q2 = "How many orders were cancelled?"
+    hits2 = [[Hit(Entry("SELECT count(*) FROM orders WHERE status = 'cancelled'", "n", "count"), 0.8)]]
+    s2 = _Scores({"SELECT count(*) FROM orders": -2.0, "SELECT count(*) FROM orders WHERE status = 'cancelled'": -5.0})
+    named = [{"cancelled": 100.0}]
+    pick = choose(
+        s2,
+        [[{"role": "user", "content": q2}]],
+        ["SELECT count(*) FROM orders"],
+        hits2,
+        questions=[q2],
+        prior=0.0,
+        named=named,
+    )[0]
+    assert pick["from_bank"] and pick["disagreements"] == [1, 0]
+
+
 class _Asked:
     """Scores that depend on whether the prompt still holds its question."""
 
@@ -276,6 +327,7 @@ def test_predict_keeps_the_likelier_of_the_model_and_the_bank(tiny_model, school
         conn.execute(b["bank_sql"]).fetchall()  # the bank's query runs
         own = r.get("model_sql", r["pred_sql"]) if b["from_bank"] else r["pred_sql"]
         assert len(b["scores"]) == 1 + NEAREST and b["own_ran"] is (bool(own) and _runs(conn, own))
+        assert len(b["disagreements"]) == 1 + NEAREST  # the values each candidate and the question disagree on
         best = max(x for x in b["scores"][1:] if x is not None)
         assert b["from_bank"] == (not b["own_ran"] or best > b["scores"][0])
         if b["from_bank"]:

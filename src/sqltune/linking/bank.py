@@ -62,6 +62,21 @@ query pay nothing; their contest is the model's scores alone. A small model's sc
 better than its columns; the encoder that found the hits knows which one the question's words name. 0 turns
 it off."""
 
+VALUES = 4.0
+"""What an answer pays per value it and its question disagree on, in nats: a text literal the question does not
+mention (a filter nobody asked for, often a training template's), or a value the question names (the value index
+finds it at :data:`NAMED` similarity or more) that the answer does not use (a filter it dropped). The model's
+answer pays as any bank query does. 0 turns it off."""
+NAMED = 95.0
+"""How similar (0-100, :meth:`sqltune.linking.values.ValueIndex.lookup`) a question's words must be to a value
+for the question to name it, when the answer's lacking it is counted (a lower match still counts as a mention)."""
+MENTIONED = 85.0
+"""How similar (rapidfuzz's partial ratio, 0-100) a literal must be to some part of the question to be
+mentioned there ("Germany" for "German", "Accountant" for "accountants")."""
+
+PICK_FIELDS = ("from_bank", "scores", "priors", "own_ran", "bank_sql", "bank_question", "similarity", "disagreements")
+"""What a prediction's or an answer's ``bank`` keeps of :func:`choose`'s pick."""
+
 
 def cache_root() -> Path:
     """Beside the value index's cache (``$SQLTUNE_HOME/cache/bank``)."""
@@ -228,6 +243,45 @@ def ran_first(result: Any, sql: str) -> bool | None:
     return None if result.db_error else bool(sql and result.ok and result.ok[0])
 
 
+def named_values(index: Any, questions: list[str]) -> list[dict[str, float]]:
+    """Per question, the values its words name (lower-cased) and how similar (0-100), from a database's value
+    index (:class:`sqltune.linking.values.ValueIndex`); empty without one."""
+    if index is None:
+        return [{} for _ in questions]
+    out = []
+    for q in questions:
+        got: dict[str, float] = {}
+        for h in index.lookup(q):
+            got[h.value.lower()] = max(got.get(h.value.lower(), 0.0), h.score)
+        out.append(got)
+    return out
+
+
+def disagreements(sql: str, question: str, named: dict[str, float] | None, engine: str = "sqlite") -> int:
+    """How many values ``sql`` and ``question`` disagree on (see :data:`VALUES`): the text literals of ``sql``
+    (``%`` wildcards aside) the question does not mention, plus the values the question names (``named``, from
+    :func:`named_values`, at :data:`NAMED` or more) that ``sql`` does not use."""
+    import sqlglot
+    from rapidfuzz import fuzz
+    from sqlglot import exp
+
+    from sqltune.db.target import SQLGLOT_DIALECT
+
+    try:
+        tree = sqlglot.parse_one(sql, read=SQLGLOT_DIALECT.get(engine, "sqlite"))
+    except (sqlglot.errors.SqlglotError, ValueError):
+        return 0
+    if tree is None:
+        return 0
+    q = question.lower()
+    named = named or {}
+    lits = {str(x.this).strip("%").strip().lower() for x in tree.find_all(exp.Literal) if x.is_string}
+    lits.discard("")
+    unasked = sum(1 for v in lits if not (v in q or v in named or fuzz.partial_ratio(v, q) >= MENTIONED))
+    dropped = sum(1 for v, score in named.items() if score >= NAMED and not any(v == x or v in x for x in lits))
+    return unasked + dropped
+
+
 def choose(
     backend: Any,
     prompts: list[list[dict[str, str]]],
@@ -239,6 +293,8 @@ def choose(
     questions: list[str] | None = None,
     prior: float = PRIOR,
     similarity: float = SIMILARITY,
+    named: list[dict[str, float]] | None = None,
+    values: float = VALUES,
 ) -> list[dict[str, Any]]:
     """For each prompt, whether a bank query replaces the model's own SQL: the backend's
     ``score(prompts, answers)`` (the log-likelihood of each answer after the prompt) decides between the
@@ -246,12 +302,15 @@ def choose(
     (each prompt's question) and ``prior`` > 0, each answer is also scored after the same prompt with its
     question left out (:func:`sqltune.prompts.without_question`), and what decides is ``score - prior *
     that``: how much more likely the question makes the answer (see :data:`PRIOR`). A hit farther in meaning
-    than the nearest pays ``similarity`` times the difference of their cosines (:data:`SIMILARITY`). The
+    than the nearest pays ``similarity`` times the difference of their cosines (:data:`SIMILARITY`). With
+    ``questions``, every candidate also pays ``values`` per value it and its question disagree on
+    (:func:`disagreements`; ``named``: the values each question names, from :func:`named_values`). The
     model's answer is out
     of the running where it is empty or did not run (``own_ran`` False, from :func:`runs`); a tie keeps it.
     Returns per prompt ``{"sql", "from_bank", "scores", "priors", "own_ran", "bank_sql", "bank_question",
-    "similarity"}`` (``scores``: the model's answer's log-likelihood, then each hit's; ``priors``: the same
-    without the question, or None); a prompt with no hit keeps its SQL, unscored. ``spell=False`` scores each
+    "similarity", "disagreements"}`` (``scores``: the model's answer's log-likelihood, then each hit's;
+    ``priors``: the same without the question, or None; ``disagreements``: each one's count of values it and
+    the question disagree on, or None); a prompt with no hit keeps its SQL, unscored. ``spell=False`` scores each
     hit as drawn only (what the benchmark of the chooser compares)."""
     from sqltune.prompts import without_question
 
@@ -287,6 +346,12 @@ def choose(
         ]
         near = max(h.similarity for h in hits[k])
         rank = [rank[0], *(x - similarity * (near - h.similarity) for x, h in zip(rank[1:], hits[k], strict=True))]
+        off: list[int] | None = None
+        if questions is not None and values > 0:
+            cands = [own[k], *(h.entry.sql for h in hits[k])]
+            nv = named[k] if named is not None else None
+            off = [disagreements(c, questions[k], nv, engine) if c else 0 for c in cands]
+            rank = [x - values * d for x, d in zip(rank, off, strict=True)]
         best = max(range(len(rank)), key=lambda i: (rank[i], -i))
         top = hits[k][max(best - 1, 0)]  # the bank query taken, else the nearest
         out[k] = {
@@ -298,6 +363,7 @@ def choose(
             "bank_sql": top.entry.sql,
             "bank_question": top.entry.question,
             "similarity": round(top.similarity, 4),
+            "disagreements": off,
         }
     return out
 
@@ -307,14 +373,19 @@ def _r(x: float | None) -> float | None:
 
 
 __all__ = [
+    "NAMED",
     "NEAREST",
+    "PICK_FIELDS",
     "PRIOR",
     "SIMILARITY",
+    "VALUES",
     "Entry",
     "Hit",
     "QueryBank",
     "bank_for",
     "choose",
+    "disagreements",
+    "named_values",
     "ran_first",
     "runs",
     "spellings",

@@ -218,6 +218,7 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     tables: dict[str, list[str]] = {}
     ground = cfg.ground_values and bool(getattr(backend, "grounds_values", False))
     groundings: dict[str, Any] = {}
+    indexes: dict[str, Any] = {}  # per database, its value index (the query bank's chooser reads it)
     written = 0
     try:
         with open(out, "a", encoding="utf-8") as fh:
@@ -235,7 +236,7 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
                 if judge is not None and cfg.num_samples > 1:
                     _vote(judge, batch, recs)
                 if judge is not None and bank_on:
-                    _bank(engine, judge, batch, prompts, recs)
+                    _bank(engine, judge, batch, prompts, recs, indexes)
                 for rec in recs:
                     statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
                     fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -293,12 +294,17 @@ def _bank_on(cfg: PredictConfig, backend: Backend) -> bool:
 
 
 def _bank(
-    backend: Backend, judge: Judge, batch: list[dict[str, Any]], prompts: list[Any], recs: list[dict[str, Any]]
+    backend: Backend,
+    judge: Judge,
+    batch: list[dict[str, Any]],
+    prompts: list[Any],
+    recs: list[dict[str, Any]],
+    indexes: dict[str, Any],
 ) -> None:
     """The query bank's turn (:func:`sqltune.linking.bank.choose`): per record whose database has a bank, the
     model's answer (run through the judge: one that fails is out) against the bank's nearest queries, the
     likeliest for its question kept."""
-    from sqltune.linking.bank import NEAREST, bank_for, choose, runs
+    from sqltune.linking.bank import NEAREST, PICK_FIELDS, bank_for, choose, named_values, runs
 
     by_db: dict[str, list[int]] = {}
     for k, r in enumerate(batch):
@@ -313,15 +319,13 @@ def _bank(
         own = [recs[k]["pred_sql"] for k in ks]
         ran = runs(judge, db, own)
         qs = [str(batch[k]["question"]) for k in ks]
-        picks = choose(backend, [prompts[k] for k in ks], own, hits, ran, engine_of(db), questions=qs)
+        named = named_values(_value_index(db, indexes), qs)
+        picks = choose(backend, [prompts[k] for k in ks], own, hits, ran, engine_of(db), questions=qs, named=named)
         for k, pick in zip(ks, picks, strict=True):
             rec = recs[k]
             if "scores" not in pick:
                 continue
-            rec["bank"] = {
-                x: pick[x]
-                for x in ("from_bank", "scores", "priors", "own_ran", "bank_sql", "bank_question", "similarity")
-            }
+            rec["bank"] = {x: pick[x] for x in PICK_FIELDS}
             if pick["from_bank"]:
                 rec["model_sql"], rec["pred_sql"] = rec["pred_sql"], pick["sql"]
                 if rec["status"] == "no_sql":
@@ -340,6 +344,18 @@ def _grounding(r: dict[str, Any], cache: dict[str, Any]) -> Any:
 
         try:
             cache[db] = ValueIndex.open(db).grounding() if is_url(db) or Path(db).is_file() else None
+        except (ExecutionError, DataError, ConfigError, OSError):
+            cache[db] = None
+    return cache[db]
+
+
+def _value_index(db: str, cache: dict[str, Any]) -> Any:
+    """The database's value index, opened once per run; None when it cannot be read (the judge says why)."""
+    if db not in cache:
+        from sqltune.linking.values import ValueIndex
+
+        try:
+            cache[db] = ValueIndex.open(db)
         except (ExecutionError, DataError, ConfigError, OSError):
             cache[db] = None
     return cache[db]

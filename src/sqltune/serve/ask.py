@@ -378,7 +378,7 @@ def _bank(batch: list[Pending], sqls: list[list[str]], backend: Backend, results
     model's answer (out where it did not run: ``results``, the judge's run of this round's candidates) and
     the bank's nearest queries (:func:`sqltune.linking.bank.choose`). Returns the questions whose first
     candidate a bank query replaced (theirs must run again)."""
-    from sqltune.linking.bank import NEAREST, choose, ran_first
+    from sqltune.linking.bank import NEAREST, PICK_FIELDS, choose, named_values, ran_first
 
     ks = [k for k, p in enumerate(batch) if p.round == 0 and not p.short and sqls[k]]
     banks = {k: batch[k].db.query_bank() for k in ks}
@@ -392,13 +392,13 @@ def _bank(batch: list[Pending], sqls: list[list[str]], backend: Backend, results
         own = [sqls[k][0] for k in group]
         ran = [ran_first(results[k], sqls[k][0]) for k in group]
         qs = [batch[k].question for k in group]
-        picks = choose(backend, [batch[k].base for k in group], own, hits, ran, engine_of(path), questions=qs)
+        named = named_values(batch[group[0]].db.value_index(), qs)
+        picks = choose(
+            backend, [batch[k].base for k in group], own, hits, ran, engine_of(path), questions=qs, named=named
+        )
         for k, pick in zip(group, picks, strict=True):
             if "scores" in pick:
-                batch[k].answer.bank = {
-                    x: pick[x]
-                    for x in ("from_bank", "scores", "priors", "own_ran", "bank_sql", "bank_question", "similarity")
-                }
+                batch[k].answer.bank = {x: pick[x] for x in PICK_FIELDS}
                 if pick["from_bank"]:
                     sqls[k][0] = pick["sql"]
                     taken.append(k)
