@@ -438,4 +438,14 @@ class ContinuousHF:
         return done
 
 
-__all__ = ["ContinuousHF"]
+def continuous_engine(backend: Any, slots: int) -> Any:
+    """``backend`` behind a continuous batch of ``slots`` rows where it can be (the hf backend, not in 4-bit),
+    else ``backend`` itself: what ``predict`` and ``serve`` decode with."""
+    from sqltune.models.backends import HFBackend
+
+    if isinstance(backend, HFBackend) and not backend.load_in_4bit:
+        return ContinuousHF(backend, slots=slots)
+    return backend
+
+
+__all__ = ["ContinuousHF", "continuous_engine"]

@@ -205,7 +205,11 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     settings = cfg.backend_settings()
     chunk = {"hf": settings.get("batch_size"), "llamacpp": 8 * getattr(backend, "parallel", 1)}.get(cfg.backend)
     chunk = chunk or 2 * getattr(backend, "parallel", 8)
-    engine = _continuous(cfg, backend, chunk)
+    engine = backend
+    if cfg.continuous:
+        from sqltune.models.continuous import continuous_engine
+
+        engine = continuous_engine(backend, chunk)
     if engine is not backend:
         chunk *= CHUNKS_IN_FLIGHT
     if cfg.backend == "hf" and settings["shared_prefix"]:
@@ -218,7 +222,7 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
     tables: dict[str, list[str]] = {}
     ground = cfg.ground_values and bool(getattr(backend, "grounds_values", False))
     groundings: dict[str, Any] = {}
-    indexes: dict[str, Any] = {}  # per database, its value index (the query bank's chooser reads it)
+    indexes: dict[str, Any] = {}  # per database, its value index (grounding and the bank's chooser read it)
     written = 0
     try:
         with open(out, "a", encoding="utf-8") as fh:
@@ -227,7 +231,7 @@ def predict(cfg: PredictConfig, backend: Backend | None = None, progress: bool =
                 t0 = time.perf_counter()
                 prompts = [messages_from_record(r, cfg.cot) for r in batch]
                 if ground:
-                    grounding = [_grounding(r, groundings) for r in batch]
+                    grounding = [_grounding(r, groundings, indexes) for r in batch]
                     outs = engine.generate(prompts, params, grounding=grounding)  # type: ignore[call-arg]
                 else:
                     outs = engine.generate(prompts, params)
@@ -278,17 +282,6 @@ CHUNKS_IN_FLIGHT = 4
 ``batch_size``: the rows stay full until the last few answers of each hand-over."""
 
 
-def _continuous(cfg: PredictConfig, backend: Backend, slots: int) -> Backend:
-    """The hf backend behind a continuous batch of ``slots`` rows (``cfg.continuous``), else ``backend``."""
-    from sqltune.models.backends import HFBackend
-
-    if not cfg.continuous or not isinstance(backend, HFBackend) or backend.load_in_4bit:
-        return backend
-    from sqltune.models.continuous import ContinuousHF
-
-    return ContinuousHF(backend, slots=slots)
-
-
 def _bank_on(cfg: PredictConfig, backend: Backend) -> bool:
     return cfg.query_bank and not cfg.cot and bool(getattr(backend, "scores_answers", False))
 
@@ -332,7 +325,7 @@ def _bank(
                     rec["status"] = "ok"
 
 
-def _grounding(r: dict[str, Any], cache: dict[str, Any]) -> Any:
+def _grounding(r: dict[str, Any], cache: dict[str, Any], indexes: dict[str, Any]) -> Any:
     """The value grounding of a record's database (its value index's closed columns), built once per database;
     None when the record names none or it cannot be read (the judge will say why)."""
     db = r.get("db_path")
@@ -340,10 +333,9 @@ def _grounding(r: dict[str, Any], cache: dict[str, Any]) -> Any:
         return None
     db = str(db)
     if db not in cache:
-        from sqltune.linking.values import ValueIndex
-
+        index = _value_index(db, indexes)
         try:
-            cache[db] = ValueIndex.open(db).grounding() if is_url(db) or Path(db).is_file() else None
+            cache[db] = index.grounding() if index is not None else None
         except (ExecutionError, DataError, ConfigError, OSError):
             cache[db] = None
     return cache[db]
@@ -355,7 +347,7 @@ def _value_index(db: str, cache: dict[str, Any]) -> Any:
         from sqltune.linking.values import ValueIndex
 
         try:
-            cache[db] = ValueIndex.open(db)
+            cache[db] = ValueIndex.open(db) if is_url(db) or Path(db).is_file() else None
         except (ExecutionError, DataError, ConfigError, OSError):
             cache[db] = None
     return cache[db]

@@ -301,14 +301,12 @@ def create_app(
     pool = JudgePool(cfg.judges, ask_cfg.timeout, ask_cfg.max_rows, ask_cfg.allow_privileged_role)
     for j in pool.all:  # start every worker now, before requests arrive
         j.run([(databases[0].path, ["SELECT 1"])])
-    from sqltune.models.backends import HFBackend
-
     batcher: Any
     gather = int(getattr(backend, "parallel", 16))  # questions decoded together: the model's --batch-size / --slots
-    if cfg.continuous and isinstance(backend, HFBackend) and not backend.load_in_4bit:
-        from sqltune.models.continuous import ContinuousHF
+    if cfg.continuous:
+        from sqltune.models.continuous import continuous_engine
 
-        backend = ContinuousHF(backend, slots=gather)
+        backend = continuous_engine(backend, gather)
     if cfg.continuous and getattr(backend, "continuous", False):  # an engine that batches requests as they come
         batcher = Asker(backend, _PoolJudge(pool), ask_cfg, style, workers=4 * gather)
     else:
